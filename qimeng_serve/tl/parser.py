@@ -179,6 +179,12 @@ def _expected(tokens) -> str:
     return ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
 
 
+def _end_of(source: str) -> Span:
+    """Where the text ends: just after the last character of the last non-empty line."""
+    lines = source.rstrip().splitlines() or [""]
+    return Span(len(lines), len(lines[-1]) + 1)
+
+
 def parse_tl(source: str, source_name: str = "<tl>") -> ast.Program:
     """Parse TL text. Raises TLSyntaxError pointing at the offending line and column."""
     try:
@@ -201,7 +207,7 @@ def parse_tl(source: str, source_name: str = "<tl>") -> ast.Program:
         if tok.type == "$END":
             raise TLSyntaxError(
                 f"unexpected end of file, expected {_expected(e.expected)}",
-                Span(max(1, source.count(chr(10)) + 1), 1),
+                _end_of(source),
                 fix="close every '{' with '}' and finish the last statement",
                 source_name=source_name,
             ) from None

@@ -1,0 +1,264 @@
+"""The `qimeng-serve` command line. The only module that prints or exits.
+
+Exit status: 0 success; 1 the work found a problem (a TL program fails its checks, an interpreter
+run misses the reference); 2 bad input (malformed TL, unknown arch, unsupported dtype or head
+size), with `error:` and `fix:` lines and no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from qimeng_serve.errors import QimengError, TLError
+
+app = typer.Typer(
+    help="Generate attention kernels for NVIDIA GPUs through the Thinking-Language (TL) workflow.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+tl_app = typer.Typer(help="Work with Thinking-Language programs: check, run, format.", no_args_is_help=True)
+app.add_typer(tl_app, name="tl")
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(exc: QimengError, source: str | None = None) -> None:
+    if isinstance(exc, TLError):
+        err.print(exc.render(source), markup=False, highlight=False)
+    else:
+        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        if exc.fix:
+            err.print(f"fix: {exc.fix}", markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+def user_errors(fn):
+    """Turn QimengError into `error:`/`fix:` and exit status 2; let real bugs show their traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except QimengError as exc:
+            _fail(exc, getattr(exc, "_source", None))
+
+    return wrapper
+
+
+def _read_tl(path: Path):
+    """Read and parse a TL file; a syntax error carries its source for the caret display."""
+    from qimeng_serve.tl.parser import parse_tl
+
+    if not path.is_file():
+        raise QimengError(f"no such TL file: {path}", fix="pass the path of a .tl file, e.g. kernels_src/tl/dense_prefill_sm80.tl")
+    source = path.read_text()
+    try:
+        return parse_tl(source, source_name=str(path)), source
+    except TLError as exc:
+        exc._source = source
+        raise
+
+
+# ------------------------------------------------------------------ targets
+@app.command()
+@user_errors
+def targets(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """List the GPU architectures qimeng-serve knows and what each offers an attention kernel."""
+    from qimeng_serve.targets import TARGETS
+
+    if as_json:
+        rows = []
+        for t in TARGETS.values():
+            rows.append({
+                "arch": t.arch, "family": t.family, "smem_default": t.smem_default, "smem_optin_max": t.smem_optin_max,
+                "regs_per_sm": t.regs_per_sm, "max_regs_per_thread": t.max_regs_per_thread, "mma": t.mma,
+                "ldmatrix": t.ldmatrix, "cp_async": t.cp_async, "tma": t.tma, "gmma": t.gmma, "dtypes": t.dtypes,
+                "compile_only": t.compile_only, "sass_arch": t.sass_arch, "examples": t.examples,
+            })
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="GPU targets")
+    for col in ("arch", "family", "smem/block KB\n(default/opt-in)", "tensor-core MMA", "copy & MMA paths", "example GPUs"):
+        table.add_column(col)
+    for t in TARGETS.values():
+        mma = "\n".join(f"{dt} {' '.join(shapes)}" for dt, shapes in t.mma.items())
+        paths = " ".join(name for name, has in (("ldmatrix", t.ldmatrix), ("cp.async", t.cp_async), ("TMA", t.tma),
+                                                  ("GMMA", t.gmma)) if has)
+        arch = t.arch + ("\n(compile-only)" if t.compile_only else "")
+        table.add_row(arch, t.family, f"{t.smem_default // 1024} / {t.smem_optin_max // 1024}", mma, paths,
+                      "\n".join(t.examples))
+    out.print(table)
+    out.print("bf16 needs sm_80+; fp8 (e4m3) MMA needs sm_89+; sm_90 builds as sm_90a for GMMA/TMA.")
+
+
+# ------------------------------------------------------------------ shared options
+ArchOpt = Annotated[Optional[list[str]], typer.Option("--arch", help="Target(s), e.g. sm_75. Default: the program's `targets`.")]
+DtypeOpt = Annotated[Optional[list[str]], typer.Option("--dtype", help="f16 or bf16. Default: every dtype the target has.")]
+HeadDimOpt = Annotated[Optional[list[int]], typer.Option("--head-dim", help="64, 128 or 256. Default: all three.")]
+GroupOpt = Annotated[int, typer.Option("--group", help="GQA group size (query heads per KV head).")]
+CausalOpt = Annotated[bool, typer.Option("--causal/--no-causal", help="Causal mask.")]
+
+
+def _specs(program, arches, dtypes, head_dims, group, causal, window=0, softcap=0.0, qlen=1):
+    """Every (target, spec) combination asked for; validates names before any work."""
+    from qimeng_serve.spec import HEAD_DIMS, AttentionSpec
+    from qimeng_serve.targets import get_target
+
+    if not program.op:
+        raise QimengError("the TL program declares no op", fix="add a line `op dense_prefill` (or paged_prefill / paged_decode)")
+    names = arches or list(program.targets)
+    if not names:
+        raise QimengError("the program declares no targets and no --arch was given", fix="pass --arch sm_80 (or add `targets sm_80`)")
+    combos = []
+    for name in names:
+        target = get_target(name)
+        for dtype in dtypes or [d for d in ("f16", "bf16") if d in target.dtypes]:
+            for hd in head_dims or list(HEAD_DIMS):
+                spec = AttentionSpec(program.op, dtype, hd, group, causal, window, softcap, qlen)
+                spec.validate_for(target)
+                combos.append((target, spec))
+    return combos
+
+
+# ------------------------------------------------------------------ tl check
+@tl_app.command("check")
+@user_errors
+def tl_check(
+    files: Annotated[list[Path], typer.Argument(help="TL files to check.")],
+    arch: ArchOpt = None,
+    dtype: DtypeOpt = None,
+    head_dim: HeadDimOpt = None,
+    group: GroupOpt = 1,
+    causal: CausalOpt = True,
+    form: Annotated[str, typer.Option(help="auto, sketch or program.")] = "auto",
+) -> None:
+    """Check TL programs against their GPU targets: names, shapes, tile divisibility, shared-memory and
+    register budgets, instruction legality and attention semantics. Exit 1 when any check fails."""
+    from qimeng_serve.tl.checker import check_tl
+
+    if form not in ("auto", "sketch", "program"):
+        raise QimengError(f"unknown --form '{form}'", fix="use auto, sketch or program")
+    table = Table(title="tl check")
+    for col in ("file", "arch", "dtype", "head_dim", "result"):
+        table.add_column(col)
+    failed = False
+    for path in files:
+        program, _source = _read_tl(path)
+        seen: set[str] = set()
+        for target, spec in _specs(program, arch, dtype, head_dim, group, causal):
+            diags = [d for d in check_tl(program, target, spec, form=form) if d.severity == "error"]
+            table.add_row(path.name, target.arch, spec.dtype, str(spec.head_dim),
+                          "[green]ok[/]" if not diags else f"[red]{len(diags)} error(s)[/]")
+            for d in diags:
+                text = d.render(str(path))
+                if text not in seen:  # the same rule often fails for every head size
+                    seen.add(text)
+                    err.print(text, markup=False, highlight=False)
+            failed |= bool(diags)
+    out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ tl run
+@tl_app.command("run")
+@user_errors
+def tl_run(
+    file: Annotated[Path, typer.Argument(help="TL program to execute on the CPU.")],
+    dtype: Annotated[str, typer.Option(help="Input dtype of the spec: f16 or bf16.")] = "f16",
+    head_dim: Annotated[int, typer.Option("--head-dim", help="64, 128 or 256.")] = 64,
+    group: GroupOpt = 4,
+    causal: CausalOpt = True,
+    window: Annotated[int, typer.Option(help="Sliding window (0 = none).")] = 0,
+    softcap: Annotated[float, typer.Option(help="Logits soft-cap (0 = none).")] = 0.0,
+    heads_kv: Annotated[int, typer.Option("--heads-kv", help="KV heads.")] = 2,
+    seqlen_q: Annotated[Optional[list[int]], typer.Option("--seqlen-q", help="Query length per sequence (repeat).")] = None,
+    seqlen_k: Annotated[Optional[list[int]], typer.Option("--seqlen-k", help="KV length per sequence (repeat).")] = None,
+    emulate: Annotated[bool, typer.Option(help="Round stores to the program's dtypes instead of exact fp32.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed for the inputs.")] = 0,
+    tolerance: Annotated[Optional[float], typer.Option(help="Max relative error. Default 1e-5 exact, 5e-3 emulated.")] = None,
+) -> None:
+    """Execute a TL program with the CPU interpreter on random inputs and compare with a reference
+    attention in float64. Prints the relative error; exit 1 when it exceeds the tolerance."""
+    from qimeng_serve.spec import AttentionSpec
+    from qimeng_serve.tl.interpreter import max_rel_error, run_tl
+    from qimeng_serve.tl.problem import make_problem
+    from qimeng_serve.tl.reference import reference_attention
+
+    program, _ = _read_tl(file)
+    if not program.op:
+        raise QimengError("the TL program declares no op", fix="add a line `op dense_prefill` (or paged_prefill / paged_decode)")
+    spec = AttentionSpec(program.op, dtype, head_dim, group, causal, window, softcap,
+                         decode_query_len=max(seqlen_q or [1]) if program.op == "paged_decode" else 1)
+    lq, lk = _default_lengths(program.op, seqlen_q, seqlen_k)
+    problem = make_problem(spec, batch=len(lq), heads_kv=heads_kv, seqlen_q=lq, seqlen_k=lk, seed=seed)
+    outs = run_tl(program, spec, problem, emulate_dtypes=emulate)
+    error = max_rel_error(outs, reference_attention(problem, spec))
+    tol = tolerance if tolerance is not None else (5e-3 if emulate else 1e-5)
+    table = Table(title=f"tl run {file.name}")
+    for col in ("op", "spec", "seqlen_q", "seqlen_k", "rel. error", "tolerance", "result"):
+        table.add_column(col)
+    ok = error <= tol
+    table.add_row(program.op, spec.key(), str(lq), str(lk), f"{error:.3e}", f"{tol:.0e}",
+                  "[green]ok[/]" if ok else "[red]MISMATCH[/]")
+    out.print(table)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _default_lengths(op, seqlen_q, seqlen_k):
+    """Ragged lengths that are not tile multiples, with a chunked-prefill offset, unless given."""
+    if op == "paged_decode":
+        lq = seqlen_q or [1, 1, 1]
+        lk = seqlen_k or [1, 300, 1100][: len(lq)] + [700] * max(0, len(lq) - 3)
+    else:
+        lq = seqlen_q or [1, 17, 129]
+        lk = seqlen_k or [q + extra for q, extra in zip(lq, [0, 40, 3])] + [q for q in lq[3:]]
+    if len(lq) != len(lk):
+        raise QimengError(f"{len(lq)} --seqlen-q values but {len(lk)} --seqlen-k values", fix="give one of each per sequence")
+    return list(lq), list(lk)
+
+
+# ------------------------------------------------------------------ tl fmt
+@tl_app.command("fmt")
+@user_errors
+def tl_fmt(
+    files: Annotated[list[Path], typer.Argument(help="TL files to format.")],
+    write: Annotated[bool, typer.Option("--write", "-w", help="Rewrite the files in place.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if a file is not formatted; change nothing.")] = False,
+) -> None:
+    """Print TL files in canonical form (comments kept), or rewrite them with --write."""
+    from qimeng_serve.tl.printer import print_tl
+
+    unformatted = []
+    for path in files:
+        program, source = _read_tl(path)
+        text = print_tl(program)
+        if check:
+            if text != source:
+                unformatted.append(str(path))
+        elif write:
+            if text != source:
+                tmp = path.with_suffix(path.suffix + ".tmp")
+                tmp.write_text(text)
+                tmp.replace(path)  # atomic: a crash never leaves half a file
+                out.print(f"formatted {path}")
+        else:
+            sys.stdout.write(text)
+    if unformatted:
+        err.print("not formatted: " + ", ".join(unformatted), markup=False)
+        err.print("fix: qimeng-serve tl fmt --write " + " ".join(unformatted), markup=False)
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
