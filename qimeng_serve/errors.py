@@ -76,6 +76,13 @@ class TLCheckError(TLError):
         super().__init__(first.message, first.span, first.fix, source_name)
         self.diagnostics = diagnostics
 
+    def render(self, source: str | None = None) -> str:
+        """Every diagnostic, not only the first: an LLM repairing the program needs them all."""
+        return "\n".join(d.render(self.source_name) for d in self.diagnostics)
+
+    def __str__(self) -> str:
+        return self.render()
+
 
 class TLRuntimeError(TLError):
     """The interpreter could not execute a statement (shape mismatch, unknown name...)."""

@@ -66,11 +66,19 @@ def _print_stmt(s: ast.Stmt, depth: int) -> list[str]:
 
 def _print_block(items, depth: int) -> list[str]:
     lines: list[str] = []
+    comments_from = None  # where the run of own-line comments just before this item starts
     for item in items:
         if isinstance(item, ast.Comment) and item.inline and lines:
             lines[-1] += f"  #{item.text}"
             continue
-        lines.extend(_print_item(item, depth))
+        printed = _print_item(item, depth)
+        if printed and printed[0] == "" and comments_from is not None:
+            # a block's separating blank line goes above the comments that introduce it
+            lines.insert(comments_from, "")
+            printed = printed[1:]
+        is_comment = isinstance(item, ast.Comment)
+        comments_from = (comments_from if comments_from is not None else len(lines)) if is_comment else None
+        lines.extend(printed)
     return lines
 
 
