@@ -27,7 +27,7 @@ class AttentionSpec:
     head_dim: int = 128
     gqa_group: int = 1  # query heads per KV head (1 = MHA)
     causal: bool = True
-    sliding_window: int = 0  # keys visible up to and including the diagonal; 0 = unlimited
+    sliding_window: int = 0  # a query sees the last `sliding_window` keys up to its diagonal; 0 = unlimited
     softcap: float = 0.0  # logits soft-cap (Gemma 2 style); 0 = off
     decode_query_len: int = 1  # query tokens per sequence a decode kernel packs (speculative decoding > 1)
 
