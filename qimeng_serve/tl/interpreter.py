@@ -211,7 +211,9 @@ class _CTA:
     def _loop(self, s: ast.Loop) -> None:
         lo, hi = self.eval_int(s.start), self.eval_int(s.stop)
         saved = self.names.get(s.var)
-        for n in range(lo, hi):
+        steps = range(lo, hi)
+        # schedule= and pipeline= only overlap copies with compute; order= changes the visiting order
+        for n in reversed(steps) if ast.option(s.options, "order") == "reverse" else steps:
             self.names[s.var] = n
             self.run(s.body)
         self.stmt = s

@@ -27,11 +27,11 @@ def print_expr(e: ast.Expr, parent_prec: int = 0) -> str:
         parts = [print_expr(a) for a in e.args] + [f"{k}={print_expr(v)}" for k, v in e.kwargs]
         return f"{e.func}({', '.join(parts)})"
     if isinstance(e, ast.Indexed):
-        return f"{e.base}[{', '.join(_print_index(i) for i in e.indices)}]"
+        return f"{e.base}[{', '.join(print_index(i) for i in e.indices)}]"
     raise TypeError(f"not a TL expression: {e!r}")
 
 
-def _print_index(i) -> str:
+def print_index(i) -> str:
     if isinstance(i, ast.Slice):
         return f"{print_expr(i.lo)} : {print_expr(i.hi)}"
     return print_expr(i)

@@ -20,12 +20,17 @@ PATHS = {
     ("shared", "global"): ("stg", "tma"),
 }
 ALL_PATHS = ("cp.async", "ldg", "tma", "ldmatrix", "lds", "sts", "stg")
+# `order=reverse` visits the KV tiles last to first (the masked diagonal tiles come first);
+# `schedule=pingpong` is FA2's overlap of single-stage K and V buffers (docs/tl.md §5).
+LOOP_ORDERS = ("forward", "reverse")
+LOOP_SCHEDULES = ("sequential", "pingpong")
+
 OPTIONS = {
     ast.Allocate: ("layout", "stages", "init"),
     ast.Copy: ("via", "transfer"),
     ast.Compute: ("mma",),
     ast.Reshape: (),
-    ast.Loop: ("pipeline",),
+    ast.Loop: ("pipeline", "order", "schedule"),
 }
 LAYOUTS = {"shared": ("swizzle", "row"), "register": ("mma_a", "mma_b", "mma_c")}
 GMMA_WORDS = ("gmma", "wgmma")
@@ -197,6 +202,11 @@ def _option_value(ctx: Context, s, o: ast.Option) -> Iterator[Diagnostic]:
     elif key in ("stages", "pipeline") and not (isinstance(_value(ctx, v), int) and _value(ctx, v) >= 1):
         yield diag("options", o, f"{key}={v} is not a positive integer or a param",
                    f"use {key}=STAGES with STAGES in the params block")
+    elif key == "order" and v not in LOOP_ORDERS:
+        yield diag("options", o, f"order={v}: a loop runs forward or reverse", "use order=forward or order=reverse")
+    elif key == "schedule" and v not in LOOP_SCHEDULES:
+        yield diag("options", o, f"unknown loop schedule schedule={v}" + suggest(v, LOOP_SCHEDULES),
+                   f"use one of {', '.join(LOOP_SCHEDULES)}")
     elif key == "mma" and parse_mma(v) is None and v not in GMMA_WORDS:
         yield diag("options", o, f"mma={v} is not an MMA shape", "write it as mMnNkK, e.g. mma=m16n8k16")
 

@@ -67,8 +67,7 @@ def sm75_port(text: str) -> str:
     """The dense golden program adapted to sm_75: no cp.async, m16n8k8, one stage (64 KB of shared)."""
     text = mutate(text, "targets sm_80, sm_86, sm_89, sm_90", "targets sm_75")
     text = mutate(text, "via=cp.async", "via=ldg")
-    text = mutate(text, "mma=m16n8k16", "mma=m16n8k8")
-    return mutate(text, "STAGES = 2", "STAGES = 1")
+    return mutate(text, "mma=m16n8k16", "mma=m16n8k8")
 
 
 def to_sketch(text: str) -> str:
@@ -214,12 +213,19 @@ def test_smem_over_budget_on_sm75():
     assert "shrink" in d.fix and "BLOCK_M" in d.fix
 
 
-def test_smem_over_budget_on_sm86_names_the_staged_buffers():
-    text = mutate(dense(), "BLOCK_M = 64\n  BLOCK_N = 32", "BLOCK_M = 64\n  BLOCK_N = 64")
-    d = find(check(text, "sm_86", head_dim=256), "smem", text, "Allocate sK", "163840 bytes", "101376 bytes",
-             "sK 65536 B (2 stages x 32768 B)")
-    assert "sK, sV" in d.fix
-    assert check(text, "sm_80", head_dim=256) == []  # 160 KB fits sm_80's 163 KB
+def test_smem_over_budget_on_sm86_names_the_largest_buffers():
+    text = mutate(dense(), "BLOCK_M = 64\n  BLOCK_N = 32", "BLOCK_M = 128\n  BLOCK_N = 64")
+    d = find(check(text, "sm_86", head_dim=256), "smem", text, "Allocate sQ", "131072 bytes", "101376 bytes",
+             "sQ 65536 B", "sK 32768 B")
+    assert "sQ, sK" in d.fix
+    # 128 KB fits sm_80's 163 KB (the registers of a 128 x 256 accumulator do not, another rule)
+    assert not [x for x in check(text, "sm_80", head_dim=256) if x.rule == "smem"]
+
+
+def test_staged_buffer_counts_each_stage():
+    text = mutate(dense(), "Allocate sK : shared DTYPE [BLOCK_N, D] with layout=swizzle",
+                  "Allocate sK : shared DTYPE [BLOCK_N, D] with layout=swizzle, stages=4")
+    find(check(text, "sm_86", head_dim=256), "smem", text, "Allocate sK", "sK 65536 B (4 stages x 16384 B)")
 
 
 def test_register_estimate_over_budget():
@@ -246,10 +252,15 @@ def test_block_n_not_a_multiple_of_the_mma_k():
 
 
 def test_pipeline_needs_staged_buffers():
-    text = mutate(dense(), "Allocate sK : shared DTYPE [BLOCK_N, D] with layout=swizzle, stages=STAGES",
-                  "Allocate sK : shared DTYPE [BLOCK_N, D] with layout=swizzle")
-    find(check(text), "pipeline", text, "Copy sK <- K", "pipeline=STAGES (2 stages) but has stages=1",
-         "stages=STAGES")
+    text = mutate(dense(), "with order=reverse, schedule=pingpong {", "with pipeline=2 {")
+    find(check(text), "pipeline", text, "Copy sK <- K", "pipeline=2 (2 stages) but has stages=1", "stages=2")
+
+
+def test_loop_order_and_schedule_values():
+    text = mutate(dense(), "with order=reverse, schedule=pingpong {", "with order=backwards, schedule=pingping {")
+    diags = check(text)
+    find(diags, "options", text, "order=backwards", "a loop runs forward or reverse", "order=reverse")
+    find(diags, "options", text, "order=backwards", "unknown loop schedule schedule=pingping", "pingpong")
 
 
 # ---------------------------------------------------------------- attention semantics
