@@ -100,6 +100,64 @@ def targets(as_json: Annotated[bool, typer.Option("--json", help="Print JSON ins
     out.print("bf16 needs sm_80+; fp8 (e4m3) MMA needs sm_89+; sm_90 builds as sm_90a for GMMA/TMA.")
 
 
+# ------------------------------------------------------------------ build
+@app.command()
+@user_errors
+def build(
+    arch: Annotated[str, typer.Option("--arch", help="Target such as sm_75, or `all` for every primary target.")],
+    registry: Annotated[Optional[Path], typer.Option("--registry", help="Local registry folder (default: QIMENG_REGISTRY or ./registry).")] = None,
+    dtype: DtypeOpt = None,
+    head_dim: HeadDimOpt = None,
+    family: Annotated[Optional[list[str]], typer.Option("--family", help="paged_prefill, paged_decode or dense_prefill. Default: all.")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Parallel nvcc processes (default: CPU count).")] = None,
+) -> None:
+    """Build the default kernel set for a GPU architecture: TL programs -> CUDA on CuTe -> nvcc cubins
+    (+PTX) -> one bundle per dtype in the registry. Needs nvcc, not a GPU; unchanged kernels come
+    from the build cache. Run `qimeng-serve validate` on a GPU to fill in correctness."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from qimeng_serve.build.kernel_set import default_jobs
+    from qimeng_serve.build.pipeline import build_arch
+    from qimeng_serve.env import default_registry
+    from qimeng_serve.targets import PRIMARY_ARCHS, get_target
+
+    archs = list(PRIMARY_ARCHS) if arch == "all" else [get_target(arch).arch]
+    reg = registry or default_registry()
+    total = sum(len(default_jobs(get_target(a), dtype, head_dim, family)) for a in archs)
+    table = Table(title=f"qimeng-serve build -> {reg}")
+    for col in ("arch", "kernel", "regs", "smem KB", "spills", "SASS / PTX", "cache", "result"):
+        table.add_column(col)
+    bundles, rejected = [], []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err) as progress:
+        task = progress.add_task("lowering and compiling", total=total)
+
+        def on_kernel(o):
+            progress.update(task, advance=1, description=f"{o.arch} {o.job.label}")
+            targets = " / ".join(",".join(v) for v in o.observed.values())
+            for e in o.source.entries:
+                r = o.result.resources.get(e.name)
+                table.add_row(o.arch, e.name, str(r.registers if r else "?"),
+                              f"{e.smem_bytes / 1024:.0f}", "yes" if r and r.spills else "no", targets,
+                              "hit" if o.cached else "built", "[red]rejected[/]" if o.rejected else "[green]ok[/]")
+
+        for a in archs:
+            report = build_arch(a, reg, dtypes=dtype, head_dims=head_dim, families=family, jobs_limit=jobs,
+                                on_kernel=on_kernel)
+            bundles += report.bundles
+            rejected += [o for o in report.outcomes if o.rejected]
+    out.print(table)
+    for b in bundles:
+        out.print(f"bundle {b} ({b.stat().st_size / 1e6:.1f} MB)")
+    for o in rejected:
+        err.print(f"rejected {o.arch} {o.job.label}: {o.rejected}", markup=False, highlight=False)
+    if rejected:
+        err.print(f"{len(rejected)} kernel(s) left out of the bundles; the TL programs named above need other tiles",
+                  markup=False)
+        raise typer.Exit(1)
+    out.print("next: on a GPU, `qimeng-serve validate` fills in correctness; `qimeng-serve bench` speed.")
+
+
 # ------------------------------------------------------------------ shared options
 ArchOpt = Annotated[Optional[list[str]], typer.Option("--arch", help="Target(s), e.g. sm_75. Default: the program's `targets`.")]
 DtypeOpt = Annotated[Optional[list[str]], typer.Option("--dtype", help="f16 or bf16. Default: every dtype the target has.")]

@@ -50,8 +50,12 @@ class CompileResult:
 
 
 def nvcc_flags(target: Target) -> list[str]:
-    """Flags that decide the binary: part of the build cache key."""
-    sm = target.sass_arch
+    """Flags that decide the binary: part of the build cache key.
+
+    The SM80 recipe needs no arch-specific (`a`) features, so sm_90 builds plain sm_90: its
+    compute_90 PTX then stays JIT-compilable on newer GPUs, which compute_90a PTX is not.
+    """
+    sm = target.arch
     compute = sm.replace("sm_", "compute_")
     return [*BASE_FLAGS, f"-gencode=arch={compute},code={sm}"]
 

@@ -1,0 +1,66 @@
+"""Which kernels a `build --arch sm_XX` makes: the default kernel set.
+
+One job per (family, dtype, head size) for the target. Causal masking, sliding window, GQA ratio
+and page size are run-time arguments of each kernel, so they multiply nothing here; a logits
+soft-cap is compiled in, and the default set is built without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from qimeng_serve.build.toolchain import REPO_ROOT
+from qimeng_serve.errors import QimengError
+from qimeng_serve.spec import HEAD_DIMS, AttentionSpec
+from qimeng_serve.targets import Target
+from qimeng_serve.tl import ast
+from qimeng_serve.tl.parser import parse_tl_file
+
+GOLDEN_DIR = REPO_ROOT / "kernels_src" / "tl"
+FAMILIES = ("paged_prefill", "paged_decode", "dense_prefill")
+KERNEL_SET = "default"
+# Decode kernels pack GROUP x query tokens into 16 rows: built for GQA groups up to 16, 1 query token.
+DECODE_GROUP = 16
+
+
+@dataclass(frozen=True)
+class KernelJob:
+    program_path: Path
+    program: ast.Program
+    spec: AttentionSpec
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.op} {self.spec.dtype} hd{self.spec.head_dim}"
+
+
+def program_for(family: str, target: Target, tl_dir: Path = GOLDEN_DIR) -> tuple[Path, ast.Program]:
+    """The TL program of a family that declares this target."""
+    for path in sorted(tl_dir.glob(f"{family}_*.tl")):
+        program = parse_tl_file(path)
+        if program.op == family and target.arch in program.targets:
+            return path, program
+    raise QimengError(f"no {family} TL program declares target {target.arch} in {tl_dir}",
+                      fix=f"add `targets {target.arch}` to a {family} program, or build another arch")
+
+
+def default_jobs(target: Target, dtypes: list[str] | None = None, head_dims: list[int] | None = None,
+                 families: list[str] | None = None) -> list[KernelJob]:
+    if target.compile_only:
+        raise QimengError(f"{target.arch} is compile-only: qimeng-serve has no validated kernel set for it yet",
+                          fix="build sm_90 instead: its bundle carries compute_90 PTX, which newer GPUs JIT-compile")
+    wanted = dtypes or [d for d in ("f16", "bf16") if d in target.dtypes]
+    for d in wanted:
+        if d not in target.dtypes:
+            AttentionSpec("dense_prefill", d).validate_for(target)  # raises with the fix
+    jobs = []
+    for family in families or FAMILIES:
+        if family not in FAMILIES:
+            raise QimengError(f"unknown kernel family '{family}'", fix=f"use one of {', '.join(FAMILIES)}")
+        path, program = program_for(family, target)
+        for dtype in wanted:
+            for hd in head_dims or HEAD_DIMS:
+                group = DECODE_GROUP if family == "paged_decode" else 1
+                jobs.append(KernelJob(path, program, AttentionSpec(family, dtype, hd, group, causal=True)))
+    return jobs
