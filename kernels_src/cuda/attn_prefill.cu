@@ -1,0 +1,89 @@
+// Dense / varlen prefill attention (FA2 style), hand-assembled from qimeng building blocks in TL
+// statement order.  grid = (ceil(max_seqlen_q / BLOCK_M), heads_q, batch), block = 32*WARPS,
+// dynamic smem = Traits::kSmemBytes.  Build with -DQM_RECIPE=75 (fp16) or 80 (fp16 + bf16).
+#include <qimeng/qimeng.cuh>
+
+template <class KT>
+__device__ __forceinline__ void attn_prefill_dense(const qm::AttnParams& p) {
+  // grid decode
+  const qm::TileCoord tc = qm::grid_decode_prefill<KT>(p);
+  if (tc.row0 >= tc.rows) return;
+  // lets
+  const auto q = qm::make_q_rows<KT>(p, tc);
+  const auto kv = qm::make_kv_dense<KT>(p, tc);
+  const qm::MaskInfo mask = qm::make_mask<KT>(p, tc);
+  const qm::BlockRange nr = qm::kv_block_range<KT>(mask, tc);
+  const float scale = qm::softmax_scale_log2(p);
+  // Allocate
+  extern __shared__ __align__(128) char smem_raw[];
+  const auto sm = qm::alloc_smem<KT>(smem_raw);
+  auto rQ = qm::alloc_frag_q<KT>();
+  auto acc_o = qm::alloc_acc_o<KT>();
+  qm::SoftmaxState<KT> st;
+  qm::CopyStage<KT> stage;
+  // Copy Q, K[last] (+ V[last] when the K/V pairs are double-buffered)
+  qm::copy_q_g2s<KT>(q, sm.q);
+  qm::copy_kv_g2s<KT>(stage, kv.k, sm.k, nr.hi - 1);
+  if constexpr (KT::kKVPairs > 1) qm::copy_kv_g2s<KT>(stage, kv.v, sm.v, nr.hi - 1);
+  if constexpr (KT::kQInRegs) qm::copy_q_s2r<KT>(rQ, sm.q);
+  // Loop over kv blocks, last to first
+  if constexpr (KT::kKVPairs == 1) {
+    // STAGES=2, FA2 ping-pong: V[n] lands during S = QK^T, K[n-1] during softmax + PV
+    for (int n = nr.hi - 1; n >= nr.lo; --n) {
+      auto acc_s = qm::alloc_acc_s<KT>();
+      qm::copy_wait<KT>(stage, sm.k);
+      qm::copy_kv_g2s<KT>(stage, kv.v, sm.v, n);
+      if constexpr (KT::kQInRegs) qm::gemm_rs<KT, qm::OperandK>(acc_s, rQ, sm.k);
+      else                        qm::gemm_ss<KT, qm::OperandK>(acc_s, sm.q, sm.k);
+      qm::apply_softcap<KT>(acc_s, mask);
+      qm::apply_mask<KT>(acc_s, mask, n);
+      qm::copy_wait<KT>(stage, sm.v);
+      qm::copy_kv_g2s<KT>(stage, kv.k, sm.k, n > nr.lo ? n - 1 : -1);
+      qm::online_softmax_update<KT>(st, acc_s, scale);
+      qm::rescale_acc<KT>(acc_o, st);
+      auto rP = qm::reshape_acc_to_a<KT>(acc_s);
+      qm::gemm_rs<KT, qm::OperandVt>(acc_o, rP, sm.v);
+    }
+  } else {
+    // STAGES=4, double-buffered (K, V) pairs: K[n-1], V[n-1] land during the whole iteration n
+    for (int n = nr.hi - 1, it = 0; n >= nr.lo; --n, ++it) {
+      const auto cur = qm::kv_stage<KT>(sm, it);
+      const auto nxt = qm::kv_stage<KT>(sm, it + 1);
+      auto acc_s = qm::alloc_acc_s<KT>();
+      qm::copy_wait<KT>(stage, cur.k);
+      qm::copy_kv_g2s<KT>(stage, kv.k, nxt.k, n > nr.lo ? n - 1 : -1);
+      qm::copy_kv_g2s<KT>(stage, kv.v, nxt.v, n > nr.lo ? n - 1 : -1);
+      if constexpr (KT::kQInRegs) qm::gemm_rs<KT, qm::OperandK>(acc_s, rQ, cur.k);
+      else                        qm::gemm_ss<KT, qm::OperandK>(acc_s, sm.q, cur.k);
+      qm::apply_softcap<KT>(acc_s, mask);
+      qm::apply_mask<KT>(acc_s, mask, n);
+      qm::online_softmax_update<KT>(st, acc_s, scale);
+      qm::rescale_acc<KT>(acc_o, st);
+      auto rP = qm::reshape_acc_to_a<KT>(acc_s);
+      qm::gemm_rs<KT, qm::OperandVt>(acc_o, rP, cur.v);
+    }
+  }
+  // normalize, store
+  qm::normalize_and_store<KT>(acc_o, st, q, sm, scale, p.lse);
+}
+
+#define QM_PREFILL_DENSE(ARCH, NAME, DT, D)                                                           \
+  extern "C" __global__ void __launch_bounds__(qm::cfg::Prefill<qm::ARCH, qm::DT, D>::type::kThreads) \
+  qm_prefill_dense_##NAME##_##DT##_d##D(const qm::AttnParams p) {                               \
+    attn_prefill_dense<qm::cfg::Prefill<qm::ARCH, qm::DT, D>::type>(p);                         \
+  }
+
+#if QM_RECIPE == 75
+QM_PREFILL_DENSE(Sm75, sm75, fp16, 64)
+QM_PREFILL_DENSE(Sm75, sm75, fp16, 128)
+QM_PREFILL_DENSE(Sm75, sm75, fp16, 256)
+#elif QM_RECIPE == 80
+QM_PREFILL_DENSE(Sm80, sm80, fp16, 64)
+QM_PREFILL_DENSE(Sm80, sm80, fp16, 128)
+QM_PREFILL_DENSE(Sm80, sm80, fp16, 256)
+QM_PREFILL_DENSE(Sm80, sm80, bf16, 64)
+QM_PREFILL_DENSE(Sm80, sm80, bf16, 128)
+QM_PREFILL_DENSE(Sm80, sm80, bf16, 256)
+#elif QM_RECIPE != 0   // 0: only the kernel body templates (for experiments)
+#error "define QM_RECIPE=75 or 80"
+#endif

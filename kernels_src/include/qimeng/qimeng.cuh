@@ -1,0 +1,15 @@
+// qimeng/qimeng.cuh -- umbrella header: every building block of the attention kernels.
+#pragma once
+#include "params.cuh"
+#include "arch_atoms.cuh"
+#include "traits.cuh"
+#include "gmem_views.cuh"
+#include "alloc.cuh"
+#include "copy.cuh"
+#include "gemm.cuh"
+#include "mask.cuh"
+#include "softmax.cuh"
+#include "reshape.cuh"
+#include "epilogue.cuh"
+#include "combine.cuh"
+#include "configs.cuh"

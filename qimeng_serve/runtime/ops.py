@@ -1,0 +1,162 @@
+"""The Python API over a loaded bundle: dense prefill, paged prefill, paged decode.
+
+Tensors are torch CUDA tensors; every launch goes to torch's current stream and reads strides,
+so views (vLLM's KV cache halves, transposed layouts) work without copies.
+
+Layouts:
+- dense_prefill: q [B, Hq, Lq, D], k/v [B, Hkv, Lk, D] -> out like q.
+- paged: q [tokens, Hq, D] (sequence b = rows cu_seqlens_q[b] .. cu_seqlens_q[b+1]),
+  k_cache / v_cache [num_blocks, page_size, Hkv, D] (any strides), block_table [B, max_blocks] int32,
+  seqlens_k [B] int32 (context + new tokens) -> out [tokens, Hq, D].
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from qimeng_serve.build.bundle import read_manifest
+from qimeng_serve.errors import QimengError
+from qimeng_serve.runtime.abi import AttnParams
+from qimeng_serve.runtime.launch import launch
+from qimeng_serve.runtime.loader import LoadedKernel, load_bundle
+
+LOG2E = 1.4426950408889634
+_TORCH_DTYPE = {"f16": "float16", "bf16": "bfloat16"}
+
+
+class NoKernelError(QimengError):
+    """The bundle has no kernel for the asked op, dtype and head size."""
+
+
+class KernelSet:
+    """Every kernel of one bundle, loaded once, found by (family, role, head size)."""
+
+    def __init__(self, bundle: Path, prefer: str = "auto") -> None:
+        self.path = Path(bundle)
+        self.manifest = read_manifest(self.path)
+        self.dtype = self.manifest["dtype"]
+        self.kernels: dict[str, LoadedKernel] = load_bundle(self.path, prefer=prefer)
+        self._by_key = {(k.meta["family"], k.meta["role"], k.meta["spec"]["head_dim"]): k for k in self.kernels.values()}
+
+    def find(self, family: str, role: str, head_dim: int) -> LoadedKernel:
+        kernel = self._by_key.get((family, role, head_dim))
+        if kernel is None:
+            have = sorted(f"{f}/{r}/hd{d}" for f, r, d in self._by_key)
+            raise NoKernelError(f"{self.path.name} has no {family} {role} kernel for head size {head_dim} (it has {', '.join(have)})",
+                                fix=f"build it: qimeng-serve build --arch {self.manifest['arch']}")
+        return kernel
+
+    # -------------------------------------------------------------- dense
+    def dense_prefill(self, q, k, v, *, causal: bool, softmax_scale: float | None = None, window: int = 0,
+                      softcap: float = 0.0, out=None):
+        import torch
+
+        b, hq, lq, d = q.shape
+        _, hkv, lk, _ = k.shape
+        self._check(q, d, hq, hkv)
+        out = torch.empty_like(q) if out is None else out
+        p = _base_params(q, d, softmax_scale, causal, window, softcap)
+        p.q, p.k, p.v, p.o = q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr()
+        p.q_batch_stride, p.q_head_stride, p.q_token_stride = q.stride(0), q.stride(1), q.stride(2)
+        p.o_batch_stride, p.o_head_stride, p.o_token_stride = out.stride(0), out.stride(1), out.stride(2)
+        p.k_batch_stride, p.k_head_stride, p.k_token_stride = k.stride(0), k.stride(1), k.stride(2)
+        p.v_batch_stride, p.v_head_stride, p.v_token_stride = v.stride(0), v.stride(1), v.stride(2)
+        p.batch, p.heads_q, p.heads_kv, p.max_seqlen_q, p.max_seqlen_k = b, hq, hkv, lq, lk
+        kernel = self.find("dense_prefill", "attn", d)
+        launch(kernel, p, _sizes(p))
+        return out
+
+    # -------------------------------------------------------------- paged
+    def paged_prefill(self, q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q: int,
+                      max_seqlen_k: int, *, causal: bool = True, softmax_scale: float | None = None, window: int = 0,
+                      softcap: float = 0.0, out=None):
+        import torch
+
+        out = torch.empty_like(q) if out is None else out
+        p = self._paged_params(q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q,
+                               max_seqlen_k, causal, softmax_scale, window, softcap, out)
+        launch(self.find("paged_prefill", "attn", q.shape[-1]), p, _sizes(p))
+        return out
+
+    def decode_workspace(self, total_q: int, heads_q: int, head_dim: int, max_seqlen_k: int, device):
+        """o_partial and lse for split-KV decode; allocate once (before CUDA-graph capture) and reuse."""
+        import torch
+
+        split = self.find("paged_decode", "split", head_dim).meta["params"]["SPLIT_KV"]
+        n = max(1, math.ceil(max_seqlen_k / split))
+        return (torch.empty(n, total_q, heads_q, head_dim, dtype=torch.float32, device=device),
+                torch.empty(n, total_q, heads_q, dtype=torch.float32, device=device))
+
+    def paged_decode(self, q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q: int,
+                     max_seqlen_k: int, *, causal: bool = True, softmax_scale: float | None = None, window: int = 0,
+                     softcap: float = 0.0, workspace=None, out=None):
+        import torch
+
+        d = q.shape[-1]
+        split_kernel = self.find("paged_decode", "split", d)
+        combine = self.find("paged_decode", "combine", d)
+        group = q.shape[1] // k_cache.shape[2]
+        rows = split_kernel.meta["params"]["BLOCK_M"]
+        if group * max_seqlen_q > rows:
+            raise NoKernelError(f"decode packs GQA group x query tokens = {group} x {max_seqlen_q} into {rows} rows",
+                                fix="send sequences with more query tokens to paged_prefill")
+        out = torch.empty_like(q) if out is None else out
+        o_part, lse = workspace or self.decode_workspace(q.shape[0], q.shape[1], d, max_seqlen_k, q.device)
+        p = self._paged_params(q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q,
+                               max_seqlen_k, causal, softmax_scale, window, softcap, out)
+        p.split_size = split_kernel.meta["params"]["SPLIT_KV"]
+        p.num_splits = math.ceil(max_seqlen_k / p.split_size)
+        if o_part.shape[0] < p.num_splits:
+            raise QimengError(f"decode workspace holds {o_part.shape[0]} splits, {p.num_splits} needed",
+                              fix="size it with decode_workspace(..., max_seqlen_k) for the longest context")
+        p.o_partial, p.lse = o_part.data_ptr(), lse.data_ptr()
+        sizes = _sizes(p)
+        launch(split_kernel, p, sizes)
+        launch(combine, p, sizes)
+        return out
+
+    def _paged_params(self, q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q, max_seqlen_k,
+                      causal, softmax_scale, window, softcap, out) -> AttnParams:
+        tokens, hq, d = q.shape
+        num_blocks, page, hkv, _ = k_cache.shape
+        self._check(q, d, hq, hkv)
+        p = _base_params(q, d, softmax_scale, causal, window, softcap)
+        p.q, p.k, p.v, p.o = q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), out.data_ptr()
+        p.cu_seqlens_q, p.seqlens_k, p.block_table = cu_seqlens_q.data_ptr(), seqlens_k.data_ptr(), block_table.data_ptr()
+        p.q_token_stride, p.q_head_stride = q.stride(0), q.stride(1)
+        p.o_token_stride, p.o_head_stride = out.stride(0), out.stride(1)
+        # paged: "batch" stride = page (block) stride, "token" stride = slot stride
+        p.k_batch_stride, p.k_token_stride, p.k_head_stride = k_cache.stride(0), k_cache.stride(1), k_cache.stride(2)
+        p.v_batch_stride, p.v_token_stride, p.v_head_stride = v_cache.stride(0), v_cache.stride(1), v_cache.stride(2)
+        p.block_table_stride = block_table.stride(0)
+        p.batch, p.heads_q, p.heads_kv = block_table.shape[0], hq, hkv
+        p.max_seqlen_q, p.max_seqlen_k, p.page_size = max_seqlen_q, max_seqlen_k, page
+        return p
+
+    def _check(self, q, d: int, hq: int, hkv: int) -> None:
+        if str(q.dtype).split(".")[-1] != _TORCH_DTYPE[self.dtype]:
+            raise NoKernelError(f"{self.path.name} holds {self.dtype} kernels, the inputs are {q.dtype}",
+                                fix=f"pass {_TORCH_DTYPE[self.dtype]} tensors or load the bundle of that dtype")
+        if hq % hkv:
+            raise QimengError(f"{hq} query heads are not a multiple of {hkv} KV heads", fix="check the model's head counts")
+        if q.stride(-1) != 1:
+            raise QimengError("the head dimension must be contiguous (stride 1)", fix="call .contiguous() on the input")
+
+
+def _base_params(q, d: int, softmax_scale, causal: bool, window: int, softcap: float) -> AttnParams:
+    if window == 1:
+        raise QimengError("a sliding window of 1 key is not supported", fix="use a window of at least 2, or 0 for none")
+    p = AttnParams()
+    scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(d)
+    p.softmax_scale_log2 = scale * LOG2E
+    p.softcap = softcap
+    p.causal = int(causal)
+    p.window_left = window - 1 if window > 0 else 0
+    return p
+
+
+def _sizes(p: AttnParams) -> dict[str, int]:
+    """The runtime names launch formulas use."""
+    return {"batch": p.batch, "heads_q": p.heads_q, "heads_kv": p.heads_kv,
+            "max_seq_q": p.max_seqlen_q, "max_seq_k": p.max_seqlen_k}
