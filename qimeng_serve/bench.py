@@ -69,10 +69,13 @@ def measure_ceilings(timer: Timer) -> dict[str, float]:
     a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
     b = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
     mm = 2 * 8192**3 / timer.median_ms(lambda: a @ b) / 1e9
-    src = torch.empty(2 * 1024**3, dtype=torch.uint8, device="cuda")
+    src = torch.randn(512 * 1024**2, dtype=torch.float32, device="cuda")  # 2 GiB
     dst = torch.empty_like(src)
-    copy = 2 * src.numel() / timer.median_ms(lambda: dst.copy_(src)) / 1e6
-    return {"matmul_bf16_tflops": mm, "copy_gbps": copy}
+    nbytes = src.numel() * 4
+    copy = 2 * nbytes / timer.median_ms(lambda: dst.copy_(src)) / 1e6
+    # a read-only stream (what attention decode is) can outrun a copy's read + write figure
+    read = nbytes / timer.median_ms(lambda: src.sum()) / 1e6
+    return {"matmul_bf16_tflops": mm, "copy_gbps": copy, "read_gbps": read}
 
 
 def _tflops(b, hq, lq, lk, d, causal, ms) -> float:
@@ -153,10 +156,16 @@ def bench_decode(ks, timer, dtype, ctx, roof) -> Row:
     return Row("paged-decode", dtype, b, hq, hkv, ctx, d, True, "GB/s", ours, sdpa=conv(_try(timer, lambda: sdpa)))
 
 
-def _checked(value: float, roof: dict, unit: str) -> float:
-    limit = roof["matmul_bf16_tflops"] * 1.3 if unit == "TFLOPS" else roof["copy_gbps"] * 1.05
+REJECTED: list[str] = []
+
+
+def _checked(value: float, roof: dict, unit: str) -> float | None:
+    """The figure, or None (and a note) when it is above the roofline measured in this run."""
+    limit = (roof["matmul_bf16_tflops"] * 1.3 if unit == "TFLOPS"
+             else max(roof["copy_gbps"], roof["read_gbps"]) * 1.05)
     if value > limit:
-        raise ValueError(f"{value:.0f} {unit} is above the measured roofline ({limit:.0f}): the timing is wrong")
+        REJECTED.append(f"{value:.0f} {unit} is above the measured roofline ({limit:.0f}): rejected")
+        return None
     return value
 
 
@@ -180,7 +189,7 @@ def run_bench(ks_by_dtype: dict, out_dir: Path, *, quick: bool = False) -> list[
             rows.append(bench_decode(ks, timer, dtype, ctx, roof))
     device = torch.cuda.get_device_name()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench.json").write_text(json.dumps({"device": device, "ceilings": roof,
+    (out_dir / "bench.json").write_text(json.dumps({"device": device, "ceilings": roof, "rejected": REJECTED,
                                                     "rows": [asdict(r) for r in rows]}, indent=1))
     _plot(rows, device, out_dir / "bench.png")
     return rows
@@ -207,7 +216,11 @@ def _plot(rows: list[Row], device: str, path: Path) -> None:
         ax.set_title(f"D={d} {'causal' if causal else 'non-causal'}")
         ax.set_xlabel("sequence length")
         ax.set_ylabel("TFLOPS")
-    axes[0][0].legend(fontsize=7)
+    handles = {}
+    for ax in axes[0]:  # one legend for every series, whichever panels they appear in
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    axes[0][0].legend(handles.values(), handles.keys(), fontsize=7)
     fig.suptitle(f"{rows[0].dtype} forward, {device}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

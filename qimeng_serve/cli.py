@@ -165,6 +165,7 @@ def build(
 def validate(
     registry: Annotated[Optional[Path], typer.Option("--registry", help="Local registry folder (default: QIMENG_REGISTRY or ./registry).")] = None,
     arch: ArchOpt = None,
+    dtype: DtypeOpt = None,
     prefer: Annotated[str, typer.Option(help="auto (SASS when the GPU runs it, else PTX JIT), sass or ptx.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
 ) -> None:
@@ -183,6 +184,8 @@ def validate(
         raise QimengError("validate needs a CUDA GPU and none is visible", fix="run it on a GPU machine (build needs none)")
     reg = registry or default_registry()
     bundles = sorted(reg.glob("sm_*/*/*.safetensors"))
+    if dtype:
+        bundles = [b for b in bundles if b.parts[-2] in dtype]
     if arch:
         from qimeng_serve.targets import get_target
 
@@ -195,7 +198,12 @@ def validate(
         table.add_column(col)
     failed = False
     for bundle in bundles:
-        report = validate_bundle(bundle, seed=seed, prefer=prefer)
+        def progress(name, method, checks):
+            worst = max(c.rel_l2 for c in checks)
+            err.print(f"{name} ({method}): {sum(c.ok for c in checks)}/{len(checks)} checks passed, "
+                      f"max rel. L2 {worst:.2e}", markup=False, highlight=False)
+
+        report = validate_bundle(bundle, seed=seed, prefer=prefer, on_kernel=progress)
         by_kernel: dict[str, list] = {}
         for c in report.checks:
             by_kernel.setdefault(c.kernel, []).append(c)
@@ -257,6 +265,10 @@ def bench(
                       "yes" if r.causal else "no", r.unit, fmt(r.ours), fmt(r.fa2), fmt(r.cudnn), fmt(r.flex),
                       fmt(r.sdpa), ratio)
     out.print(table)
+    from qimeng_serve.bench import REJECTED
+
+    for note in REJECTED:
+        err.print(f"warning: {note}", markup=False)
     device = torch.cuda.get_device_name()
     for dt, path in bundles.items():
         manifest = read_manifest(path)

@@ -173,7 +173,8 @@ def cases(family: str):
     return out
 
 
-def validate_bundle(bundle: Path, *, seed: int = 0, write: bool = True, prefer: str = "auto") -> ValidationReport:
+def validate_bundle(bundle: Path, *, seed: int = 0, write: bool = True, prefer: str = "auto",
+                    on_kernel=None) -> ValidationReport:
     import torch
 
     ks = KernelSet(bundle, prefer=prefer)
@@ -191,6 +192,8 @@ def validate_bundle(bundle: Path, *, seed: int = 0, write: bool = True, prefer: 
             check = Check(name, case, err, err <= tol)
             report.checks.append(check)
             results.setdefault(name, []).append(check)
+        if on_kernel:
+            on_kernel(name, kernel.method, results[name])
     if write:
         _record(bundle, ks, results, device, tol)
     return report

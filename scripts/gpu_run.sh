@@ -13,7 +13,9 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 status=0
 { nvidia-smi -L; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } | tee "$OUT/device.txt"
-$PY -m qimeng_serve.cli validate --registry "$REG" 2>&1 | tee "$OUT/validate.log" || status=1
+if [ "${SKIP_VALIDATE:-0}" != 1 ]; then
+  $PY -m qimeng_serve.cli validate --registry "$REG" ${VALIDATE_ARGS:-} 2>&1 | tee "$OUT/validate.log" || status=1
+fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   $PY -m qimeng_serve.cli bench --registry "$REG" --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" || status=1
 fi

@@ -37,6 +37,7 @@ def write_bundle(path: Path, manifest: dict, blobs: dict[str, bytes]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # safetensors creates 0600 files; a registry is meant to be shared
     os.replace(tmp, path)
     return sha256_file(path)
 
