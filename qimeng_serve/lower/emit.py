@@ -120,14 +120,19 @@ def _emit_attention(program, kernel, name, target, spec, params) -> tuple[list[s
     plan = plan_attention_kernel(kernel)
     scope = _scope(kernel, spec, params)
     loop = plan.loop
-    if loop.schedule != "pingpong":
+    depth = _pipeline_depth(loop, params)
+    if loop.schedule != "pingpong" and depth == 1:
         raise LoweringError(f"schedule={loop.schedule} is not lowered yet", loop.span,
                             fix="use `with order=reverse, schedule=pingpong` on the KV loop (FA2's pipeline)")
+    if depth > 2 or (depth == 2 and not target.cp_async):
+        raise LoweringError(f"pipeline={depth} is not lowered for {target.arch}", loop.span,
+                            fix="use pipeline=2 (double-buffered K/V pairs, cp.async targets) or 1 (the ping-pong)")
     decode = spec.op == "paged_decode"
     _check_recipe(kernel, params, spec, decode)
+    # the building blocks count K and V buffers: 2 = one pair (ping-pong), 4 = two pairs in flight
     kt = (f"qm::Traits<{_recipe(target)}, {_CPP_DTYPE[spec.dtype]}, {spec.head_dim}, {params['BLOCK_M']}, "
-          f"{params['BLOCK_N']}, {params['WARPS']}, 2>")
-    smem = _smem_bytes(spec, params, decode)
+          f"{params['BLOCK_N']}, {params['WARPS']}, {2 * depth}>")
+    smem = _smem_bytes(spec, params, decode, depth)
     out: list[str] = [f"// ---- kernel {kernel.name} (TL line {kernel.span.line})",
                       f"extern \"C\" __global__ void __launch_bounds__({params['WARPS'] * 32}) {name}(const qm::AttnParams p) {{",
                       f"  using KT = {kt};",
@@ -143,7 +148,7 @@ def _emit_attention(program, kernel, name, target, spec, params) -> tuple[list[s
         out.append(f"  const int {scalar_name(let.name)} = {scope.cpp(let.value)};")
     out += _emit_tile(plan, scope, spec, params, decode)
     out += _emit_allocate(plan)
-    out += _emit_loop(plan, scope, spec)
+    out += _emit_loop(plan, scope, spec) if depth == 1 else _emit_loop_pairs(plan, scope, spec)
     out += _emit_epilogue(plan, decode)
     out.append("}")
     grid = [host_formula(g.extent, params) for g in kernel.grid]
@@ -167,10 +172,18 @@ def _check_recipe(kernel: ast.Kernel, params: dict[str, int], spec: AttentionSpe
                             kernel.span, fix=f"choose {want}")
 
 
-def _smem_bytes(spec: AttentionSpec, params: dict[str, int], decode: bool) -> int:
-    """Q tile + one K and one V tile (FA2 ping-pong); decode reuses the K/V region to merge warps."""
+def _pipeline_depth(loop, params: dict[str, int]) -> int:
+    """K/V tile pairs in flight: `pipeline=N` (a number or a param), 1 when absent."""
+    if loop.pipeline is None:
+        return 1
+    value = params.get(loop.pipeline, loop.pipeline)
+    return int(value)
+
+
+def _smem_bytes(spec: AttentionSpec, params: dict[str, int], decode: bool, depth: int = 1) -> int:
+    """Q tile + `depth` pairs of K and V tiles; decode reuses the K/V region to merge warps."""
     elem, d = 2, spec.head_dim
-    q, kv = params["BLOCK_M"] * d * elem, 2 * params["BLOCK_N"] * d * elem
+    q, kv = params["BLOCK_M"] * d * elem, depth * 2 * params["BLOCK_N"] * d * elem
     merge = params["WARPS"] * 16 * (d + 8) * 4 if decode and params["BLOCK_M"] == 16 and params["WARPS"] > 1 else 0
     return q + max(kv, merge)
 
@@ -297,6 +310,54 @@ def _emit_loop(plan: KernelPlan, scope: Scope, spec: AttentionSpec) -> list[str]
         f"    qm::rescale_acc<KT>(acc, st);  // {_tl(r['rescale'])}",
         f"    auto P = qm::reshape_acc_to_a<KT>(S);  // {_tl(r['reshape'])}",
         f"    qm::gemm_rs<KT, qm::OperandVt>(acc, P, sm.v);  // {_tl(r['gemm_pv'])}",
+        "  }",
+    ]
+    return lines
+
+
+def _emit_loop_pairs(plan: KernelPlan, scope: Scope, spec: AttentionSpec) -> list[str]:
+    """`pipeline=2`: two (K, V) buffer pairs; the pair of iteration n+1 loads during all of n."""
+    loop = plan.loop
+    r = loop.roles
+    n = scalar_name(loop.var)
+    lo, hi = scope.cpp(loop.start), scope.cpp(loop.stop)
+    first, nxt = ("n_hi - 1", f"{n} > n_lo ? {n} - 1 : -1") if loop.reverse else ("n_lo", f"{n} + 1 < n_hi ? {n} + 1 : -1")
+    head = (f"for (int {n} = n_hi - 1, it = 0; {n} >= n_lo; --{n}, ++it)" if loop.reverse
+            else f"for (int {n} = n_lo, it = 0; {n} < n_hi; ++{n}, ++it)")
+    q_in_regs = loop.q_operand is not None and loop.q_operand == plan.q_regs
+    lines = [
+        f"  // Loop {loop.var} in {print_expr(loop.start)} .. {print_expr(loop.stop)} "
+        f"(order={'reverse' if loop.reverse else 'forward'}, pipeline=2: two K/V buffer pairs)",
+        f"  const int n_lo = {lo}, n_hi = {hi};",
+        f"  qm::copy_kv_g2s<KT>(stage, kv.k, sm.k, n_hi > n_lo ? {first} : -1);  // {_tl(r['copy_k'])}, first iteration",
+        f"  qm::copy_kv_g2s<KT>(stage, kv.v, sm.v, n_hi > n_lo ? {first} : -1);  // {_tl(r['copy_v'])}, first iteration",
+    ]
+    if q_in_regs:
+        lines += ["  auto rQ = qm::alloc_frag_q<KT>();",
+                  f"  qm::copy_q_s2r<KT>(rQ, sm.q);  // {_tl(plan.q_copies[1])}"]
+    gemm_call = ("qm::gemm_rs<KT, qm::OperandK>(S, rQ, cur.k)" if q_in_regs
+                 else "qm::gemm_ss<KT, qm::OperandK>(S, sm.q, cur.k)")
+    lines += [
+        f"  {head} {{",
+        "    const auto cur = qm::kv_stage<KT>(sm, it);",
+        "    const auto nxt = qm::kv_stage<KT>(sm, it + 1);",
+        "    auto S = qm::alloc_acc_s<KT>();",
+        f"    qm::copy_wait<KT>(stage, cur.k);  // {_tl(r['copy_k'])} and {_tl(r['copy_v'])} have landed",
+        f"    qm::copy_kv_g2s<KT>(stage, kv.k, nxt.k, {nxt});  // {_tl(r['copy_k'])}, next iteration",
+        f"    qm::copy_kv_g2s<KT>(stage, kv.v, nxt.v, {nxt});  // {_tl(r['copy_v'])}, next iteration",
+        f"    {gemm_call};  // {_tl(r['gemm_qk'])}",
+    ]
+    if loop.softcap and spec.softcap > 0:
+        lines.append(f"    qm::apply_softcap<KT>(S, mask);  // {_tl(r['scale'])}")
+    else:
+        lines.append(f"    // {_tl(r['scale'])}: the scale is folded into exp2 below")
+    lines += [
+        f"    qm::apply_mask<KT>(S, mask, {n});  // {_tl(r['mask'])}",
+        f"    qm::online_softmax_update<KT>(st, S, scale);  // {_tl(r['m_new'])}; {_tl(r['alpha'])}; "
+        f"{_tl(r['exp'])}; {_tl(r['l_update'])}; {_tl(r['m_update'])}",
+        f"    qm::rescale_acc<KT>(acc, st);  // {_tl(r['rescale'])}",
+        f"    auto P = qm::reshape_acc_to_a<KT>(S);  // {_tl(r['reshape'])}",
+        f"    qm::gemm_rs<KT, qm::OperandVt>(acc, P, cur.v);  // {_tl(r['gemm_pv'])}",
         "  }",
     ]
     return lines

@@ -46,6 +46,7 @@ class LoopPlan:
     stop: ast.Expr
     reverse: bool
     schedule: str
+    pipeline: str | None  # `pipeline=` as written (a number or a param name)
     roles: dict[str, ast.Stmt]
     k_view: View
     v_view: View
@@ -206,6 +207,7 @@ def _plan_loop(plan: KernelPlan, loop: ast.Loop) -> LoopPlan:
         var=loop.var, start=loop.start, stop=loop.stop,
         reverse=ast.option(loop.options, "order") == "reverse",
         schedule=ast.option(loop.options, "schedule") or "sequential",
+        pipeline=ast.option(loop.options, "pipeline"),
         roles=roles, k_view=_view(roles["copy_k"].src, roles["copy_k"].span),
         v_view=_view(roles["copy_v"].src, roles["copy_v"].span), mask=roles["mask"].value,
         softcap=softcap, q_operand=q_operand, span=loop.span,

@@ -3,14 +3,14 @@
 //
 //   recipe  family   D    BLOCK_M BLOCK_N WARPS  smem     notes
 //   Sm80    prefill  64   128     64      4      32 KB    Q in registers
-//   Sm80    prefill  128  128     64      4      64 KB    Q re-read from smem (gemm_ss)
+//   Sm80    prefill  128  128     32      4      48 KB    Q re-read from smem (gemm_ss); 128x64 spills
 //   Sm80    prefill  256  128     32      8      96 KB    Q re-read from smem (gemm_ss); fits sm_86/89's 99 KB
 //   Sm75    prefill  64   64      64      4      24 KB    Q in registers, K/V register-staged
 //   Sm75    prefill  128  64      64      4      48 KB    Q in registers, K/V register-staged
 //   Sm75    prefill  256  64      32      4      64 KB    Q in smem, K/V register-staged
-//   Sm80    decode   64/128      16  64   4      36/68 KB  STAGES=4 (double-buffered K/V pairs)
-//   Sm80    decode   256         16  64   4      75.6 KB   STAGES=2 (merge buffer sets the size)
-//   Sm75    decode   64/128: 16x64, 4 warps;  256: 16x32, 2 warps (41.8 KB)
+//   Sm80    decode   64/128      16  64   4      34/68 KB  STAGES=4 (double-buffered K/V pairs)
+//   Sm80    decode   256         16  64   4      74 KB     STAGES=2 (merge buffer sets the size)
+//   Sm75    decode   64/128: 16x64, 4 warps (20/38 KB);  256: 16x32, 2 warps (41 KB)
 #pragma once
 #include "traits.cuh"
 

@@ -51,8 +51,9 @@ def test_decode_has_split_and_combine_entries():
     assert split.grid == ["cdiv(max_seq_k, 512)", "heads_kv", "batch"]
     assert combine.grid == ["heads_q", "batch"] and combine.smem_bytes == 0
     assert "merge_and_store_partial" in src.text and "combine_splits<qm::fp16, 128, 128>" in src.text
-    # 16 packed rows: Q 4 KB, and the warps' merge buffer (4 x 16 x 136 floats) outgrows K + V
-    assert split.smem_bytes == 16 * 128 * 2 + 4 * 16 * 136 * 4
+    # 16 packed rows: Q 4 KB + two (K, V) pairs of 64 x 128 (pipeline=2); the warps' merge buffer
+    # (4 x 16 x 136 floats) reuses that region
+    assert split.smem_bytes == 16 * 128 * 2 + max(2 * 2 * 64 * 128 * 2, 4 * 16 * 136 * 4)
 
 
 def test_prefill_grid_and_smem_come_from_the_params():
@@ -95,3 +96,24 @@ def test_unknown_loop_statement_is_refused():
     assert text != gold
     exc = _refusal(text)
     assert "second `l_update`" in exc.message or "no role" in exc.message
+
+
+def test_pipeline_two_lowers_to_double_buffered_pairs():
+    program = parse_tl(_golden("paged_decode_sm80.tl"))
+    d128 = lower(program, get_target("sm_90"), AttentionSpec("paged_decode", "f16", 128, 8))
+    assert "qm::Traits<qm::Sm80, qm::fp16, 128, 16, 64, 4, 4>" in d128.text
+    assert "qm::kv_stage<KT>(sm, it + 1)" in d128.text
+    assert d128.entries[0].smem_bytes == 16 * 128 * 2 + 2 * 2 * 64 * 128 * 2  # Q + two (K, V) pairs
+    d256 = lower(program, get_target("sm_90"), AttentionSpec("paged_decode", "f16", 256, 8))
+    assert ", 4, 2>" in d256.text and "kv_stage" not in d256.text  # `params when D = 256`: PIPE = 1
+
+
+def test_pipeline_two_needs_cp_async():
+    text = _golden("paged_decode_sm75.tl").replace("with order=reverse, schedule=pingpong {",
+                                                   "with order=reverse, pipeline=2 {")
+    text = text.replace("Allocate sK : shared DTYPE [BLOCK_N, D] with layout=swizzle",
+                        "Allocate sK : shared DTYPE [BLOCK_N, D] with layout=swizzle, stages=2")
+    text = text.replace("Allocate sV : shared DTYPE [BLOCK_N, D] with layout=swizzle",
+                        "Allocate sV : shared DTYPE [BLOCK_N, D] with layout=swizzle, stages=2")
+    exc = _refusal(text, arch="sm_75", spec=AttentionSpec("paged_decode", "f16", 64, 8))
+    assert "pipeline=2 is not lowered for sm_75" in exc.message
