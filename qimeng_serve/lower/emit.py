@@ -297,22 +297,12 @@ def _emit_loop(plan: KernelPlan, scope: Scope, spec: AttentionSpec) -> list[str]
         f"    qm::copy_kv_g2s<KT>(stage, kv.v, sm.v, {n});  // {_tl(r['copy_v'])}",
         f"    {gemm_call};  // {_tl(gemm_qk)}",
     ]
-    if loop.softcap and spec.softcap > 0:
-        lines.append(f"    qm::apply_softcap<KT>(S, mask);  // {_tl(r['scale'])}")
-    else:
-        lines.append(f"    // {_tl(r['scale'])}: the scale is folded into exp2 below")
+    lines += _emit_scores(loop, spec, n)
     lines += [
-        f"    qm::apply_mask<KT>(S, mask, {n});  // {_tl(r['mask'])}",
         "    qm::copy_wait<KT>(stage, sm.v);",
         f"    qm::copy_kv_g2s<KT>(stage, kv.k, sm.k, {nxt});  // {_tl(r['copy_k'])}, next iteration",
-        f"    qm::online_softmax_update<KT>(st, S, scale);  // {_tl(r['m_new'])}; {_tl(r['alpha'])}; "
-        f"{_tl(r['exp'])}; {_tl(r['l_update'])}; {_tl(r['m_update'])}",
-        f"    qm::rescale_acc<KT>(acc, st);  // {_tl(r['rescale'])}",
-        f"    auto P = qm::reshape_acc_to_a<KT>(S);  // {_tl(r['reshape'])}",
-        f"    qm::gemm_rs<KT, qm::OperandVt>(acc, P, sm.v);  // {_tl(r['gemm_pv'])}",
-        "  }",
     ]
-    return lines
+    return lines + _emit_softmax_and_pv(loop, "sm.v")
 
 
 def _emit_loop_pairs(plan: KernelPlan, scope: Scope, spec: AttentionSpec) -> list[str]:
@@ -347,20 +337,28 @@ def _emit_loop_pairs(plan: KernelPlan, scope: Scope, spec: AttentionSpec) -> lis
         f"    qm::copy_kv_g2s<KT>(stage, kv.v, nxt.v, {nxt});  // {_tl(r['copy_v'])}, next iteration",
         f"    {gemm_call};  // {_tl(r['gemm_qk'])}",
     ]
-    if loop.softcap and spec.softcap > 0:
-        lines.append(f"    qm::apply_softcap<KT>(S, mask);  // {_tl(r['scale'])}")
-    else:
-        lines.append(f"    // {_tl(r['scale'])}: the scale is folded into exp2 below")
-    lines += [
-        f"    qm::apply_mask<KT>(S, mask, {n});  // {_tl(r['mask'])}",
+    return lines + _emit_scores(loop, spec, n) + _emit_softmax_and_pv(loop, "cur.v")
+
+
+def _emit_scores(loop, spec: AttentionSpec, n: str) -> list[str]:
+    """The scale (soft-cap when compiled in) and the mask of the score tile S."""
+    r = loop.roles
+    scale = (f"    qm::apply_softcap<KT>(S, mask);  // {_tl(r['scale'])}" if loop.softcap and spec.softcap > 0
+             else f"    // {_tl(r['scale'])}: the scale is folded into exp2 below")
+    return [scale, f"    qm::apply_mask<KT>(S, mask, {n});  // {_tl(r['mask'])}"]
+
+
+def _emit_softmax_and_pv(loop, v_tile: str) -> list[str]:
+    """Online softmax, rescale, Reshape and the second GEMM; closes the loop body."""
+    r = loop.roles
+    return [
         f"    qm::online_softmax_update<KT>(st, S, scale);  // {_tl(r['m_new'])}; {_tl(r['alpha'])}; "
         f"{_tl(r['exp'])}; {_tl(r['l_update'])}; {_tl(r['m_update'])}",
         f"    qm::rescale_acc<KT>(acc, st);  // {_tl(r['rescale'])}",
         f"    auto P = qm::reshape_acc_to_a<KT>(S);  // {_tl(r['reshape'])}",
-        f"    qm::gemm_rs<KT, qm::OperandVt>(acc, P, cur.v);  // {_tl(r['gemm_pv'])}",
+        f"    qm::gemm_rs<KT, qm::OperandVt>(acc, P, {v_tile});  // {_tl(r['gemm_pv'])}",
         "  }",
     ]
-    return lines
 
 
 def _emit_epilogue(plan: KernelPlan, decode: bool) -> list[str]:
