@@ -17,6 +17,7 @@ from qimeng_serve.tl.parser import parse_tl
 ROOT = Path(__file__).resolve().parents[3]
 TL_DIR = ROOT / "kernels_src" / "tl"
 GOLDEN = sorted(TL_DIR.glob("*.tl"))
+RULES_FIXTURE = Path(__file__).parent / "fixtures" / "dense_prefill_rules.tl"
 DENSE = TL_DIR / "dense_prefill_sm80.tl"
 
 
@@ -34,7 +35,8 @@ def specs(op: str, arch: str):
 
 
 def dense() -> str:
-    return DENSE.read_text()
+    """A frozen FA2 program the rule tests mutate: the golden programs' tiles move with tuning."""
+    return RULES_FIXTURE.read_text()
 
 
 def mutate(text: str, old: str, new: str, count: int = -1) -> str:
@@ -229,7 +231,7 @@ def test_staged_buffer_counts_each_stage():
 
 
 def test_register_estimate_over_budget():
-    text = mutate(dense(), "BLOCK_M = 128\n  BLOCK_N = 64\n  WARPS = 8", "BLOCK_M = 256\n  BLOCK_N = 64\n  WARPS = 4")
+    text = mutate(dense(), "BLOCK_M = 128", "BLOCK_M = 256")
     program, spec = parse_tl(text), AttentionSpec("dense_prefill", head_dim=128)
     est = register_estimate(program, "sm_90", spec)["attn"]
     assert est > 255
@@ -241,8 +243,8 @@ def test_register_estimate_over_budget():
 
 def test_block_m_not_divisible_by_warps():
     text = mutate(dense(), "BLOCK_M = 128", "BLOCK_M = 96")
-    d = find(check(text), "tiles", text, "BLOCK_M = 96", "not a multiple of 16 * WARPS = 128")
-    assert "BLOCK_M = 128 or 256" in d.fix
+    d = find(check(text), "tiles", text, "BLOCK_M = 96", "not a multiple of 16 * WARPS = 64")
+    assert "BLOCK_M = 64 or 128" in d.fix
 
 
 def test_block_n_not_a_multiple_of_the_mma_k():
@@ -416,7 +418,7 @@ def test_sketch_passes_as_sketch_and_fails_as_program():
 
 
 def test_program_form_requires_block_params():
-    text = mutate(dense(), "  WARPS = 8\n", "")
+    text = mutate(dense(), "  WARPS = 4\n", "")
     find(check(text), "form", text, "params {", "WARPS are not defined", "WARPS = ...")
 
 
