@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[3]
 TL_DIR = ROOT / "kernels_src" / "tl"
 GOLDEN = sorted(TL_DIR.glob("*.tl"))
 RULES_FIXTURE = Path(__file__).parent / "fixtures" / "dense_prefill_rules.tl"
-DENSE = TL_DIR / "dense_prefill_sm80.tl"
 
 
 # ---------------------------------------------------------------- helpers
