@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qimeng_serve.build.bundle import read_blob, read_manifest
-from qimeng_serve.build.pipeline import build_arch
+from qimeng_serve.build.pipeline import SPILL_LIMIT_BYTES, build_arch
 from qimeng_serve.cli import app
 from qimeng_serve.targets import PRIMARY_ARCHS
 
@@ -30,7 +30,8 @@ def test_one_kernel_per_arch_compiles_to_its_sass_and_ptx(arch, tmp_path, cache)
     (name,) = manifest["kernels"]
     k = manifest["kernels"][name]
     assert manifest["arch"] == arch and manifest["dtype"] == "f16"
-    assert k["resources"]["spill_stores"] == 0 and k["resources"]["registers"] <= 255
+    spilled = k["resources"]["spill_stores"] + k["resources"]["spill_loads"]
+    assert spilled <= SPILL_LIMIT_BYTES and k["resources"]["registers"] <= 255
     assert k["tl"]["source"].startswith("#") and len(k["tl"]["sha256"]) == 64
     assert k["validation"] is None  # filled in on a GPU by `qimeng-serve validate`
     assert read_blob(bundle, k["tensors"]["cubin"])[:4] == b"\x7fELF"
