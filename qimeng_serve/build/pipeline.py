@@ -17,7 +17,7 @@ from typing import Callable
 
 from qimeng_serve import __version__
 from qimeng_serve.build import cache
-from qimeng_serve.build.bundle import BUNDLE_SCHEMA, bundle_filename, write_bundle
+from qimeng_serve.build.bundle import BUNDLE_SCHEMA, bundle_filename, read_blob, read_manifest, write_bundle
 from qimeng_serve.build.inspect import observed_targets
 from qimeng_serve.build.kernel_set import KERNEL_SET, KernelJob, default_jobs
 from qimeng_serve.build.nvcc import CompileError, CompileResult, compile_source, nvcc_flags
@@ -151,5 +151,22 @@ def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[Ker
         "rejected": rejected,
     }
     path = registry / target.arch / dtype / bundle_filename(target.arch, dtype, KERNEL_SET)
+    _keep_other_kernels(path, manifest, blobs, {(o.job.spec.op, o.job.spec.head_dim) for o in outcomes})
     write_bundle(path, manifest, blobs)
     return path
+
+
+def _keep_other_kernels(path: Path, manifest: dict, blobs: dict[str, bytes], rebuilt: set) -> None:
+    """A partial build (--family / --head-dim) keeps the bundle's other kernels instead of dropping
+    them, when they were made by the same toolchain; a toolchain change replaces the whole bundle."""
+    if not path.is_file():
+        return
+    old = read_manifest(path)
+    if old.get("toolchain") != manifest["toolchain"]:
+        return
+    for name, meta in old["kernels"].items():
+        if (meta["family"], meta["spec"]["head_dim"]) in rebuilt or name in manifest["kernels"]:
+            continue
+        manifest["kernels"][name] = meta
+        for tensor in meta["tensors"].values():
+            blobs[tensor] = read_blob(path, tensor)

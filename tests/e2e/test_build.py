@@ -65,3 +65,13 @@ def test_missing_nvcc_is_a_clear_error(tmp_path, cache, monkeypatch):
     result = CliRunner().invoke(app, ["build", "--arch", "sm_75", "--registry", str(tmp_path)])
     toolchain.find_toolchain.cache_clear()
     assert result.exit_code == 2 and "nvcc not found" in result.output and "fix:" in result.output
+
+
+def test_a_partial_build_keeps_the_bundles_other_kernels(tmp_path, cache):
+    reg = tmp_path / "reg"
+    build_arch("sm_75", reg, dtypes=["f16"], head_dims=[64], families=["paged_prefill"], jobs_limit=1)
+    report = build_arch("sm_75", reg, dtypes=["f16"], head_dims=[64], families=["dense_prefill"], jobs_limit=1)
+    kernels = read_manifest(report.bundles[0])["kernels"]
+    assert sorted(k["family"] for k in kernels.values()) == ["dense_prefill", "paged_prefill"]
+    for meta in kernels.values():
+        assert read_blob(report.bundles[0], meta["tensors"]["cubin"])[:4] == b"\x7fELF"

@@ -174,7 +174,7 @@ def test_missing_reshape_runs_and_is_left_to_the_checker():
     assert run_case(no_reshape, case, "dense_prefill") == float("inf")
 
 
-def test_cases_cover_the_brief():
+def test_cases_cover_the_required_shapes():
     cases = [c for n in GOLDEN for c in (DECODE_CASES if n in DECODE else PREFILL_CASES).values()]
     assert {c.group for c in cases} >= {1, 4, 8} and {c.d for c in cases} == {64, 128, 256}
     assert any(k > q for c in cases for q, k in zip(c.lq, c.lk)) and any(c.window for c in cases)
