@@ -125,7 +125,7 @@ def bench_dense(ks, timer, tag, dtype, b, hq, hkv, l, d, causal, roof, flex: boo
     v = torch.randn(b, hkv, l, d, dtype=tdt, device="cuda")
     out = torch.empty_like(q)
     conv = lambda ms: None if ms is None else _checked(_tflops(b, hq, l, l, d, causal, ms), roof, "TFLOPS")  # noqa: E731
-    ours = conv(_try(timer, lambda: (lambda: ks.dense_prefill(q, k, v, causal=causal, out=out))))
+    ours = conv(timer.median_ms(lambda: ks.dense_prefill(q, k, v, causal=causal, out=out)))  # our failures raise
     return Row(tag, dtype, b, hq, hkv, l, d, causal, "TFLOPS", ours,
                fa2=conv(_try(timer, _sdpa, SDPBackend.FLASH_ATTENTION, q, k, v, causal)),
                cudnn=conv(_try(timer, _sdpa, SDPBackend.CUDNN_ATTENTION, q, k, v, causal)),
@@ -148,7 +148,7 @@ def bench_decode(ks, timer, dtype, ctx, roof) -> Row:
     out = torch.empty_like(q)
     kv_bytes = 2 * b * ctx * hkv * d * q.element_size()
     conv = lambda ms: None if ms is None else _checked(kv_bytes / ms / 1e6, roof, "GB/s")  # noqa: E731
-    ours = conv(_try(timer, lambda: (lambda: ks.paged_decode(q, kc, vc, table, cu, seqlens, 1, ctx, workspace=ws, out=out))))
+    ours = conv(timer.median_ms(lambda: ks.paged_decode(q, kc, vc, table, cu, seqlens, 1, ctx, workspace=ws, out=out)))
     qd = q.view(b, hq, 1, d)
     kd = torch.randn(b, hkv, ctx, d, dtype=tdt, device="cuda")
     vd = torch.randn(b, hkv, ctx, d, dtype=tdt, device="cuda")
