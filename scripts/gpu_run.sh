@@ -16,6 +16,7 @@ status=0
 if [ "${SKIP_VALIDATE:-0}" != 1 ]; then
   $PY -m qimeng_serve.cli validate --registry "$REG" ${VALIDATE_ARGS:-} 2>&1 | tee "$OUT/validate.log" || status=1
 fi
+$PY scripts/check_graphs.py "$REG" 2>&1 | tee "$OUT/graphs.log" || status=1
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   $PY -m qimeng_serve.cli bench --registry "$REG" --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" || status=1
 fi
