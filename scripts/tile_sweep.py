@@ -20,6 +20,14 @@ VARIANTS = {  # name: (head_dim, BLOCK_M, BLOCK_N, WARPS)
 }
 
 
+DECODE_VARIANTS = {"dec_split512": 512, "dec_split1024": 1024, "dec_split2048": 2048}  # name: SPLIT_KV (D = 128)
+
+
+def decode_text(split: int) -> str:
+    text = (ROOT / "kernels_src/tl/paged_decode_sm80.tl").read_text()
+    return re.sub(r"SPLIT_KV = \d+", f"SPLIT_KV = {split}", text, count=1)
+
+
 def variant_text(d: int, bm: int, bn: int, w: int) -> str:
     text = (ROOT / "kernels_src/tl/dense_prefill_sm80.tl").read_text()
     start, end = text.index("params {"), text.index("kernel ")
@@ -37,24 +45,30 @@ def build() -> None:
     from qimeng_serve.tl.parser import parse_tl
 
     tc, target = find_toolchain(), get_target("sm_90")
-    for name, (d, bm, bn, w) in VARIANTS.items():
-        spec = AttentionSpec("dense_prefill", "f16", d)
-        src = lower(parse_tl(variant_text(d, bm, bn, w)), target, spec)
+    jobs = [(n, AttentionSpec("dense_prefill", "f16", v[0]), variant_text(*v)) for n, v in VARIANTS.items()]
+    jobs += [(n, AttentionSpec("paged_decode", "f16", 128, 16), decode_text(s)) for n, s in DECODE_VARIANTS.items()]
+    only = sys.argv[2:] or None
+    for name, spec, text in jobs:
+        if only and not any(name.startswith(o) for o in only):
+            continue
+        src = lower(parse_tl(text), target, spec)
         cu = SWEEP / name / f"{src.entries[0].name}.cu"
         cu.parent.mkdir(parents=True, exist_ok=True)
         cu.write_text(src.text)
         res = compile_source(cu, target, tc)
-        (e,) = src.entries
-        r = res.resources[e.name]
-        print(name, f"regs {r.registers} spill {r.spill_stores}/{r.spill_loads} B smem {e.smem_bytes}", flush=True)
-        kernel = {"family": "dense_prefill", "role": "attn", "spec": spec.to_dict(), "params": src.params,
-                  "launch": {"threads": e.threads, "grid": e.grid, "smem_bytes": e.smem_bytes},
-                  "resources": vars(r), "observed": {"sass": ["sm_90"], "ptx": ["compute_90"]},
-                  "tensors": {"cubin": f"{e.name}.cubin", "ptx": f"{e.name}.ptx"}}
+        kernels, blobs = {}, {}
+        for e in src.entries:  # one module: every entry shares the cubin
+            r = res.resources[e.name]
+            print(name, e.name, f"regs {r.registers} spill {r.spill_stores}/{r.spill_loads} B smem {e.smem_bytes}",
+                  flush=True)
+            kernels[e.name] = {"family": spec.op, "role": e.role, "spec": spec.to_dict(), "params": src.params,
+                               "launch": {"threads": e.threads, "grid": e.grid, "smem_bytes": e.smem_bytes},
+                               "resources": vars(r), "observed": {"sass": ["sm_90"], "ptx": ["compute_90"]},
+                               "tensors": {"cubin": f"{e.name}.cubin", "ptx": f"{e.name}.ptx"}}
+            blobs.update({f"{e.name}.cubin": res.cubin, f"{e.name}.ptx": res.ptx})
         manifest = {"schema": "qimeng-bundle/1", "arch": "sm_90", "dtype": "f16", "kernel_set": name,
-                    "kernels": {e.name: kernel}}
-        write_bundle(SWEEP / name / "sm_90" / "f16" / "sweep.safetensors", manifest,
-                     {f"{e.name}.cubin": res.cubin, f"{e.name}.ptx": res.ptx})
+                    "kernels": kernels}
+        write_bundle(SWEEP / name / "sm_90" / "f16" / "sweep.safetensors", manifest, blobs)
 
 
 def time_variants() -> None:
@@ -66,7 +80,19 @@ def time_variants() -> None:
     from qimeng_serve.runtime.ops import KernelSet
 
     timer, rows = Timer(runs=20), []
+    from qimeng_serve.bench import bench_decode
+
+    roof = {"matmul_bf16_tflops": 1e9, "copy_gbps": 1e9, "read_gbps": 1e9}  # relative figures only here
+    for name in DECODE_VARIANTS:
+        ks = KernelSet(SWEEP / name / "sm_90" / "f16" / "sweep.safetensors", prefer="sass")
+        for ctx in (8192, 32768, 131072):
+            r = bench_decode(ks, timer, "f16", ctx, roof)
+            rows.append((name, ctx, r.ours, r.sdpa))
+            print(f"{name:16s} ctx={ctx:6d} ours {r.ours:6.0f} GB/s  dense SDPA {r.sdpa:6.0f}  {r.ours / r.sdpa:.2f}x  "
+                  f"({torch.cuda.get_device_name()})", flush=True)
     for name in VARIANTS:
+        if not (SWEEP / name).is_dir():
+            continue
         ks = KernelSet(SWEEP / name / "sm_90" / "f16" / "sweep.safetensors", prefer="sass")
         d = VARIANTS[name][0]
         for l in (4096, 16384):
