@@ -39,12 +39,17 @@ class KernelSet:
         self.kernels: dict[str, LoadedKernel] = load_bundle(self.path, prefer=prefer)
         self._by_key = {(k.meta["family"], k.meta["role"], k.meta["spec"]["head_dim"]): k for k in self.kernels.values()}
 
-    def find(self, family: str, role: str, head_dim: int) -> LoadedKernel:
+    def find(self, family: str, role: str, head_dim: int, softcap: float = 0.0) -> LoadedKernel:
         kernel = self._by_key.get((family, role, head_dim))
         if kernel is None:
             have = sorted(f"{f}/{r}/hd{d}" for f, r, d in self._by_key)
             raise NoKernelError(f"{self.path.name} has no {family} {role} kernel for head size {head_dim} (it has {', '.join(have)})",
                                 fix=f"build it: qimeng-serve build --arch {self.manifest['arch']}")
+        built = float(kernel.meta["spec"].get("softcap", 0.0))
+        if built != float(softcap):
+            # the soft-cap is compiled into a kernel: running it with another one gives wrong logits
+            raise NoKernelError(f"{kernel.name} was built for logits soft-cap {built:g}, the call asks for {softcap:g}",
+                                fix="use a bundle built for this model's soft-cap")
         return kernel
 
     # -------------------------------------------------------------- dense
@@ -63,7 +68,7 @@ class KernelSet:
         p.k_batch_stride, p.k_head_stride, p.k_token_stride = k.stride(0), k.stride(1), k.stride(2)
         p.v_batch_stride, p.v_head_stride, p.v_token_stride = v.stride(0), v.stride(1), v.stride(2)
         p.batch, p.heads_q, p.heads_kv, p.max_seqlen_q, p.max_seqlen_k = b, hq, hkv, lq, lk
-        kernel = self.find("dense_prefill", "attn", d)
+        kernel = self.find("dense_prefill", "attn", d, softcap)
         launch(kernel, p, _sizes(p))
         return out
 
@@ -76,7 +81,7 @@ class KernelSet:
         out = torch.empty_like(q) if out is None else out
         p = self._paged_params(q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q,
                                max_seqlen_k, causal, softmax_scale, window, softcap, out)
-        launch(self.find("paged_prefill", "attn", q.shape[-1]), p, _sizes(p))
+        launch(self.find("paged_prefill", "attn", q.shape[-1], softcap), p, _sizes(p))
         return out
 
     def decode_workspace(self, total_q: int, heads_q: int, head_dim: int, max_seqlen_k: int, device):
@@ -94,8 +99,8 @@ class KernelSet:
         import torch
 
         d = q.shape[-1]
-        split_kernel = self.find("paged_decode", "split", d)
-        combine = self.find("paged_decode", "combine", d)
+        split_kernel = self.find("paged_decode", "split", d, softcap)
+        combine = self.find("paged_decode", "combine", d, softcap)
         group = q.shape[1] // k_cache.shape[2]
         rows = split_kernel.meta["params"]["BLOCK_M"]
         if group * max_seqlen_q > rows:

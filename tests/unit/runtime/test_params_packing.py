@@ -52,3 +52,16 @@ def test_dtype_and_head_checks():
         _kernel_set()._check(q, 64, 6, 4)
     with pytest.raises(QimengError, match="contiguous"):
         _kernel_set()._check(torch.zeros(2, 64, 8, dtype=torch.float16).transpose(1, 2), 64, 8, 4)
+
+
+def test_a_soft_cap_the_kernel_was_not_built_for_is_refused():
+    ks = _kernel_set()
+
+    class Loaded:
+        name = "qm_paged_prefill_sm80_attn_f16_hd64"
+        meta = {"spec": {"softcap": 0.0}}
+
+    ks._by_key = {("paged_prefill", "attn", 64): Loaded()}
+    assert ks.find("paged_prefill", "attn", 64) is ks._by_key[("paged_prefill", "attn", 64)]
+    with pytest.raises(QimengError, match="built for logits soft-cap 0, the call asks for 30"):
+        ks.find("paged_prefill", "attn", 64, softcap=30.0)
