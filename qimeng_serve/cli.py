@@ -109,6 +109,7 @@ def build(
     dtype: DtypeOpt = None,
     head_dim: HeadDimOpt = None,
     family: Annotated[Optional[list[str]], typer.Option("--family", help="paged_prefill, paged_decode or dense_prefill. Default: all.")] = None,
+    softcap: Annotated[float, typer.Option("--softcap", help="Compile in a logits soft-cap (e.g. 50 for Gemma 2); its own kernel set.")] = 0.0,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Parallel nvcc processes (default: CPU count).")] = None,
 ) -> None:
     """Build the default kernel set for a GPU architecture: TL programs -> CUDA on CuTe -> nvcc cubins
@@ -123,7 +124,7 @@ def build(
 
     archs = list(PRIMARY_ARCHS) if arch == "all" else [get_target(arch).arch]
     reg = registry or default_registry()
-    total = sum(len(default_jobs(get_target(a), dtype, head_dim, family)) for a in archs)
+    total = sum(len(default_jobs(get_target(a), dtype, head_dim, family, softcap)) for a in archs)
     table = Table(title=f"qimeng-serve build -> {reg}")
     for col in ("arch", "kernel", "regs", "smem KB", "spills", "SASS / PTX", "cache", "result"):
         table.add_column(col)
@@ -142,8 +143,8 @@ def build(
                               "hit" if o.cached else "built", "[red]rejected[/]" if o.rejected else "[green]ok[/]")
 
         for a in archs:
-            report = build_arch(a, reg, dtypes=dtype, head_dims=head_dim, families=family, jobs_limit=jobs,
-                                on_kernel=on_kernel)
+            report = build_arch(a, reg, dtypes=dtype, head_dims=head_dim, families=family, softcap=softcap,
+                                jobs_limit=jobs, on_kernel=on_kernel)
             bundles += report.bundles
             rejected += [o for o in report.outcomes if o.rejected]
     out.print(table)

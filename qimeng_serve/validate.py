@@ -40,7 +40,7 @@ class ValidationReport:
         return self.methods.get(kernel, "")
 
 
-def reference(q, k, v, *, causal: bool, scale: float, window: int = 0):
+def reference(q, k, v, *, causal: bool, scale: float, window: int = 0, softcap: float = 0.0):
     """fp32 attention of one sequence: q [Hq, Lq, D], k/v [Hkv, Lk, D]; queries are the last Lq keys."""
     import torch
 
@@ -49,6 +49,8 @@ def reference(q, k, v, *, causal: bool, scale: float, window: int = 0):
     k = k.float().repeat_interleave(hq // hkv, 0)
     v = v.float().repeat_interleave(hq // hkv, 0)
     s = torch.einsum("hqd,hkd->hqk", q.float(), k) * scale
+    if softcap:
+        s = softcap * torch.tanh(s / softcap)
     i = torch.arange(lq, device=q.device)[:, None] + (lk - lq)
     j = torch.arange(lk, device=q.device)[None, :]
     visible = torch.ones(lq, lk, dtype=torch.bool, device=q.device)
@@ -121,13 +123,13 @@ def _check_paged(ks: KernelSet, family: str, d: int, group: int, seqs, causal: b
     scale = 1.0 / math.sqrt(d)
     args = (q, kc, vc, table, cu, seqlens_k, max(s[0] for s in seqs), max(s[1] for s in seqs))
     fn = ks.paged_prefill if family == "paged_prefill" else ks.paged_decode
-    fn(*args, causal=causal, softmax_scale=scale, window=window, out=out)
+    fn(*args, causal=causal, softmax_scale=scale, window=window, softcap=ks.softcap, out=out)
     torch.cuda.synchronize()
     outs, refs = [], []
     for b, (lq, lk) in enumerate(seqs):
         qb = q[cu[b]:cu[b + 1]].permute(1, 0, 2)
         refs.append(reference(qb, _gather(kc, table[b], lk), _gather(vc, table[b], lk), causal=causal, scale=scale,
-                              window=window))
+                              window=window, softcap=ks.softcap))
         outs.append(out[cu[b]:cu[b + 1]].permute(1, 0, 2))
     return rel_l2(torch.cat([o.flatten() for o in outs]), torch.cat([r.flatten() for r in refs]))
 
@@ -142,9 +144,9 @@ def _check_dense(ks: KernelSet, d: int, group: int, lq: int, lk: int, causal: bo
     v = torch.randn(b, hkv, lk, d, generator=gen, device="cuda").to(dtype)
     out = torch.full_like(q, float("nan"))
     scale = 1.0 / math.sqrt(d)
-    ks.dense_prefill(q, k, v, causal=causal, softmax_scale=scale, out=out)
+    ks.dense_prefill(q, k, v, causal=causal, softmax_scale=scale, softcap=ks.softcap, out=out)
     torch.cuda.synchronize()
-    ref = torch.stack([reference(q[i], k[i], v[i], causal=causal, scale=scale) for i in range(b)])
+    ref = torch.stack([reference(q[i], k[i], v[i], causal=causal, scale=scale, softcap=ks.softcap) for i in range(b)])
     return rel_l2(out, ref)
 
 

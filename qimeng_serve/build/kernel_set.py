@@ -20,6 +20,11 @@ from qimeng_serve.tl.parser import parse_tl_file
 GOLDEN_DIR = REPO_ROOT / "kernels_src" / "tl"
 FAMILIES = ("paged_prefill", "paged_decode", "dense_prefill")
 KERNEL_SET = "default"
+
+
+def kernel_set_name(softcap: float = 0.0) -> str:
+    """`default`, or `softcap50` for kernels with a logits soft-cap compiled in (Gemma 2 style)."""
+    return KERNEL_SET if not softcap else f"softcap{softcap:g}"
 # Decode kernels pack GROUP x query tokens into 16 rows: built for GQA groups up to 16, 1 query token.
 DECODE_GROUP = 16
 
@@ -46,7 +51,7 @@ def program_for(family: str, target: Target, tl_dir: Path = GOLDEN_DIR) -> tuple
 
 
 def default_jobs(target: Target, dtypes: list[str] | None = None, head_dims: list[int] | None = None,
-                 families: list[str] | None = None) -> list[KernelJob]:
+                 families: list[str] | None = None, softcap: float = 0.0) -> list[KernelJob]:
     if target.compile_only:
         raise QimengError(f"{target.arch} is compile-only: qimeng-serve has no validated kernel set for it yet",
                           fix="build sm_90 instead: its bundle carries compute_90 PTX, which newer GPUs JIT-compile")
@@ -62,5 +67,6 @@ def default_jobs(target: Target, dtypes: list[str] | None = None, head_dims: lis
         for dtype in wanted:
             for hd in head_dims or HEAD_DIMS:
                 group = DECODE_GROUP if family == "paged_decode" else 1
-                jobs.append(KernelJob(path, program, AttentionSpec(family, dtype, hd, group, causal=True)))
+                jobs.append(KernelJob(path, program, AttentionSpec(family, dtype, hd, group, causal=True,
+                                                                   softcap=softcap)))
     return jobs

@@ -19,7 +19,7 @@ from qimeng_serve import __version__
 from qimeng_serve.build import cache
 from qimeng_serve.build.bundle import BUNDLE_SCHEMA, bundle_filename, read_blob, read_manifest, write_bundle
 from qimeng_serve.build.inspect import observed_targets
-from qimeng_serve.build.kernel_set import KERNEL_SET, KernelJob, default_jobs
+from qimeng_serve.build.kernel_set import KernelJob, default_jobs, kernel_set_name
 from qimeng_serve.build.nvcc import CompileError, CompileResult, compile_source, nvcc_flags
 from qimeng_serve.build.toolchain import Toolchain, find_toolchain
 from qimeng_serve.lower.emit import CudaSource, lower
@@ -87,11 +87,11 @@ def _first_error(log: str) -> str:
 
 
 def build_arch(arch: str, registry: Path, *, dtypes: list[str] | None = None, head_dims: list[int] | None = None,
-               families: list[str] | None = None, jobs_limit: int | None = None,
+               families: list[str] | None = None, softcap: float = 0.0, jobs_limit: int | None = None,
                on_kernel: Callable[[KernelOutcome], None] | None = None) -> BuildReport:
     target = get_target(arch)
     toolchain = find_toolchain()
-    jobs = default_jobs(target, dtypes, head_dims, families)
+    jobs = default_jobs(target, dtypes, head_dims, families, softcap)
     report = BuildReport(target.arch)
     workers = jobs_limit or max(1, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="qimeng-build-") as tmp, ThreadPoolExecutor(workers) as pool:
@@ -103,12 +103,13 @@ def build_arch(arch: str, registry: Path, *, dtypes: list[str] | None = None, he
                 on_kernel(outcome)
     for dtype in sorted({o.job.spec.dtype for o in report.outcomes}):
         chosen = [o for o in report.outcomes if o.job.spec.dtype == dtype]
-        report.bundles.append(_write_bundle(registry, target, dtype, chosen, toolchain))
+        report.bundles.append(_write_bundle(registry, target, dtype, chosen, toolchain, kernel_set_name(softcap)))
     update_index(registry)
     return report
 
 
-def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[KernelOutcome], toolchain: Toolchain) -> Path:
+def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[KernelOutcome], toolchain: Toolchain,
+                  kernel_set: str) -> Path:
     kernels, blobs, rejected = {}, {}, []
     for o in outcomes:
         if o.rejected:
@@ -123,6 +124,7 @@ def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[Ker
                 "tl_kernel": entry.tl_kernel,
                 "spec": o.job.spec.to_dict(),
                 "runtime_features": ["causal", "sliding_window", "gqa", "paged_kv" if "paged" in o.job.spec.op else "dense_kv"],
+                "compiled_features": {"softcap": o.job.spec.softcap},
                 "tl": {"program": o.job.program.name, "file": o.job.program_path.name, "source": tl_text,
                        "sha256": hashlib.sha256(tl_text.encode()).hexdigest()},
                 "cuda_sha256": o.source.sha256,
@@ -140,7 +142,7 @@ def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[Ker
             blobs[f"{entry.name}.cu"] = o.source.text.encode()
     manifest = {
         "schema": BUNDLE_SCHEMA,
-        "kernel_set": KERNEL_SET,
+        "kernel_set": kernel_set,
         "arch": target.arch,
         "dtype": dtype,
         "target": {"family": target.family, "smem_optin_max": target.smem_optin_max, "examples": list(target.examples)},
@@ -150,7 +152,7 @@ def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[Ker
         "kernels": kernels,
         "rejected": rejected,
     }
-    path = registry / target.arch / dtype / bundle_filename(target.arch, dtype, KERNEL_SET)
+    path = registry / target.arch / dtype / bundle_filename(target.arch, dtype, kernel_set)
     _keep_other_kernels(path, manifest, blobs, {(o.job.spec.op, o.job.spec.head_dim) for o in outcomes})
     write_bundle(path, manifest, blobs)
     return path

@@ -38,6 +38,8 @@ class KernelSet:
         self.dtype = self.manifest["dtype"]
         self.kernels: dict[str, LoadedKernel] = load_bundle(self.path, prefer=prefer)
         self._by_key = {(k.meta["family"], k.meta["role"], k.meta["spec"]["head_dim"]): k for k in self.kernels.values()}
+        # the logits soft-cap compiled into this bundle's kernels (one value per kernel set)
+        self.softcap = max((float(k.meta["spec"].get("softcap", 0.0)) for k in self.kernels.values()), default=0.0)
 
     def find(self, family: str, role: str, head_dim: int, softcap: float = 0.0) -> LoadedKernel:
         kernel = self._by_key.get((family, role, head_dim))
