@@ -75,3 +75,14 @@ def test_a_partial_build_keeps_the_bundles_other_kernels(tmp_path, cache):
     assert sorted(k["family"] for k in kernels.values()) == ["dense_prefill", "paged_prefill"]
     for meta in kernels.values():
         assert read_blob(report.bundles[0], meta["tensors"]["cubin"])[:4] == b"\x7fELF"
+
+
+def test_softcap_kernels_are_their_own_kernel_set(tmp_path, cache):
+    report = build_arch("sm_75", tmp_path / "reg", dtypes=["f16"], head_dims=[64], families=["paged_prefill"],
+                        softcap=30.0, jobs_limit=1)
+    (bundle,) = report.bundles
+    assert bundle.name == "qimeng-softcap30-sm_75-f16.safetensors"
+    manifest = read_manifest(bundle)
+    (k,) = manifest["kernels"].values()
+    assert manifest["kernel_set"] == "softcap30" and k["spec"]["softcap"] == 30.0
+    assert b"qm::apply_softcap<KT>(S, mask);" in read_blob(bundle, k["tensors"]["cuda"])
