@@ -90,7 +90,7 @@ class KernelSet:
         """o_partial and lse for split-KV decode; allocate once (before CUDA-graph capture) and reuse."""
         import torch
 
-        split = self.find("paged_decode", "split", head_dim).meta["params"]["SPLIT_KV"]
+        split = self.find("paged_decode", "split", head_dim, self.softcap).meta["params"]["SPLIT_KV"]
         n = max(1, math.ceil(max_seqlen_k / split))
         return (torch.empty(n, total_q, heads_q, head_dim, dtype=torch.float32, device=device),
                 torch.empty(n, total_q, heads_q, dtype=torch.float32, device=device))
