@@ -1,0 +1,1 @@
+"""Stage 1 generators: the offline planner and the LLM path."""
