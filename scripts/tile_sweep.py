@@ -20,12 +20,18 @@ VARIANTS = {  # name: (head_dim, BLOCK_M, BLOCK_N, WARPS)
 }
 
 
-DECODE_VARIANTS = {"dec_split512": 512, "dec_split1024": 1024, "dec_split2048": 2048}  # name: SPLIT_KV (D = 128)
+# name: param overrides of paged_decode_sm80.tl (D = 128); the shipped program is BLOCK_N 64, PIPE 2, SPLIT_KV 512
+DECODE_VARIANTS = {
+    "dec_bn64_p2_s512": {}, "dec_bn64_p2_s1024": {"SPLIT_KV": 1024},
+    "dec_bn128_p1_s512": {"BLOCK_N": 128, "PIPE": 1}, "dec_bn128_p1_s1024": {"BLOCK_N": 128, "PIPE": 1, "SPLIT_KV": 1024},
+}
 
 
-def decode_text(split: int) -> str:
+def decode_text(overrides: dict[str, int]) -> str:
     text = (ROOT / "kernels_src/tl/paged_decode_sm80.tl").read_text()
-    return re.sub(r"SPLIT_KV = \d+", f"SPLIT_KV = {split}", text, count=1)
+    for name, value in overrides.items():  # the first (unguarded) params block only
+        text = re.sub(rf"^(\s*){name} = \d+$", rf"\g<1>{name} = {value}", text, count=1, flags=re.M)
+    return text
 
 
 def variant_text(d: int, bm: int, bn: int, w: int) -> str:
@@ -84,6 +90,8 @@ def time_variants() -> None:
 
     roof = {"matmul_bf16_tflops": 1e9, "copy_gbps": 1e9, "read_gbps": 1e9}  # relative figures only here
     for name in DECODE_VARIANTS:
+        if not (SWEEP / name).is_dir():
+            continue
         ks = KernelSet(SWEEP / name / "sm_90" / "f16" / "sweep.safetensors", prefer="sass")
         for ctx in (8192, 32768, 131072):
             r = bench_decode(ks, timer, "f16", ctx, roof)

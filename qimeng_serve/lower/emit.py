@@ -241,7 +241,7 @@ def _emit_tile(plan: KernelPlan, scope: Scope, spec, params, decode: bool) -> li
         "  const auto q = qm::make_q_rows<KT>(p, tc);",
         f"  const auto kv = qm::{kv_maker}<KT>(p, tc);",
         f"  // {print_expr(mask)}",
-        f"  const qm::MaskInfo mask = qm::mask_info(p, tc, {scope.cpp(kw['kv_len'])}, "
+        f"  const qm::MaskInfo mask = qm::mask_info<KT>(p, tc, {scope.cpp(kw['kv_len'])}, "
         f"{scope.cpp(kw.get('causal', zero))}, {scope.cpp(kw.get('offset', zero))}, {scope.cpp(kw.get('window', zero))});",
         "  const float scale = qm::softmax_scale_log2(p);  // softmax_scale * LOG2E, folded into exp2",
     ]

@@ -65,22 +65,23 @@ __device__ __forceinline__ void copy_kv_g2s(CopyStage<KT>& st, const Rows& src, 
   const int cc = KT::tid() % CPR, r0 = KT::tid() / CPR;
   const int t0 = n_block * KT::kBlockN + r0;
   const ChunkOffsets<KT, typename KT::SmemLayoutKV, P> L(r0, cc * CH);
+  // Row addresses first, for every pass, with the token clamped into the sequence: no branch
+  // around a paged row's block-table load, so the loads of all passes are in flight together
+  // instead of one table-load latency per 16-byte chunk; rows past the end are zero-filled below.
+  const int last = src.seqlen - 1;
   if constexpr (KT::kCpAsync) {
+    const T* g[P];
     CUTE_UNROLL
-    for (int i = 0; i < P; ++i) {
-      const int t = t0 + i * RPP;
-      const bool ok = t < src.seqlen;
-      const T* g = ok ? src.row(t) + cc * CH : src.base;
-      cp_async_16(sX + L(i), g, ok);
-    }
+    for (int i = 0; i < P; ++i) g[i] = src.row(max(min(t0 + i * RPP, last), 0)) + cc * CH;
+    CUTE_UNROLL
+    for (int i = 0; i < P; ++i) cp_async_16(sX + L(i), g[i], t0 + i * RPP < src.seqlen);
     cp_async_commit();
   } else if constexpr (KT::kRegStage) {
+    const T* g[P];
     CUTE_UNROLL
-    for (int i = 0; i < P; ++i) {
-      const int t = t0 + i * RPP;
-      const bool ok = t < src.seqlen;
-      st.r[i] = ld_global_16(ok ? src.row(t) + cc * CH : src.base, ok);
-    }
+    for (int i = 0; i < P; ++i) g[i] = src.row(max(min(t0 + i * RPP, last), 0)) + cc * CH;
+    CUTE_UNROLL
+    for (int i = 0; i < P; ++i) st.r[i] = ld_global_16(g[i], t0 + i * RPP < src.seqlen);
   } else {
     constexpr int B = 8;
     static_assert(P % B == 0, "");
@@ -90,8 +91,7 @@ __device__ __forceinline__ void copy_kv_g2s(CopyStage<KT>& st, const Rows& src, 
       CUTE_UNROLL
       for (int i = 0; i < B; ++i) {
         const int t = t0 + (i0 + i) * RPP;
-        const bool ok = t < src.seqlen;
-        buf[i] = ld_global_16(ok ? src.row(t) + cc * CH : src.base, ok);
+        buf[i] = ld_global_16(src.row(max(min(t, last), 0)) + cc * CH, t < src.seqlen);
       }
       CUTE_UNROLL
       for (int i = 0; i < B; ++i) st_shared_16(sX + L(i0 + i), buf[i]);

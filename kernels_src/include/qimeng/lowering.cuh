@@ -47,6 +47,7 @@ __device__ __forceinline__ TileCoord tile_coord(const AttnParams& p, int b, int 
 }
 
 // MaskInfo from the arguments of TL's mask(S, kv_len=, causal=, offset=, window=).
+template <class KT>
 __device__ __forceinline__ MaskInfo mask_info(const AttnParams& p, const TileCoord& tc, int kv_len, int causal,
                                               int offset, int window) {
   MaskInfo m;
@@ -57,6 +58,7 @@ __device__ __forceinline__ MaskInfo mask_info(const AttnParams& p, const TileCoo
   m.row0 = tc.row0;
   m.rows = tc.rows;
   m.rpt = tc.rpt;
+  set_tile_rows<KT>(m);
   m.softcap_pre = p.softcap > 0.f ? p.softmax_scale_log2 / (kLog2e * p.softcap) : 0.f;
   return m;
 }

@@ -21,8 +21,17 @@ struct MaskInfo {
   int causal;
   int window_left;
   int row0, rows, rpt;
+  // query rows of this tile's first and last packed row: hoisted out of the KV loop, where a
+  // run-time division by rpt per tile showed up in the decode SASS
+  int q_first, q_last;
   float softcap_pre;  // scale / softcap, 0 = no softcap
 };
+
+template <class KT>
+__device__ __forceinline__ void set_tile_rows(MaskInfo& m) {
+  m.q_first = m.row0 / m.rpt;
+  m.q_last = (m.row0 + KT::kBlockM - 1) / m.rpt;
+}
 
 struct BlockRange { int lo, hi; };
 
@@ -34,6 +43,7 @@ __device__ __forceinline__ MaskInfo make_mask(const AttnParams& p, const TileCoo
   m.causal = p.causal;
   m.window_left = p.window_left;
   m.row0 = tc.row0; m.rows = tc.rows; m.rpt = tc.rpt;
+  set_tile_rows<KT>(m);
   m.softcap_pre = p.softcap > 0.f ? p.softmax_scale_log2 / (kLog2e * p.softcap) : 0.f;
   return m;
 }
@@ -68,8 +78,7 @@ template <class KT, class Acc>
 __device__ __forceinline__ void apply_mask(Acc& acc_s, const MaskInfo& m, int n_block) {
   using namespace cute;
   const int blk0 = n_block * KT::kBlockN;
-  const int q_first = m.row0 / m.rpt;
-  const int q_last = (m.row0 + KT::kBlockM - 1) / m.rpt;
+  const int q_first = m.q_first, q_last = m.q_last;
   const bool need = blk0 + KT::kBlockN > m.seqlen_k
                  || (m.causal && blk0 + KT::kBlockN - 1 > q_first + m.offset)
                  || (m.window_left > 0 && blk0 < q_last + m.offset - m.window_left);
