@@ -174,7 +174,7 @@ def validate(
     (NaN-poisoned outputs, ragged lengths, GQA 1/4/8, shuffled block tables) and record the result in
     each bundle's manifest. Exit 1 if any check fails. sm_75 / sm_80 code runs here through its PTX."""
     from qimeng_serve.env import default_registry
-    from qimeng_serve.registry_index import update_index
+    from qimeng_serve.registry.index import update_index
     from qimeng_serve.validate import validate_bundle
 
     try:

@@ -23,7 +23,7 @@ from qimeng_serve.build.kernel_set import KernelJob, default_jobs, kernel_set_na
 from qimeng_serve.build.nvcc import CompileError, CompileResult, compile_source, nvcc_flags
 from qimeng_serve.build.toolchain import Toolchain, find_toolchain
 from qimeng_serve.lower.emit import CudaSource, lower
-from qimeng_serve.registry_index import update_index
+from qimeng_serve.registry.index import update_index
 from qimeng_serve.targets import Target, get_target
 from qimeng_serve.tl.printer import print_tl
 
