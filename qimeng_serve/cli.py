@@ -280,6 +280,9 @@ def bench(
             if mine:
                 meta["benchmark"] = {"device": device, "method": f"{arch} SASS", "rows": mine}
         write_manifest(path, manifest)
+    from qimeng_serve.registry.index import update_index
+
+    update_index(reg)  # the manifests changed, so did the bundles' sha256
     out.print(f"wrote {out_dir / 'bench.json'} and {out_dir / 'bench.png'}")
 
 
@@ -442,6 +445,8 @@ def tl_fmt(
         err.print("fix: qimeng-serve tl fmt --write " + " ".join(unformatted), markup=False)
         raise typer.Exit(1)
 
+
+from qimeng_serve import cli_registry  # noqa: E402,F401  (registers publish/pull/list/verify)
 
 if __name__ == "__main__":
     app()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qimeng_serve import __version__
-from qimeng_serve.registry.errors import LockMismatch
+from qimeng_serve.registry.errors import ChecksumMismatch, LockMismatch
 from qimeng_serve.registry.index import _validator
 
 LOCK_SCHEMA = "qimeng-lock/1"
@@ -73,3 +73,18 @@ def check_lock_repo(lock: Lock, repo: str | None, revision: str | None, lock_pat
         raise LockMismatch(f"{lock_path} pins {lock.repo}@{lock.commit[:12]} ({lock.revision}), not revision {revision}",
                            fix="drop --revision to use the lock, or re-lock: `qimeng-serve pull ... --revision "
                                f"{revision} --write-lock {lock_path}`")
+
+
+def check_locked_entry(pinned: Lock | None, entry: dict) -> None:
+    """The index entry about to be fetched must be in the lock, with the same sha256."""
+    if pinned is None:
+        return
+    locked = pinned.files.get(entry["path"])
+    if locked is None:
+        raise LockMismatch(f"the lock for {pinned.repo}@{pinned.commit[:12]} has no {entry['path']}",
+                           fix="re-lock against a commit that has it: `qimeng-serve pull --repo "
+                               f"{pinned.repo} --arch {entry['arch']} --write-lock FILE`")
+    if locked != entry["sha256"]:
+        raise ChecksumMismatch(f"refusing {entry['path']}: the index says sha256 {entry['sha256']}, the lock pins {locked}",
+                               fix="the registry changed since the lock was written: re-lock after reviewing it, "
+                                   "or restore the locked files")

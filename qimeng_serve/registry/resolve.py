@@ -17,14 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qimeng_serve.registry.errors import (
-    ChecksumMismatch,
-    LockMismatch,
     NoMatchingArtifact,
 )
 from qimeng_serve.registry.hub import HubReader
 from qimeng_serve.registry.index import read_index
 from qimeng_serve.registry.layout import INDEX_FILE, arch_of
-from qimeng_serve.registry.lock import Lock, check_lock_repo, read_lock
+from qimeng_serve.registry.lock import (
+    Lock,
+    check_lock_repo,
+    check_locked_entry,
+    read_lock,
+)
 from qimeng_serve.registry.select import Selection, select_bundle
 from qimeng_serve.registry.trust import check_trusted, env_allows_untrusted
 from qimeng_serve.registry.verify import require_file
@@ -92,7 +95,7 @@ def _from_local(capability, dtype, head_dim, ops, kernel_set, registry: Path, pi
     if selection.entry is None:
         raise _no_match(selection, source, head_dim)
     entry = selection.entry
-    _check_locked(entry, pinned)
+    check_locked_entry(pinned, entry)
     require_file(registry / entry["path"], entry["sha256"], entry["size"], what=f"{entry['path']} in {source}",
                  fix=f"rebuild it (`qimeng-serve build --arch {entry['arch']}`) or pull it again "
                      f"(`qimeng-serve pull ... --registry {registry}`)")
@@ -113,22 +116,9 @@ def _from_hub(capability, dtype, head_dim, ops, kernel_set, repo, revision, pinn
     if selection.entry is None:
         raise _no_match(selection, source, head_dim)
     entry = selection.entry
-    _check_locked(entry, pinned)
+    check_locked_entry(pinned, entry)
     path = reader.fetch(entry["path"], commit, sha256=entry["sha256"], size=entry["size"])
     if reader.cache_only:
         source += " (from the HF cache)"
     return ResolvedArtifact(path, entry, source, selection, warnings + reader.warnings)
 
-
-def _check_locked(entry: dict, pinned: Lock | None) -> None:
-    if pinned is None:
-        return
-    locked = pinned.files.get(entry["path"])
-    if locked is None:
-        raise LockMismatch(f"the lock for {pinned.repo}@{pinned.commit[:12]} has no {entry['path']}",
-                           fix="re-lock against a commit that has it: `qimeng-serve pull --repo "
-                               f"{pinned.repo} --arch {entry['arch']} --write-lock FILE`")
-    if locked != entry["sha256"]:
-        raise ChecksumMismatch(f"refusing {entry['path']}: the index says sha256 {entry['sha256']}, the lock pins {locked}",
-                               fix="the registry changed since the lock was written: re-lock after reviewing it, "
-                                   "or restore the locked files")
