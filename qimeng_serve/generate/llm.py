@@ -21,8 +21,13 @@ from qimeng_serve.generate.llm_client import LLMClient, LLMSettings
 from qimeng_serve.generate.llm_conversation import converse
 from qimeng_serve.generate.llm_cost import Ledger
 from qimeng_serve.generate.llm_gates import InterpreterCheck
-from qimeng_serve.generate.llm_prompts import (PROMPT_VERSION, params_request, sketch_form, sketch_request,
-                                               system_prompt)
+from qimeng_serve.generate.llm_prompts import (
+    PROMPT_VERSION,
+    params_request,
+    sketch_form,
+    sketch_request,
+    system_prompt,
+)
 from qimeng_serve.generate.llm_reply import Reply, fenced_block
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import Target
@@ -49,7 +54,7 @@ class LLMGenerator:
     def from_options(cls, *, model: str | None = None, api_key: str | None = None, base_url: str | None = None,
                      cache_dir: Path | None = None, max_retries: int | None = None, translate: bool = False,
                      console=None, timeout: float | None = None, retries_per_call: int | None = None,
-                     **_other_generators_options: Any) -> "LLMGenerator":
+                     **_other_generators_options: Any) -> LLMGenerator:
         """Built from CLI options; None falls back to the environment (docs/llm-generator.md), then defaults.
 
         max_retries and timeout go to the anthropic client (transport retries of 429 / 5xx, seconds per

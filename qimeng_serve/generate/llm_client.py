@@ -8,9 +8,10 @@ A request whose reply is in the cache is never sent, so a cached rerun needs no 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from qimeng_serve.errors import QimengError
 from qimeng_serve.generate.llm_cache import ReplyCache, request_key
@@ -50,7 +51,7 @@ class LLMSettings:
     @classmethod
     def resolve(cls, *, model: str | None = None, api_key: str | None = None, base_url: str | None = None,
                 cache_dir: Path | str | None = None, max_retries: int | None = None, timeout: float | None = None,
-                max_tokens: int | None = None, temperature: float | None = None) -> "LLMSettings":
+                max_tokens: int | None = None, temperature: float | None = None) -> LLMSettings:
         """Arguments first, then ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, QIMENG_LLM_MODEL, QIMENG_LLM_CACHE,
         QIMENG_LLM_MAX_RETRIES and QIMENG_LLM_TIMEOUT, then the defaults."""
         retries = max_retries if max_retries is not None else _env_number("QIMENG_LLM_MAX_RETRIES", int, DEFAULT_MAX_RETRIES)

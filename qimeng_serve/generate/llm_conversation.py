@@ -7,7 +7,8 @@ last message and the number of attempts.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from qimeng_serve.errors import QimengError
 from qimeng_serve.generate.base import Attempt

@@ -10,7 +10,7 @@ never taken for the new ones.
 from __future__ import annotations
 
 import dataclasses
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -31,7 +31,7 @@ HEADERS_DIR = REPO_ROOT / "kernels_src" / "include" / "qimeng"
 EXAMPLE_FAMILY = {"dense_prefill": "paged_prefill", "paged_prefill": "dense_prefill", "paged_decode": "paged_prefill"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def template(name: str) -> Template:
     text = resources.files("qimeng_serve.generate").joinpath("prompts", f"{name}.{PROMPT_VERSION}.md").read_text()
     return Template(text)
@@ -84,8 +84,8 @@ def describe_spec(spec: AttentionSpec) -> str:
     consts = ", ".join(f"{k} = {v}" for k, v in spec.constants().items())
     lines = [
         f"- op `{spec.op}`, input dtype {spec.dtype}, head size D = {spec.head_dim}",
-        f"- GQA group {spec.gqa_group} (query heads per KV head), causal: {'yes' if spec.causal else 'no'}, "
-        f"sliding window: {spec.sliding_window or 'none'}, logits soft-cap: {spec.softcap or 'none'}",
+        (f"- GQA group {spec.gqa_group} (query heads per KV head), causal: {'yes' if spec.causal else 'no'}, "
+         f"sliding window: {spec.sliding_window or 'none'}, logits soft-cap: {spec.softcap or 'none'}"),
     ]
     if spec.op == "paged_decode":
         lines.append(f"- up to {spec.decode_query_len} query token(s) per sequence (QLEN)")
@@ -112,7 +112,8 @@ def example_program(spec: AttentionSpec, target: Target) -> tuple[str, ast.Progr
     return path.stem, program
 
 
-def _fence_safe(text: str) -> str:
+def _body(text: str) -> str:
+    """Text to place inside a fenced block of a template: no trailing newline before the closing fence."""
     return text.rstrip("\n")
 
 
@@ -125,7 +126,7 @@ def sketch_request(spec: AttentionSpec, target: Target) -> str:
     name, example = example_program(spec, target)
     return template("sketch").substitute(
         target=describe_target(target), spec=describe_spec(spec), example_name=name, example_op=example.op,
-        op=spec.op, example=_fence_safe(print_tl(sketch_form(example))),
+        op=spec.op, example=_body(print_tl(sketch_form(example))),
         program_name=program_name(spec, target), arch=target.arch)
 
 
@@ -133,21 +134,21 @@ def params_request(spec: AttentionSpec, target: Target, sketch_text: str) -> str
     _, example = example_program(spec, target)
     return template("params").substitute(
         arch=target.arch, smem_kb=target.smem_optin_max // 1024, max_regs=target.max_regs_per_thread,
-        target=describe_target(target), spec=describe_spec(spec), sketch=_fence_safe(sketch_text),
-        example=_fence_safe(print_tl(example)))
+        target=describe_target(target), spec=describe_spec(spec), sketch=_body(sketch_text),
+        example=_body(print_tl(example)))
 
 
 def translate_request(spec: AttentionSpec, target: Target, program_text: str, entries: str, flags: str,
                       example_cuda: str) -> str:
     headers = []
     for path in sorted(HEADERS_DIR.glob("*.cuh")):
-        headers.append(f"### qimeng/{path.name}\n```cuda\n{_fence_safe(path.read_text())}\n```")
+        headers.append(f"### qimeng/{path.name}\n```cuda\n{_body(path.read_text())}\n```")
     if not headers:
         raise QimengError(f"no building-block headers in {HEADERS_DIR}",
                           fix="run from a qimeng-serve source checkout (kernels_src/include/qimeng/)")
     return template("translate").substitute(
         entries=entries, flags=flags, target=describe_target(target), spec=describe_spec(spec),
-        program=_fence_safe(program_text), example_cuda=_fence_safe(example_cuda), headers="\n\n".join(headers))
+        program=_body(program_text), example_cuda=_body(example_cuda), headers="\n\n".join(headers))
 
 
 def repair_request(gate: str, message: str, instruction: str) -> str:

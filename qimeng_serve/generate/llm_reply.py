@@ -35,7 +35,7 @@ class Reply:
     cached: bool
 
     @classmethod
-    def from_response(cls, response: dict[str, Any], cached: bool) -> "Reply":
+    def from_response(cls, response: dict[str, Any], cached: bool) -> Reply:
         """From a Messages API response as JSON (a live one dumped, or one from the cache)."""
         blocks = response.get("content") or []
         text = "\n".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")

@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from qimeng_serve.errors import QimengError
-from qimeng_serve.generate.llm_prompts import EXAMPLE_FAMILY, GOLDEN_DIR, translate_request
+from qimeng_serve.generate.llm_prompts import (
+    EXAMPLE_FAMILY,
+    GOLDEN_DIR,
+    translate_request,
+)
 from qimeng_serve.generate.llm_reply import Rejected, Reply, fenced_block
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import Target

@@ -89,7 +89,7 @@ class MessagesServer:
         self.queue.append(Scripted(200, message(text), delay_s=delay_s))
 
     # ------------------------------------------------------------------ serving
-    def start(self) -> "MessagesServer":
+    def start(self) -> MessagesServer:
         self._thread.start()
         return self
 

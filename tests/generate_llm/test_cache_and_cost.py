@@ -10,7 +10,15 @@ from rich.console import Console
 
 from qimeng_serve.generate.llm_cache import ReplyCache, request_key
 from qimeng_serve.generate.llm_cost import PRICES, CallUsage, Ledger, price_of
-from tests.generate_llm.helpers import RIGHT_PROGRAM, RIGHT_SKETCH, SPEC, TARGET, WRONG_SKETCH, fenced, generator
+from tests.generate_llm.helpers import (
+    RIGHT_PROGRAM,
+    RIGHT_SKETCH,
+    SPEC,
+    TARGET,
+    WRONG_SKETCH,
+    fenced,
+    generator,
+)
 
 
 def test_rerun_is_answered_from_the_cache_with_the_identical_program(messages_server, tmp_path):

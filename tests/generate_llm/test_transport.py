@@ -7,7 +7,15 @@ import time
 import pytest
 
 from qimeng_serve.errors import QimengError
-from tests.generate_llm.helpers import GOLDEN, RIGHT_PROGRAM, RIGHT_SKETCH, SPEC, TARGET, fenced, generator
+from tests.generate_llm.helpers import (
+    GOLDEN,
+    RIGHT_PROGRAM,
+    RIGHT_SKETCH,
+    SPEC,
+    TARGET,
+    fenced,
+    generator,
+)
 
 
 def test_rate_limit_is_retried_after_the_servers_retry_after(messages_server, tmp_path):

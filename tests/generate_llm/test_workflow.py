@@ -13,8 +13,17 @@ from qimeng_serve.tl.checker import check_tl, render_all
 from qimeng_serve.tl.parser import parse_tl
 from qimeng_serve.tl.printer import print_tl
 from tests.conftest import REPO
-from tests.generate_llm.helpers import (GOLDEN, RIGHT_PROGRAM, RIGHT_SKETCH, SPEC, TARGET, WRONG_RESCALE_PROGRAM,
-                                        WRONG_SKETCH, fenced, generator)
+from tests.generate_llm.helpers import (
+    GOLDEN,
+    RIGHT_PROGRAM,
+    RIGHT_SKETCH,
+    SPEC,
+    TARGET,
+    WRONG_RESCALE_PROGRAM,
+    WRONG_SKETCH,
+    fenced,
+    generator,
+)
 
 
 def test_wrong_sketch_goes_back_with_the_checkers_exact_message(messages_server, tmp_path):
