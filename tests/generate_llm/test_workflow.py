@@ -8,11 +8,14 @@ from qimeng_serve.errors import QimengError
 from qimeng_serve.generate.base import make_generator
 from qimeng_serve.generate.llm import LLMGenerator
 from qimeng_serve.generate.llm_gates import InterpreterCheck, check_program, interpret
+from qimeng_serve.generate.llm_prompts import sketch_form
 from qimeng_serve.generate.llm_reply import Rejected
+from qimeng_serve.spec import AttentionSpec
+from qimeng_serve.targets import get_target
 from qimeng_serve.tl.checker import check_tl, render_all
-from qimeng_serve.tl.parser import parse_tl
+from qimeng_serve.tl.parser import parse_tl, parse_tl_file
 from qimeng_serve.tl.printer import print_tl
-from tests.conftest import REPO
+from tests.conftest import GOLDEN_DIR, REPO
 from tests.generate_llm.helpers import (
     GOLDEN,
     RIGHT_PROGRAM,
@@ -148,3 +151,23 @@ def test_make_generator_builds_the_llm_generator_from_cli_options(tmp_path):
     assert isinstance(gen, LLMGenerator) and gen.name == "llm"
     assert gen.settings.model == "claude-sonnet-5-5" and gen.settings.max_retries == 1
     assert gen.settings.cache_dir == tmp_path
+
+
+@pytest.mark.parametrize("golden, spec, arch", [
+    ("paged_decode_sm75.tl", AttentionSpec("paged_decode", "f16", 64, gqa_group=8, causal=True), "sm_75"),
+    ("paged_decode_sm80.tl", AttentionSpec("paged_decode", "bf16", 64, gqa_group=4, decode_query_len=2), "sm_90"),
+    ("dense_prefill_sm75.tl", AttentionSpec("dense_prefill", "f16", 64, gqa_group=2, causal=False), "sm_75"),
+])
+def test_every_family_runs_the_whole_path(messages_server, tmp_path, golden, spec, arch):
+    program = parse_tl_file(GOLDEN_DIR / golden)
+    messages_server.reply(fenced(print_tl(sketch_form(program))))
+    messages_server.reply(fenced((GOLDEN_DIR / golden).read_text()))
+
+    result = generator(messages_server, tmp_path / "llm").generate(spec, get_target(arch))
+
+    assert result.program == program
+    interp = result.record.details["interpreter"]
+    assert interp["max_rel_error"] < 1e-5
+    if spec.op == "paged_decode":  # several KV splits, so the combine kernel really merges
+        assert max(interp["seqlen_k"]) > 512 and max(interp["seqlen_q"]) == spec.decode_query_len
+    assert f"op `{spec.op}`" in messages_server.requests[0].body["messages"][0]["content"]
