@@ -7,7 +7,7 @@ Registered on `qimeng_serve.cli.app` by an import at the end of cli.py. Library 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -16,11 +16,11 @@ from rich.table import Table
 from qimeng_serve.cli import app, err, out, user_errors
 from qimeng_serve.errors import QimengError
 
-RegistryOpt = Annotated[Optional[Path], typer.Option(
+RegistryOpt = Annotated[Path | None, typer.Option(
     "--registry", help="Local registry folder (default: QIMENG_REGISTRY, else the checkout's registry/).")]
-RevisionOpt = Annotated[Optional[str], typer.Option(
+RevisionOpt = Annotated[str | None, typer.Option(
     "--revision", help="Branch, tag or commit sha (default: main).")]
-EndpointOpt = Annotated[Optional[str], typer.Option(
+EndpointOpt = Annotated[str | None, typer.Option(
     "--endpoint", help="Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")]
 
 
@@ -59,7 +59,7 @@ def publish(
     repo: Annotated[str, typer.Option("--repo", help="Hub repo ORG/NAME (created if missing).")],
     registry: RegistryOpt = None,
     revision: Annotated[str, typer.Option("--revision", help="Branch to commit to (created from main if new).")] = "main",
-    tag: Annotated[Optional[str], typer.Option("--tag", help="Also tag the commit (e.g. v1.2); refused if the tag exists.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Also tag the commit (e.g. v1.2); refused if the tag exists.")] = None,
     endpoint: EndpointOpt = None,
     allow_unvalidated: Annotated[bool, typer.Option(
         "--allow-unvalidated", help="Publish bundles never validated on a GPU (marked so in the card).")] = False,
@@ -95,17 +95,17 @@ def publish(
 @app.command()
 @user_errors
 def pull(
-    repo: Annotated[Optional[str], typer.Option("--repo", help="Hub repo ORG/NAME (default: the lock's repo).")] = None,
-    arch: Annotated[Optional[list[str]], typer.Option(
+    repo: Annotated[str | None, typer.Option("--repo", help="Hub repo ORG/NAME (default: the lock's repo).")] = None,
+    arch: Annotated[list[str] | None, typer.Option(
         "--arch", help="GPU architecture(s) to pull for, e.g. sm_86 (repeat). Default: this machine's GPU.")] = None,
     revision: RevisionOpt = None,
     registry: RegistryOpt = None,
-    lock: Annotated[Optional[Path], typer.Option(
+    lock: Annotated[Path | None, typer.Option(
         "--lock", help="Pull exactly the commit and files this lock pins (its repo counts as trusted).")] = None,
-    write_lock: Annotated[Optional[Path], typer.Option(
+    write_lock: Annotated[Path | None, typer.Option(
         "--write-lock", help="Write a lock (commit sha + every file's sha256) for reproducible deployments.")] = None,
-    dtype: Annotated[Optional[list[str]], typer.Option("--dtype", help="Only these dtypes (f16, bf16).")] = None,
-    kernel_set: Annotated[Optional[list[str]], typer.Option(
+    dtype: Annotated[list[str] | None, typer.Option("--dtype", help="Only these dtypes (f16, bf16).")] = None,
+    kernel_set: Annotated[list[str] | None, typer.Option(
         "--kernel-set", help="Only these kernel sets (default, softcap50, ...).")] = None,
     endpoint: EndpointOpt = None,
     allow_untrusted: Annotated[bool, typer.Option(
@@ -159,7 +159,7 @@ def _this_gpu_arch() -> str:
 @user_errors
 def list_bundles(
     registry: RegistryOpt = None,
-    repo: Annotated[Optional[str], typer.Option("--repo", help="List a Hub repo instead (reads its index.json only).")] = None,
+    repo: Annotated[str | None, typer.Option("--repo", help="List a Hub repo instead (reads its index.json only).")] = None,
     revision: RevisionOpt = None,
     endpoint: EndpointOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the index as JSON.")] = False,
@@ -197,7 +197,7 @@ def list_bundles(
 @user_errors
 def verify(
     registry: RegistryOpt = None,
-    lock: Annotated[Optional[Path], typer.Option("--lock", help="Also check every bundle against this lock file.")] = None,
+    lock: Annotated[Path | None, typer.Option("--lock", help="Also check every bundle against this lock file.")] = None,
 ) -> None:
     """Check every bundle of a local registry against index.json; exit 1 on any mismatch.
 

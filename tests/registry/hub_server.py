@@ -28,6 +28,7 @@ import base64
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -152,6 +153,22 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.hub = hub
         self.origin = origin  # "hub" or "cdn"
+        self.connections: set[socket.socket] = set()  # open keep-alive connections, closed on stop
+
+    def process_request_thread(self, request, client_address):
+        self.connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.discard(request)
+
+    def close_connections(self) -> None:
+        """A stopped server must not keep answering on the client's pooled connections."""
+        for conn in list(self.connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class _HTTPError(Exception):
@@ -544,3 +561,4 @@ class FakeHub:
         for s in (self._hub, self._cdn):
             s.shutdown()
             s.server_close()
+            s.close_connections()
