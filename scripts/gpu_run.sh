@@ -20,6 +20,7 @@ $PY scripts/check_graphs.py "$REG" 2>&1 | tee "$OUT/graphs.log" || status=1
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   $PY -m qimeng_serve.cli bench --registry "$REG" --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" || status=1
 fi
-# the bundles now carry validation results in their manifests: bring them back
-tar czf "$OUT/registry.tgz" -C "$REG" . && echo "registry with results: $OUT/registry.tgz"
+# the bundles now carry validation and benchmark results in their manifests: bring those back
+# (`python scripts/manifests.py import registry manifests.json` here), not the binaries
+$PY scripts/manifests.py export "$REG" "$OUT/manifests.json" || status=1
 exit $status

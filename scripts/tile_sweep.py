@@ -84,6 +84,7 @@ def time_variants() -> None:
     sys.path.insert(0, str(ROOT))
     from qimeng_serve.bench import Timer, _sdpa, _tflops
     from qimeng_serve.runtime.ops import KernelSet
+    from qimeng_serve.validate import validate_bundle
 
     timer, rows = Timer(runs=20), []
     from qimeng_serve.bench import bench_decode
@@ -92,7 +93,15 @@ def time_variants() -> None:
     for name in DECODE_VARIANTS:
         if not (SWEEP / name).is_dir():
             continue
-        ks = KernelSet(SWEEP / name / "sm_90" / "f16" / "sweep.safetensors", prefer="sass")
+        bundle = SWEEP / name / "sm_90" / "f16" / "sweep.safetensors"
+        report = validate_bundle(bundle, write=False, prefer="sass")  # a variant that is wrong is not timed
+        bad = [c for c in report.checks if not c.ok]
+        print(f"{name:16s} validation: {len(report.checks) - len(bad)}/{len(report.checks)} checks passed, "
+              f"worst rel. L2 {max(c.rel_l2 for c in report.checks):.2e}", flush=True)
+        if bad:
+            rows.append((name, "failed validation", [vars(c) for c in bad]))
+            continue
+        ks = KernelSet(bundle, prefer="sass")
         for ctx in (8192, 32768, 131072):
             r = bench_decode(ks, timer, "f16", ctx, roof)
             rows.append((name, ctx, r.ours, r.sdpa))
