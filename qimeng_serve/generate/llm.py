@@ -97,24 +97,19 @@ class LLMGenerator:
 
         sketch = converse(client, stage="sketch", system=system, opening=sketch_request(spec, target),
                           accept=accept_sketch, retries=self.retries_per_call, attempts=attempts, say=self._say)
-        errors: list[float] = []
+        runs: list[dict] = []
 
         def accept_program(reply: Reply):
             text = fenced_block(reply, TL_TAGS, "the full TL program")
             program = llm_gates.check_program(text, spec, target)
-            errors.append(llm_gates.interpret(program, text, spec, self.check))
+            runs.append(llm_gates.interpret(program, text, spec, self.check))
             return program
 
         program = converse(client, stage="params", system=system,
                            opening=params_request(spec, target, print_tl(sketch)), accept=accept_program,
                            retries=self.retries_per_call, attempts=attempts, say=self._say)
-        seqlen_q, seqlen_k = self.check.lengths(spec)
-        details: dict[str, Any] = {
-            "model": self.settings.model,
-            "prompt_version": PROMPT_VERSION,
-            "interpreter": {"max_rel_error": errors[-1], "tolerance": self.check.tolerance, "seqlen_q": seqlen_q,
-                            "seqlen_k": seqlen_k, "heads_kv": self.check.heads_kv, "seed": self.check.seed},
-        }
+        details: dict[str, Any] = {"model": self.settings.model, "prompt_version": PROMPT_VERSION,
+                                   "interpreter": runs[-1]}
         return program, details
 
     def _translate(self, client: LLMClient, system: str, program, spec: AttentionSpec, target: Target,

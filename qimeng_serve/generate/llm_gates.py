@@ -6,7 +6,7 @@ rendered as `tl check` / `tl run` would print it, so the model reads exactly wha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qimeng_serve.errors import QimengError, TLError
 from qimeng_serve.generate.llm_prompts import sketch_form
@@ -22,22 +22,46 @@ PROGRAM_FILE = "program.tl"
 
 
 @dataclass(frozen=True)
+class Case:
+    label: str
+    spec: AttentionSpec
+    seqlen_q: list[int]
+    seqlen_k: list[int]
+
+    def describe(self, heads_kv: int) -> str:
+        s = self.spec
+        return (f"{self.label}: seqlen_q={self.seqlen_q}, seqlen_k={self.seqlen_k}, heads_kv={heads_kv}, "
+                f"GROUP={s.gqa_group}, D={s.head_dim}, CAUSAL={int(s.causal)}, WINDOW={s.sliding_window}, "
+                f"SOFTCAP={s.softcap:g}" + (f", QLEN={s.decode_query_len}" if s.op == "paged_decode" else ""))
+
+
+@dataclass(frozen=True)
 class InterpreterCheck:
-    """The random problem a program must solve: ragged lengths, not tile multiples, fewer queries than keys."""
+    """The random problems a program must solve, sized around its own tiles.
+
+    Lengths are not tile multiples, queries are fewer than keys (chunked prefill), decode spans
+    several KV splits. The causal flag, the sliding window and the GQA group are run-time
+    arguments of a compiled kernel, so a second problem flips the mask and adds a window and GQA.
+    Inputs are float64 and the interpreter is exact there: a right program lands near 1e-15.
+    """
 
     heads_kv: int = 2
-    prefill_seqlen_q: tuple[int, ...] = (1, 17, 129)
-    prefill_seqlen_k: tuple[int, ...] = (1, 57, 132)
-    decode_seqlen_k: tuple[int, ...] = (1, 300, 1100)  # 1100 keys: several KV splits
-    tolerance: float = 1e-4  # relative L2 in exact fp32; a correct program lands near 1e-7
+    tolerance: float = 1e-6
     seed: int = 0
 
-    def lengths(self, spec: AttentionSpec) -> tuple[list[int], list[int]]:
+    def cases(self, spec: AttentionSpec, params: dict) -> list[Case]:
+        bn = int(params["BLOCK_N"])
+        other_group = 2 if spec.gqa_group == 1 else spec.gqa_group
         if spec.op == "paged_decode":
-            lk = list(self.decode_seqlen_k)
-            lq = [min(spec.decode_query_len, k) if i else 1 for i, k in enumerate(lk)]
-            return lq, lk
-        return list(self.prefill_seqlen_q), list(self.prefill_seqlen_k)
+            split, q = int(params.get("SPLIT_KV", 8 * bn)), spec.decode_query_len
+            return [Case("decode over several KV splits", spec, [1, q], [1, split + bn + 3]),
+                    Case("decode with a window and GQA", replace(spec, gqa_group=other_group, sliding_window=bn + 5),
+                         [q], [2 * bn + 9])]
+        bm = int(params["BLOCK_M"])
+        return [Case("ragged chunked prefill", spec, [1, 17, bm + 3], [1, 17 + bn + 9, bm + 3 + 2 * bn + 5]),
+                Case("the other mask with a window and GQA",
+                     replace(spec, gqa_group=other_group, causal=not spec.causal, sliding_window=bn + 7),
+                     [bm + 3], [bm + bn + 4])]
 
 
 def parse(text: str, source_name: str) -> ast.Program:
@@ -71,36 +95,43 @@ def _check(program: ast.Program, spec: AttentionSpec, target: Target, form: str,
         raise Rejected("checker", render_all(errors, source_name), instruction)
 
 
-def interpret(program: ast.Program, text: str, spec: AttentionSpec, check: InterpreterCheck) -> float:
-    """Run on the CPU against the float64 reference; the relative L2 error, or Rejected with the report.
+def interpret(program: ast.Program, text: str, spec: AttentionSpec, check: InterpreterCheck) -> dict:
+    """Run on the CPU against the float64 reference: what ran and the worst relative L2 error, or Rejected.
 
     `text` is the program as the model wrote it: an interpreter error points at its lines."""
-    from qimeng_serve.tl.interpreter import max_rel_error, run_tl
+    import torch
+
+    from qimeng_serve.tl.interpreter import max_rel_error, resolve_params, run_tl
     from qimeng_serve.tl.problem import make_problem
     from qimeng_serve.tl.reference import reference_attention
 
-    lq, lk = check.lengths(spec)
-    problem = make_problem(spec, batch=len(lq), heads_kv=check.heads_kv, seqlen_q=lq, seqlen_k=lk, seed=check.seed)
-    setting = (f"{len(lq)} sequences with seqlen_q={lq}, seqlen_k={lk}, heads_kv={check.heads_kv}, "
-               f"GROUP={spec.gqa_group}, D={spec.head_dim}, CAUSAL={int(spec.causal)}, WINDOW={spec.sliding_window}, "
-               f"SOFTCAP={spec.softcap:g}" + (f", QLEN={spec.decode_query_len}" if spec.op == "paged_decode" else ""))
     instruction = ("find the statement that computes the wrong value (masking offsets, loop bounds, the rescale, "
                    "the KV head, the final normalisation) and reply with the whole program")
-    try:
-        outs = run_tl(program, spec, problem, source_name=PROGRAM_FILE)
-    except TLError as exc:
-        raise Rejected("interpreter", f"running the program on {setting} stopped:\n"
-                       + exc.render(text), instruction) from None
-    except QimengError as exc:
-        raise Rejected("interpreter", f"running the program on {setting} stopped: {exc}", instruction) from None
-    refs = reference_attention(problem, spec)
-    error = max_rel_error(outs, refs)
-    if error <= check.tolerance:
-        return error
-    per_seq = ", ".join(f"b={b} (Lq={q}, Lk={k}): {max_rel_error([o], [r]):.3e}"
-                        + (" (NaN in the output)" if bool(o.isnan().any()) else "")
-                        for b, (o, r, q, k) in enumerate(zip(outs, refs, lq, lk)))
-    raise Rejected("interpreter",
-                   f"the program ran on {setting} and its output differs from the float64 reference attention: "
-                   f"relative L2 error {error:.3e} (tolerance {check.tolerance:.0e}); per sequence: {per_seq}",
-                   instruction)
+    worst, ran = 0.0, []
+    for case in check.cases(spec, resolve_params(program, spec, source_name=PROGRAM_FILE)):
+        lq, lk = case.seqlen_q, case.seqlen_k
+        problem = make_problem(case.spec, batch=len(lq), heads_kv=check.heads_kv, seqlen_q=lq, seqlen_k=lk,
+                               dtype=torch.float64, seed=check.seed)
+        setting = case.describe(check.heads_kv)
+        try:
+            outs = run_tl(program, case.spec, problem, source_name=PROGRAM_FILE)
+        except TLError as exc:
+            raise Rejected("interpreter", f"running the program on {setting} stopped:\n" + exc.render(text),
+                           instruction) from None
+        except QimengError as exc:
+            raise Rejected("interpreter", f"running the program on {setting} stopped: {exc}", instruction) from None
+        refs = reference_attention(problem, case.spec)
+        error = max_rel_error(outs, refs)
+        if not error <= check.tolerance:
+            per_seq = ", ".join(f"b={b} (Lq={q}, Lk={k}): {max_rel_error([o], [r]):.3e}"
+                                + (" (NaN in the output)" if bool(o.isnan().any()) else "")
+                                for b, (o, r, q, k) in enumerate(zip(outs, refs, lq, lk)))
+            raise Rejected("interpreter",
+                           f"the program ran on {setting} and its output differs from the float64 reference "
+                           f"attention: relative L2 error {error:.3e} (tolerance {check.tolerance:.0e}); "
+                           f"per sequence: {per_seq}", instruction)
+        worst = max(worst, error)
+        ran.append({"case": case.label, "spec": case.spec.key(), "seqlen_q": lq, "seqlen_k": lk,
+                    "rel_l2": error})
+    return {"max_rel_error": worst, "tolerance": check.tolerance, "heads_kv": check.heads_kv,
+            "seed": check.seed, "cases": ran}
