@@ -107,8 +107,12 @@ def interpret(program: ast.Program, text: str, spec: AttentionSpec, check: Inter
 
     instruction = ("find the statement that computes the wrong value (masking offsets, loop bounds, the rescale, "
                    "the KV head, the final normalisation) and reply with the whole program")
+    try:
+        cases = check.cases(spec, resolve_params(program, spec, source_name=PROGRAM_FILE))
+    except TLError as exc:
+        raise Rejected("interpreter", "evaluating the params stopped:\n" + exc.render(text), instruction) from None
     worst, ran = 0.0, []
-    for case in check.cases(spec, resolve_params(program, spec, source_name=PROGRAM_FILE)):
+    for case in cases:
         lq, lk = case.seqlen_q, case.seqlen_k
         problem = make_problem(case.spec, batch=len(lq), heads_kv=check.heads_kv, seqlen_q=lq, seqlen_k=lk,
                                dtype=torch.float64, seed=check.seed)
