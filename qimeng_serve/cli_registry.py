@@ -120,6 +120,7 @@ def pull(
     (`org/name` or `org/*`, comma-separated) or a --lock names them; others need --allow-untrusted.
     Without network (or with HF_HUB_OFFLINE=1) it uses what the HF cache holds, with a warning.
     """
+    from qimeng_serve.registry.card import size_text
     from qimeng_serve.registry.pull import pull as pull_registry
 
     reg = _registry(registry)
@@ -132,7 +133,7 @@ def pull(
     for col in ("bundle", f"runs on {', '.join(archs)} as", "size", "sha256", "result"):
         table.add_column(col)
     for b in result.bundles:
-        table.add_row(b.entry["path"], b.how, f"{b.entry['size'] / 1e6:.1f} MB", b.entry["sha256"][:12],
+        table.add_row(b.entry["path"], b.how, size_text(b.entry["size"]), b.entry["sha256"][:12],
                       "already there" if b.already_there else "[green]written[/]")
     out.print(table)
     out.print(f"{len(result.bundles)} bundle(s) verified in {reg} (commit {result.commit})")

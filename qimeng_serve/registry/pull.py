@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qimeng_serve.build.bundle import sha256_file
-from qimeng_serve.registry.card import write_card
+from qimeng_serve.registry.card import size_text, write_card
 from qimeng_serve.registry.errors import (
     ChecksumMismatch,
     IndexInvalid,
@@ -40,7 +40,7 @@ from qimeng_serve.registry.lock import (
     read_lock,
     write_lock,
 )
-from qimeng_serve.registry.select import select_for_gpu
+from qimeng_serve.registry.select import build_hint, select_for_gpu
 from qimeng_serve.registry.trust import check_trusted
 from qimeng_serve.registry.verify import file_problem
 
@@ -96,8 +96,7 @@ def pull(repo: str | None, archs: Sequence[str], *, registry: Path, revision: st
             asked = "".join([f", dtype {'/'.join(dtypes)}" if dtypes else "",
                              f", kernel set {'/'.join(kernel_sets)}" if kernel_sets else ""])
             raise NoMatchingArtifact(f"{repo}@{commit[:12]} has no bundle an {arch_of(capability)} GPU runs{asked}:\n{lines}",
-                                     fix=f"publish one built with `qimeng-serve build --arch {arch_of(capability)}`, "
-                                         "or pull another --arch")
+                                     fix=f"publish one built with {build_hint(capability)}, or pull another --arch")
         for entry, how in picks:
             chosen.setdefault(entry["path"], (entry, how))
         rejected += lost
@@ -106,7 +105,7 @@ def pull(repo: str | None, archs: Sequence[str], *, registry: Path, revision: st
     pulled = []
     for path, (entry, how) in sorted(chosen.items()):
         check_locked_entry(pinned, entry)
-        step(f"fetching {path} ({entry['size'] / 1e6:.1f} MB, {how})")
+        step(f"fetching {path} ({size_text(entry['size'])}, {how})")
         src = reader.fetch(path, commit, sha256=entry["sha256"], size=entry["size"])
         dest, already = install_file(src, registry / path, entry["sha256"])
         pulled.append(PulledBundle(entry, how, dest, already))

@@ -28,7 +28,7 @@ from qimeng_serve.registry.lock import (
     check_locked_entry,
     read_lock,
 )
-from qimeng_serve.registry.select import Selection, select_bundle
+from qimeng_serve.registry.select import Selection, build_hint, select_bundle
 from qimeng_serve.registry.trust import check_trusted, env_allows_untrusted
 from qimeng_serve.registry.verify import require_file
 
@@ -84,8 +84,8 @@ def _no_match(selection: Selection, source: str, head_dim: int) -> NoMatchingArt
     arch = arch_of(selection.capability)
     return NoMatchingArtifact(
         f"no kernel bundle in {source} serves this GPU:\n{selection.explain()}",
-        fix=f"build and publish one (`qimeng-serve build --arch {arch}`, a nearby older arch of the same major also "
-            f"works), point at a registry that has it, or use a model whose head size is built (not {head_dim})")
+        fix=f"build {build_hint(selection.capability)} for {arch} and publish or pull it, point at a registry that "
+            f"has it, or check that the model's dtype and head size ({head_dim}) are built")
 
 
 def _from_local(capability, dtype, head_dim, ops, kernel_set, registry: Path, pinned: Lock | None) -> ResolvedArtifact:

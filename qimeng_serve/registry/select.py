@@ -160,3 +160,20 @@ def select_for_gpu(index: dict, capability: tuple[int, int], dtypes: Sequence[st
             chosen.append((sel.entry, sel.how))
         rejected += sel.rejections
     return chosen, rejected
+
+
+def build_hint(capability: tuple[int, int]) -> str:
+    """What to build so a GPU of this capability gets a bundle: its own arch, or one whose code it runs."""
+    from qimeng_serve.targets import TARGETS
+
+    arch = arch_of(capability)
+    buildable = sorted((t.compute_capability, t.arch) for t in TARGETS.values() if not t.compile_only)
+    if any(a == arch for _, a in buildable):
+        return f"`qimeng-serve build --arch {arch}`"
+    same_major = [a for cap, a in buildable if cap[0] == capability[0] and cap <= capability]
+    if same_major:
+        return f"`qimeng-serve build --arch {same_major[-1]}` ({arch} runs its SASS)"
+    older = [a for cap, a in buildable if cap <= capability]
+    if older:
+        return f"`qimeng-serve build --arch {older[-1]}` (its PTX JIT-compiles on {arch})"
+    return f"nothing: qimeng-serve supports {buildable[0][1]} and newer GPUs (`qimeng-serve targets`)"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from qimeng_serve.registry.select import select_bundle, select_for_gpu
+from qimeng_serve.registry.select import build_hint, select_bundle, select_for_gpu
 
 ALL_OPS = ["dense_prefill", "paged_decode", "paged_prefill"]
 
@@ -113,3 +113,13 @@ def test_select_for_gpu_picks_one_per_dtype_and_kernel_set():
     assert {e["arch"] for e, _ in rejected} == {"sm_75", "sm_90"}
     only_bf16, _ = select_for_gpu(index, (8, 6), dtypes=["bf16"], kernel_sets=["default"])
     assert [e["dtype"] for e, _ in only_bf16] == ["bf16"]
+
+
+@pytest.mark.parametrize("capability, hint", [
+    ((8, 6), "`qimeng-serve build --arch sm_86`"),
+    ((8, 7), "`qimeng-serve build --arch sm_86` (sm_87 runs its SASS)"),
+    ((10, 0), "`qimeng-serve build --arch sm_90` (its PTX JIT-compiles on sm_100)"),
+    ((7, 0), "nothing: qimeng-serve supports sm_75 and newer GPUs"),
+])
+def test_build_hint_names_an_arch_the_gpu_runs(capability, hint):
+    assert build_hint(capability).startswith(hint)
