@@ -23,6 +23,42 @@ RevisionOpt = Annotated[str | None, typer.Option(
 EndpointOpt = Annotated[str | None, typer.Option(
     "--endpoint", help="Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")]
 
+# Help texts: one string per paragraph, so the terminal rewraps them.
+PUBLISH_HELP = (
+    "Publish a local registry to a Hugging Face Hub repo as ONE commit.\n\n"
+    "Every bundle is checked against index.json first (size, sha256, manifest); a bundle that failed validation "
+    "is never published, one not validated only with --allow-unvalidated. The commit holds the bundles, index.json "
+    "and a README.md card generated from the index, and deletes bundles the index no longer lists. It names the "
+    "branch head it builds on, so a publish that raced another one is refused and changes nothing. "
+    "Needs a write token (`hf auth login` or HF_TOKEN)."
+)
+PULL_HELP = (
+    "Download the bundles a GPU architecture runs best into a local registry.\n\n"
+    "Per dtype and kernel set, the one bundle the GPU runs best (its own SASS, an older same-major SASS, else PTX) "
+    "is fetched with the index at one commit through the HF cache, checked against the index's sha256 (and the "
+    "lock's), and only then written into the registry folder, where `KernelSet` and the vLLM plugin "
+    "(QIMENG_REGISTRY=DIR) load it.\n\n"
+    "Repos are trusted when QIMENG_ALLOWED_REPOS lists them (`org/name` or `org/*`, comma-separated) or a --lock "
+    "names them; others need --allow-untrusted. Without network (or with HF_HUB_OFFLINE=1) it uses what the HF "
+    "cache holds, with a warning."
+)
+LIST_HELP = (
+    "List the bundles of a local registry, or of a Hub repo with --repo.\n\n"
+    "Shows arch, dtype, head sizes, ops, SASS/PTX targets, validation, speed, size and sha256 of each bundle. "
+    "Listing a repo reads its index.json only: no kernel code is downloaded."
+)
+VERIFY_HELP = (
+    "Check every bundle of a local registry against index.json; exit 1 on any mismatch.\n\n"
+    "Each bundle must be present, with the size and sha256 the index records and a manifest that agrees with its "
+    "entry; with --lock, its sha256 must also be the one the lock pins."
+)
+INDEX_HELP = (
+    "Rewrite a local registry's index.json (and generated card) from the bundles in it.\n\n"
+    "`build`, `validate`, `bench` and `pull` keep the index current; this is for bundles copied in by hand or an "
+    "index from an older qimeng-serve. The new index records the files as they are now, so run it only on bundles "
+    "you built or pulled yourself."
+)
+
 
 def _registry(registry: Path | None) -> Path:
     from qimeng_serve.env import default_registry
@@ -53,7 +89,7 @@ def _bundle_table(title: str, entries: list[dict]) -> Table:
 
 
 # ------------------------------------------------------------------ publish
-@app.command()
+@app.command(help=PUBLISH_HELP)
 @user_errors
 def publish(
     repo: Annotated[str, typer.Option("--repo", help="Hub repo ORG/NAME (created if missing).")],
@@ -64,14 +100,6 @@ def publish(
     allow_unvalidated: Annotated[bool, typer.Option(
         "--allow-unvalidated", help="Publish bundles never validated on a GPU (marked so in the card).")] = False,
 ) -> None:
-    """Publish a local registry to a Hugging Face Hub repo as ONE commit.
-
-    Every bundle is checked against index.json first (size, sha256, manifest); a bundle that failed
-    validation is never published, one not validated only with --allow-unvalidated. The commit holds the
-    bundles, index.json and a README.md card generated from the index, and deletes bundles the index no
-    longer lists. It names the branch head it builds on, so a publish that raced another one is refused
-    and changes nothing. Needs a write token (`hf auth login` or HF_TOKEN).
-    """
     from qimeng_serve.registry.publish import publish as publish_registry
 
     reg = _registry(registry)
@@ -92,7 +120,7 @@ def publish(
 
 
 # ------------------------------------------------------------------ pull
-@app.command()
+@app.command(help=PULL_HELP)
 @user_errors
 def pull(
     repo: Annotated[str | None, typer.Option("--repo", help="Hub repo ORG/NAME (default: the lock's repo).")] = None,
@@ -111,15 +139,6 @@ def pull(
     allow_untrusted: Annotated[bool, typer.Option(
         "--allow-untrusted", help="Pull from a repo outside QIMENG_ALLOWED_REPOS and the lock.")] = False,
 ) -> None:
-    """Download the bundles a GPU architecture runs best into a local registry.
-
-    Per dtype and kernel set, the one bundle the GPU runs best (its own SASS, an older same-major SASS,
-    else PTX) is fetched with the index at one commit through the HF cache, checked against the index's
-    sha256 (and the lock's), and only then written into the registry folder, where `KernelSet` and the
-    vLLM plugin (QIMENG_REGISTRY=DIR) load it. Repos are trusted when QIMENG_ALLOWED_REPOS lists them
-    (`org/name` or `org/*`, comma-separated) or a --lock names them; others need --allow-untrusted.
-    Without network (or with HF_HUB_OFFLINE=1) it uses what the HF cache holds, with a warning.
-    """
     from qimeng_serve.registry.card import size_text
     from qimeng_serve.registry.pull import pull as pull_registry
 
@@ -156,7 +175,7 @@ def _this_gpu_arch() -> str:
 
 
 # ------------------------------------------------------------------ list
-@app.command("list")
+@app.command("list", help=LIST_HELP)
 @user_errors
 def list_bundles(
     registry: RegistryOpt = None,
@@ -165,11 +184,6 @@ def list_bundles(
     endpoint: EndpointOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the index as JSON.")] = False,
 ) -> None:
-    """List the bundles of a local registry, or of a Hub repo with --repo.
-
-    Shows arch, dtype, head sizes, ops, SASS/PTX targets, validation, speed, size and sha256 of each
-    bundle. Listing a repo reads its index.json only: no kernel code is downloaded.
-    """
     import json
 
     from qimeng_serve.registry.hub import HubReader
@@ -194,17 +208,12 @@ def list_bundles(
 
 
 # ------------------------------------------------------------------ verify
-@app.command()
+@app.command(help=VERIFY_HELP)
 @user_errors
 def verify(
     registry: RegistryOpt = None,
     lock: Annotated[Path | None, typer.Option("--lock", help="Also check every bundle against this lock file.")] = None,
 ) -> None:
-    """Check every bundle of a local registry against index.json; exit 1 on any mismatch.
-
-    Each bundle must be present, with the size and sha256 the index records and a manifest that agrees
-    with its entry; with --lock, its sha256 must also be the one the lock pins.
-    """
     from qimeng_serve.registry.index import read_index
     from qimeng_serve.registry.layout import INDEX_FILE
     from qimeng_serve.registry.lock import read_lock
@@ -228,3 +237,16 @@ def verify(
         err.print("fix: rebuild them (`qimeng-serve build`) or pull them again (`qimeng-serve pull`)", markup=False)
         raise typer.Exit(1)
     out.print(f"{len(report.checked)} bundle(s) match index.json" + (" and the lock" if lock else ""))
+
+
+# ------------------------------------------------------------------ index
+@app.command("index", help=INDEX_HELP)
+@user_errors
+def reindex(registry: RegistryOpt = None) -> None:
+    from qimeng_serve.registry.index import read_index, update_index
+
+    reg = _registry(registry)
+    path = update_index(reg)
+    index = read_index(path)
+    out.print(_bundle_table(f"wrote {path}", index["bundles"]))
+    out.print(f"{len(index['bundles'])} bundle(s)")

@@ -19,6 +19,8 @@ from qimeng_serve.registry.layout import BUNDLE_GLOB, INDEX_FILE, parse_bundle_p
 
 INDEX_SCHEMA = "qimeng-registry/1"
 SCHEMA_DIR = REPO_ROOT / "registry"
+REGENERATE = ("a local registry: `qimeng-serve index --registry DIR` rewrites it from the bundles; "
+              "a Hub repo: its publisher has to publish again")
 
 
 def bundle_entry(registry: Path, path: Path) -> dict:
@@ -114,7 +116,7 @@ def read_index(path: Path, source: str | None = None) -> dict:
         data = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IndexInvalid(f"{where}: {INDEX_FILE} is not valid JSON ({exc})",
-                           fix="rebuild it from the bundles (`qimeng-serve build`), or pull it again") from None
+                           fix=REGENERATE) from None
     validate_index(data, where)
     return data
 
@@ -122,23 +124,23 @@ def read_index(path: Path, source: str | None = None) -> dict:
 def validate_index(data: object, source: str) -> None:
     if isinstance(data, dict) and data.get("schema") != INDEX_SCHEMA and isinstance(data.get("schema"), str):
         raise IndexInvalid(f"{source}: index schema '{data['schema']}', this qimeng-serve reads {INDEX_SCHEMA}",
-                           fix="use the qimeng-serve version that wrote it, or rebuild the index")
+                           fix="use the qimeng-serve version that wrote it; " + REGENERATE)
     errors = sorted(_validator("index.schema.json").iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise IndexInvalid(f"{source}: {INDEX_FILE} does not follow {INDEX_SCHEMA} at {where}: {e.message}"
                            + (f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""),
-                           fix="regenerate it: any `qimeng-serve build` / `validate` rewrites the index from the bundles")
+                           fix=REGENERATE)
     seen = set()
     for entry in data["bundles"]:
         key = parse_bundle_path(entry["path"])
         if key is None or (key.arch, key.dtype, key.kernel_set) != (entry["arch"], entry["dtype"], entry["kernel_set"]):
             raise IndexInvalid(f"{source}: entry {entry['path']} does not match its arch/dtype/kernel_set fields "
                                f"({entry['arch']}, {entry['dtype']}, {entry['kernel_set']})",
-                               fix="regenerate the index with `qimeng-serve build` (or `validate`)")
+                               fix=REGENERATE)
         if entry["path"] in seen:
-            raise IndexInvalid(f"{source}: {entry['path']} is listed twice", fix="regenerate the index")
+            raise IndexInvalid(f"{source}: {entry['path']} is listed twice", fix=REGENERATE)
         seen.add(entry["path"])
 
 

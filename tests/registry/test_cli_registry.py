@@ -132,3 +132,15 @@ def test_offline_with_nothing_cached_says_what_is_missing(hf_env, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: cannot reach the Hub for org/kernels@main (HF_HUB_OFFLINE=1)" in flat(proc.stderr)
     assert "fix: on a machine that reaches the Hub run `qimeng-serve pull --repo org/kernels" in flat(proc.stderr)
+
+
+def test_index_rewrites_an_old_index_from_the_bundles(local_registry):
+    old = json.loads((local_registry / "index.json").read_text())
+    for e in old["bundles"]:
+        e["validation"] = "8/8 passed"  # the string summary an older qimeng-serve wrote
+    (local_registry / "index.json").write_text(json.dumps(old))
+    r = invoke("list", "--registry", local_registry)
+    assert r.exit_code == 2 and "qimeng-serve index --registry DIR" in flat(r.output)
+    r = invoke("index", "--registry", local_registry)
+    assert r.exit_code == 0 and "4 bundle(s)" in r.output
+    assert invoke("verify", "--registry", local_registry).exit_code == 0
