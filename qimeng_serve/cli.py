@@ -249,7 +249,10 @@ def bench(
         raise QimengError("bench needs a CUDA GPU and none is visible", fix="run it on a GPU machine")
     reg = registry or default_registry()
     arch = device_arch()
-    bundles = {b.parts[-2]: b for b in sorted(reg.glob(f"{arch}/*/*.safetensors"))}
+    from qimeng_serve.build.bundle import bundle_filename
+
+    # the default kernel set only: a soft-capped set computes another function than the anchors
+    bundles = {b.parts[-2]: b for b in sorted(reg.glob(f"{arch}/*/{bundle_filename(arch, '*', 'default')}"))}
     if dtype:
         bundles = {k: v for k, v in bundles.items() if k in dtype}
     if not bundles:

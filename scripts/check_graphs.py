@@ -7,12 +7,14 @@ from pathlib import Path
 
 import torch
 
+from qimeng_serve.build.bundle import bundle_filename
 from qimeng_serve.runtime.loader import device_arch
 from qimeng_serve.runtime.ops import KernelSet
 from qimeng_serve.validate import _gather, _paged_inputs, reference, rel_l2
 
 reg = Path(sys.argv[1] if len(sys.argv) > 1 else "registry")
-ks = KernelSet(next(reg.glob(f"{device_arch()}/f16/*.safetensors")), prefer="sass")
+arch = device_arch()
+ks = KernelSet(reg / arch / "f16" / bundle_filename(arch, "f16", "default"), prefer="sass")
 gen = torch.Generator(device="cuda").manual_seed(1)
 d, group, seqs = 128, 4, [(1, 1000), (1, 4099), (1, 17)]
 q, kc, vc, table, cu, seqlens = _paged_inputs(seqs, 2, group, d, torch.float16, gen)

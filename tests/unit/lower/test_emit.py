@@ -48,12 +48,12 @@ def test_decode_has_split_and_combine_entries():
     roles = [e.role for e in src.entries]
     assert roles == ["split", "combine"]
     split, combine = src.entries
-    assert split.grid == ["cdiv(max_seq_k, 512)", "heads_kv", "batch"]
+    assert split.grid == ["cdiv(max_seq_k, 1024)", "heads_kv", "batch"]
     assert combine.grid == ["heads_q", "batch"] and combine.smem_bytes == 0
     assert "merge_and_store_partial" in src.text and "combine_splits<qm::fp16, 128, 128>" in src.text
-    # 16 packed rows: Q 4 KB + two (K, V) pairs of 64 x 128 (pipeline=2); the warps' merge buffer
+    # 16 packed rows: Q 4 KB + one (K, V) pair of 128 x 128 (PIPE = 1); the warps' merge buffer
     # (4 x 16 x 136 floats) reuses that region
-    assert split.smem_bytes == 16 * 128 * 2 + max(2 * 2 * 64 * 128 * 2, 4 * 16 * 136 * 4)
+    assert split.smem_bytes == 16 * 128 * 2 + max(2 * 128 * 128 * 2, 4 * 16 * 136 * 4)
 
 
 def test_prefill_grid_and_smem_come_from_the_params():
@@ -85,7 +85,7 @@ def test_sequential_schedule_is_refused_with_the_fix():
 
 
 def test_tile_shape_outside_the_building_blocks_is_refused():
-    text = _golden("paged_decode_sm80.tl").replace("  BLOCK_N = 64\n", "  BLOCK_N = 32\n", 1)
+    text = _golden("paged_decode_sm80.tl").replace("  BLOCK_N = 128\n", "  BLOCK_N = 32\n", 1)
     exc = _refusal(text, spec=AttentionSpec("paged_decode", "f16", 64, 8))
     assert "BLOCK_N a multiple of 16 * WARPS = 64" in exc.fix
 
@@ -99,13 +99,14 @@ def test_unknown_loop_statement_is_refused():
 
 
 def test_pipeline_two_lowers_to_double_buffered_pairs():
-    program = parse_tl(_golden("paged_decode_sm80.tl"))
-    d128 = lower(program, get_target("sm_90"), AttentionSpec("paged_decode", "f16", 128, 8))
+    golden = _golden("paged_decode_sm80.tl")
+    two_pairs = golden.replace("  BLOCK_N = 128\n", "  BLOCK_N = 64\n", 1).replace("  PIPE = 1\n", "  PIPE = 2\n", 1)
+    d128 = lower(parse_tl(two_pairs), get_target("sm_90"), AttentionSpec("paged_decode", "f16", 128, 8))
     assert "qm::Traits<qm::Sm80, qm::fp16, 128, 16, 64, 4, 4>" in d128.text
     assert "qm::kv_stage<KT>(sm, it + 1)" in d128.text
     assert d128.entries[0].smem_bytes == 16 * 128 * 2 + 2 * 2 * 64 * 128 * 2  # Q + two (K, V) pairs
-    d256 = lower(program, get_target("sm_90"), AttentionSpec("paged_decode", "f16", 256, 8))
-    assert ", 4, 2>" in d256.text and "kv_stage" not in d256.text  # `params when D = 256`: PIPE = 1
+    d256 = lower(parse_tl(golden), get_target("sm_90"), AttentionSpec("paged_decode", "f16", 256, 8))
+    assert ", 64, 4, 2>" in d256.text and "kv_stage" not in d256.text  # PIPE = 1; `params when D = 256`: 64 keys
 
 
 def test_pipeline_two_needs_cp_async():
