@@ -111,9 +111,10 @@ def test_pull_then_load_with_the_network_off(filled_cache, hf_env, local_registr
     env.update(HF_HOME=str(hf_env.parent), HF_HUB_CACHE=str(hf_env), QIMENG_ALLOWED_REPOS=REPO, HF_HUB_DISABLE_XET="1")
     if offline == "HF_HUB_OFFLINE=1":
         env["HF_HUB_OFFLINE"] = "1"
+    env["HF_ENDPOINT"] = filled_cache  # the Hub the cache came from; its port is dead now
     dest = tmp_path / "offline-registry"
-    proc = subprocess.run([CLI, "pull", "--repo", REPO, "--arch", "sm_80", "--dtype", "f16", "--registry", str(dest),
-                           "--endpoint", filled_cache], check=False, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([CLI, "pull", "--repo", REPO, "--arch", "sm_80", "--dtype", "f16", "--registry", str(dest)],
+                          check=False, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     if offline == "dead port":
         assert "warning: the Hub at" in flat(proc.stderr) and "cannot be reached" in flat(proc.stderr)

@@ -242,7 +242,6 @@ def test_allow_list(hub, local_registry, tmp_path, monkeypatch):
 def test_environment_selects_repo_revision_and_lock(hub, published, tmp_path, monkeypatch):
     monkeypatch.setenv("QIMENG_REPO", REPO)
     monkeypatch.setenv("QIMENG_REVISION", "v1")
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
     art = resolve_artifact((8, 0), "f16", 64, ["dense_prefill"], endpoint=hub.url)
     assert art.source == f"hub {REPO}@{published.commit}"
     monkeypatch.delenv("QIMENG_REPO")
