@@ -450,6 +450,7 @@ def tl_fmt(
 
 
 from qimeng_serve import cli_registry  # noqa: E402,F401  (registers publish/pull/list/verify)
+from qimeng_serve import cli_doctor  # noqa: E402,F401  (registers doctor)
 
 if __name__ == "__main__":
     app()

@@ -13,4 +13,13 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
 .venv/bin/python -m pip install -q -e ".[test]"
+# vLLM 0.33 for the plugin's CPU tests (tests/vllm): the wheel alone (--no-deps: its requirements pin
+# torch 2.14 and several GB of CUDA libraries) plus the light packages its imported modules need.
+# About 0.9 GB on disk. QIMENG_SKIP_VLLM=1 leaves it out; tests/vllm then skip, saying why.
+if [ "${QIMENG_SKIP_VLLM:-0}" != 1 ]; then
+  .venv/bin/python -m pip install -q -r requirements/vllm-cpu-tests.txt
+  if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("vllm"))' 2>/dev/null)" != 0.33.0 ]; then
+    .venv/bin/python -m pip install -q --no-deps "vllm==0.33.0"
+  fi
+fi
 echo "setup done: $(.venv/bin/qimeng-serve --help >/dev/null && echo 'qimeng-serve ready') in .venv"

@@ -1,0 +1,158 @@
+"""`qimeng-serve doctor`: what the vLLM plugin would do on this machine, before vLLM starts.
+
+Registered on `qimeng_serve.cli.app` by an import at the end of cli.py. It reports the GPU (or its
+absence), the driver and CUDA versions, the installed vLLM and the backend name to type there, the
+registry the plugin would read, and the bundle it would load for each dtype and head size (or why
+none fits). It goes through the same code the plugin runs at start-up (vllm_plugin.artifacts).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from qimeng_serve.cli import app, err, out, user_errors
+from qimeng_serve.errors import QimengError
+
+HEAD_SIZES = (64, 128, 256)
+
+
+@app.command()
+@user_errors
+def doctor(
+    capability: Annotated[str | None, typer.Option(
+        "--capability", help="Ask for another GPU: its compute capability, e.g. 7.5 (T4), 8.6, 9.0.")] = None,
+    dtype: Annotated[str | None, typer.Option(
+        "--dtype", help="Only this dtype: f16 or bf16 (default: both where the GPU has them).")] = None,
+    head_dim: Annotated[int | None, typer.Option(
+        "--head-dim", help="Only this head size (default: 64, 128 and 256).")] = None,
+) -> None:
+    """Show what `--attention-backend qimeng` would load here: GPU, vLLM, registry, kernel bundle.
+
+    Exit status 1 when --head-dim is given and no bundle serves that head size on this GPU.
+    """
+    from qimeng_serve.vllm_plugin import artifacts
+
+    asked = artifacts.parse_capability(capability) if capability else None  # bad input fails before any output
+    if dtype and artifacts.dtype_name(dtype) not in ("f16", "bf16"):
+        raise QimengError(f"unknown dtype '{dtype}' for the plugin", fix="use f16 or bf16")
+    cap = _gpu_section(asked)
+    _vllm_section()
+    _registry_section()
+    if cap is None:
+        out.print("kernels: no GPU to match; pass --capability X.Y to see what a GPU of that kind would load")
+        return
+    dtypes = [artifacts.dtype_name(dtype)] if dtype else ["f16"] + (["bf16"] if cap >= artifacts.BF16_CAPABILITY else [])
+    heads = [head_dim] if head_dim else list(HEAD_SIZES)
+    table = Table(title=f"kernels the plugin would load on sm_{cap[0]}{cap[1]}")
+    for col in ("dtype", "head size", "bundle", "runs as", "decode"):
+        table.add_column(col, overflow="fold")
+    failures, sources = [], set()
+    for dt in dtypes:
+        for hd in heads:
+            try:
+                a = artifacts.serving_artifact(cap, dt, hd)
+            except QimengError as exc:
+                failures.append((dt, hd, exc))
+                table.add_row(dt, str(hd), "[red]none[/red] (below: why)", "", "")
+                continue
+            sources.add(a.source)
+            decode = f"split-KV, {a.plan.decode_split} keys/split" if a.plan.has_decode else "through prefill"
+            table.add_row(dt, str(hd), escape(a.bundle_path.name), a.how, decode)
+    out.print(table)
+    for source in sorted(sources):
+        out.print(f"bundles from {source}", markup=False)
+    for dt, hd, exc in failures:
+        out.print(f"\n{dt}, head size {hd}: {exc.message}", markup=False, highlight=False)
+        if exc.fix:
+            out.print(f"fix: {exc.fix}", markup=False, highlight=False)
+    if head_dim and failures:
+        raise typer.Exit(1)
+
+
+def _gpu_section(asked: tuple[int, int] | None) -> tuple[int, int] | None:
+    from qimeng_serve.vllm_plugin import artifacts
+
+    gpu = _cuda_gpu()
+    if gpu:
+        name, cap = gpu
+        out.print(f"GPU: {name}, compute capability {cap[0]}.{cap[1]} (sm_{cap[0]}{cap[1]})", markup=False)
+    else:
+        out.print("GPU: no CUDA GPU visible to torch", markup=False)
+        cap = None
+    out.print(f"driver: {_driver_version()}; torch {_torch_versions()}", markup=False)
+    if asked or os.environ.get("QIMENG_CAPABILITY"):
+        cap = asked or artifacts.parse_capability(os.environ["QIMENG_CAPABILITY"])
+        where = "--capability" if asked else "QIMENG_CAPABILITY"
+        out.print(f"matching kernels for compute capability {cap[0]}.{cap[1]} (from {where})", markup=False)
+    return cap
+
+
+def _cuda_gpu() -> tuple[str, tuple[int, int]] | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name(), tuple(torch.cuda.get_device_capability())
+
+
+def _driver_version() -> str:
+    try:
+        from cuda.bindings import driver as drv
+
+        err_init, = drv.cuInit(0)
+        if err_init != drv.CUresult.CUDA_SUCCESS:
+            return "no CUDA driver"
+        res, version = drv.cuDriverGetVersion()
+        return f"CUDA driver API {version // 1000}.{version % 1000 // 10}"
+    except Exception:  # cuda-python missing or no libcuda: both mean no usable driver here
+        return "no CUDA driver"
+
+
+def _torch_versions() -> str:
+    import torch
+
+    return f"{torch.__version__} (CUDA {torch.version.cuda or 'none: a CPU build'})"
+
+
+def _vllm_section() -> None:
+    from importlib.metadata import PackageNotFoundError, entry_points, version
+
+    try:
+        v = version("vllm")
+    except PackageNotFoundError:
+        out.print("vLLM: not installed (pip install vllm); the plugin is used from inside vLLM", markup=False)
+        return
+    err.print("importing vLLM to read its backend registry...", markup=False)
+    from qimeng_serve.vllm_plugin import registration
+
+    try:
+        typed = registration.cli_name()
+    except Exception as exc:  # a vLLM that does not import here (missing pieces) is still worth reporting
+        out.print(f"vLLM: {v} (its attention registry does not import here: {exc})", markup=False)
+        return
+    slot = "a new backend name" if typed == "qimeng" else "the CUSTOM slot (this vLLM cannot add names)"
+    out.print(f"vLLM: {v}; type --attention-backend {typed} ({slot})", markup=False)
+    ours = [e for e in entry_points(group="vllm.general_plugins") if e.value.startswith("qimeng_serve.")]
+    if not ours:
+        out.print("  the plugin's entry points are not installed: reinstall qimeng-serve (pip install -e .)",
+                  markup=False)
+
+
+def _registry_section() -> None:
+    from qimeng_serve.env import default_registry
+
+    env = os.environ
+    if env.get("QIMENG_REPO") or (env.get("QIMENG_LOCK") and not env.get("QIMENG_REGISTRY")):
+        repo = env.get("QIMENG_REPO") or f"the repo pinned in {env['QIMENG_LOCK']}"
+        rev = f"@{env['QIMENG_REVISION']}" if env.get("QIMENG_REVISION") else ""
+        out.print(f"registry: Hub {repo}{rev} (QIMENG_REPO), through the HF cache", markup=False)
+    else:
+        where = "QIMENG_REGISTRY" if env.get("QIMENG_REGISTRY") else "the default"
+        out.print(f"registry: local {default_registry()} ({where})", markup=False)
+    if env.get("QIMENG_LOCK"):
+        out.print(f"lock: {env['QIMENG_LOCK']} (QIMENG_LOCK)", markup=False)
