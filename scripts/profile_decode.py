@@ -7,12 +7,14 @@ from pathlib import Path
 
 import torch
 
+from qimeng_serve.build.bundle import bundle_filename
 from qimeng_serve.runtime.loader import device_arch
 from qimeng_serve.runtime.ops import KernelSet
 
 ctx = int(sys.argv[1]) if len(sys.argv) > 1 else 32768
 b, hq, hkv, d, page = 8, 32, 8, 128, 16
-ks = KernelSet(next(Path("registry").glob(f"{device_arch()}/f16/*.safetensors")), prefer="sass")
+arch = device_arch()
+ks = KernelSet(Path("registry") / arch / "f16" / bundle_filename(arch, "f16", "default"), prefer="sass")
 blocks = b * ctx // page
 kc = torch.randn(blocks, page, hkv, d, dtype=torch.float16, device="cuda")
 vc = torch.randn_like(kc)
