@@ -167,7 +167,36 @@ class Loop:
     span: Span | None = _NO_SPAN
 
 
-Stmt = Union[Let, Allocate, Copy, Compute, Reshape, Loop, Comment]
+@dataclass(frozen=True)
+class Role:
+    """Warp specialisation (sm_90): `Role producer|consumer with warpgroups=, regs= { ... }`.
+
+    The roles of a kernel run side by side; the producer fills shared buffers (a ring of `stages=`
+    copies each), the consumer takes each stage with `Wait` and hands it back with `Release`."""
+
+    role: str  # producer | consumer
+    body: tuple["Stmt", ...]
+    options: Options = ()
+    span: Span | None = _NO_SPAN
+
+
+@dataclass(frozen=True)
+class Wait:
+    """`Wait sK, sV`: block until the next stage of each buffer has landed (its full barrier)."""
+
+    buffers: tuple[str, ...]
+    span: Span | None = _NO_SPAN
+
+
+@dataclass(frozen=True)
+class Release:
+    """`Release sK`: the stage last waited for may be refilled (an arrival on its empty barrier)."""
+
+    buffers: tuple[str, ...]
+    span: Span | None = _NO_SPAN
+
+
+Stmt = Union[Let, Allocate, Copy, Compute, Reshape, Loop, Role, Wait, Release, Comment]
 
 
 # ---------------------------------------------------------------- top level
@@ -271,10 +300,10 @@ class Program:
 
 
 def walk(stmts: tuple[Stmt, ...]):
-    """Every statement, depth first, loops before their bodies."""
+    """Every statement, depth first, loops (and roles) before their bodies."""
     for s in stmts:
         yield s
-        if isinstance(s, Loop):
+        if isinstance(s, (Loop, Role)):
             yield from walk(s.body)
 
 

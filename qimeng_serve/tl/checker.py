@@ -13,7 +13,7 @@ from qimeng_serve.errors import TLCheckError
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import Target, get_target
 from qimeng_serve.tl import ast
-from qimeng_serve.tl.rules import budgets, legality, names_shapes, semantics
+from qimeng_serve.tl.rules import budgets, hopper, legality, names_shapes, semantics
 from qimeng_serve.tl.rules.context import Context, Diagnostic
 
 __all__ = ["Diagnostic", "RULES", "check_tl", "check_tl_or_raise", "register_estimate"]
@@ -41,6 +41,13 @@ RULES: tuple[tuple[str, Rule, bool], ...] = (
     ("smem", budgets.rule_smem, False),
     ("registers", budgets.rule_registers, False),
     ("pipeline", budgets.rule_pipeline, False),
+    # Hopper (sm_90): warp specialisation, TMA, GMMA, register reallocation (rules/hopper.py)
+    ("hopper", hopper.rule_hopper_target, True),
+    ("roles", hopper.rule_roles, True),
+    ("gmma", hopper.rule_gmma, False),
+    ("tma", hopper.rule_tma, False),
+    ("setmaxnreg", hopper.rule_setmaxnreg, False),
+    ("smem-stages", hopper.rule_smem_stages, False),
 )
 
 FORMS = ("auto", "sketch", "program")

@@ -19,6 +19,7 @@ from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.tl import ast
 from qimeng_serve.tl.functions import call
 from qimeng_serve.tl.problem import Problem
+from qimeng_serve.tl.roles import run_roles
 from qimeng_serve.tl.values import TORCH_DTYPES, EvalError, Tile, Value, binop, describe, negate, round_to
 from qimeng_serve.tl.views import GlobalTensor, make_globals, outputs
 
@@ -144,6 +145,7 @@ class _CTA:
         self.where = where
         self.source_name = source_name
         self.stmt = None
+        self.alloc_options: dict[str, ast.Options] = {}  # stages= of shared rings (roles.py)
 
     def error(self, message: str, fix: str, node=None) -> TLRuntimeError:
         span = getattr(node, "span", None) or getattr(self.stmt, "span", None)
@@ -151,9 +153,17 @@ class _CTA:
 
     # ---- statements
     def run(self, stmts) -> None:
-        for s in stmts:
-            if isinstance(s, ast.Comment):
+        stmts = [s for s in stmts if not isinstance(s, ast.Comment)]
+        for i, s in enumerate(stmts):
+            if isinstance(s, ast.Role):
+                # the consecutive roles of a CTA run side by side (warp specialisation, roles.py)
+                if i == 0 or not isinstance(stmts[i - 1], ast.Role):
+                    group = list(itertools.takewhile(lambda x: isinstance(x, ast.Role), stmts[i:]))
+                    run_roles(self, group)
                 continue
+            if isinstance(s, (ast.Wait, ast.Release)):
+                raise self.error(f"{type(s).__name__} outside a consumer Role",
+                                 "Wait and Release belong to `Role consumer { ... }`", s)
             self.stmt = s
             try:
                 _EXEC[type(s)](self, s)
@@ -183,6 +193,7 @@ class _CTA:
         except ValueError:
             raise EvalError(f"init={init} is not a number", fix="use init=0 or init=-inf") from None
         self.buffers[s.name] = Buffer(s.name, dtype, shape, Tile(torch.full(shape, fill, dtype=self.m.compute)))
+        self.alloc_options[s.name] = s.options
 
     def _copy(self, s: ast.Copy) -> None:
         dst, src = self._ref(s.dst), self._ref(s.src)

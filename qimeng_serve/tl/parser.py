@@ -12,6 +12,7 @@ from qimeng_serve.errors import Span, TLSyntaxError
 from qimeng_serve.tl import ast
 
 MEMORY_LEVELS = ("shared", "register")
+ROLES = ("producer", "consumer")
 
 # Friendly names for the grammar's terminals, used in "expected ..." messages.
 _TERMINAL_NAMES = {
@@ -118,6 +119,20 @@ class _ToAst(Transformer):
         opts = rest.pop(0) if rest and isinstance(rest[0], tuple) else ()
         return ast.Loop(var, start, stop, _attach_inline(rest), opts, _span(meta))
 
+    def role(self, meta, c):
+        name, rest = str(c[0]), list(c[1:])
+        if name not in ROLES:
+            raise TLSyntaxError(f"unknown role '{name}'", _span(c[0]),
+                                fix="a Role is `producer` (issues the TMA copies) or `consumer` (computes)")
+        opts = rest.pop(0) if rest and isinstance(rest[0], tuple) else ()
+        return ast.Role(name, _attach_inline(rest), opts, _span(meta))
+
+    def wait(self, meta, c):
+        return ast.Wait(tuple(str(x) for x in c), _span(meta))
+
+    def release(self, meta, c):
+        return ast.Release(tuple(str(x) for x in c), _span(meta))
+
     # ---- top level
     def grid_dim(self, meta, c):
         return ast.GridDim(str(c[0]), c[1], _span(meta))
@@ -157,7 +172,7 @@ class _ToAst(Transformer):
 def _end_line(node) -> int | None:
     """The line a node ends on, for deciding whether a comment trails it."""
     span = getattr(node, "span", None)
-    if isinstance(node, (ast.Loop, ast.Kernel, ast.ParamsBlock)):
+    if isinstance(node, (ast.Loop, ast.Role, ast.Kernel, ast.ParamsBlock)):
         return None  # a comment after a closing brace sits on its own line in printed form
     return span.line if span else None
 
@@ -214,7 +229,7 @@ def parse_tl(source: str, source_name: str = "<tl>") -> ast.Program:
         raise TLSyntaxError(
             f"unexpected {tok.value!r}, expected {_expected(e.expected)}",
             Span(tok.line, tok.column),
-            fix="statements start with Allocate, Copy, Compute, Reshape, Loop or let; see docs/tl.md for the grammar",
+            fix="statements start with Allocate, Copy, Compute, Reshape, Loop, Role, Wait, Release or let; see docs/tl.md for the grammar",
             source_name=source_name,
         ) from None
     except (UnexpectedEOF, UnexpectedInput) as e:

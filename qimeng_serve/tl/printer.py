@@ -61,6 +61,10 @@ def _print_stmt(s: ast.Stmt, depth: int) -> list[str]:
     if isinstance(s, ast.Loop):
         head = f"{pad}Loop {s.var} in {print_expr(s.start)} .. {print_expr(s.stop)}{_print_options(s.options)} {{"
         return [head, *_print_block(s.body, depth + 1), f"{pad}}}"]
+    if isinstance(s, ast.Role):
+        return [f"{pad}Role {s.role}{_print_options(s.options)} {{", *_print_block(s.body, depth + 1), f"{pad}}}"]
+    if isinstance(s, (ast.Wait, ast.Release)):
+        return [f"{pad}{type(s).__name__} {', '.join(s.buffers)}"]
     raise TypeError(f"not a TL statement: {s!r}")
 
 

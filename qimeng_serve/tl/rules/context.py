@@ -126,6 +126,7 @@ class Flat:
     index: int
     stmt: ast.Stmt
     loops: tuple[ast.Loop, ...]
+    role: ast.Role | None = None  # the warp-specialised Role it runs in (sm_90), if any
 
 
 def inside(f: Flat, loop: ast.Loop) -> bool:
@@ -156,13 +157,15 @@ class KernelInfo:
                 k.loop_vars.add(s.var)
         return k
 
-    def _flatten(self, stmts, loops) -> None:
+    def _flatten(self, stmts, loops, role=None) -> None:
         for s in stmts:
             if isinstance(s, ast.Comment):
                 continue
-            self.flat.append(Flat(len(self.flat), s, loops))
+            self.flat.append(Flat(len(self.flat), s, loops, role))
             if isinstance(s, ast.Loop):
-                self._flatten(s.body, loops + (s,))
+                self._flatten(s.body, loops + (s,), role)
+            elif isinstance(s, ast.Role):  # a role is no loop: its body runs once per CTA
+                self._flatten(s.body, loops, s)
 
     def statements(self, kind=None) -> Iterator[Flat]:
         return (f for f in self.flat if kind is None or isinstance(f.stmt, kind))

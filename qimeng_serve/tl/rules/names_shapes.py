@@ -113,6 +113,11 @@ def _block(scope: _Scope, stmts, defined: set[str]) -> Iterator[Diagnostic]:
             yield from _expr(scope, s.start, defined)
             yield from _expr(scope, s.stop, defined)
             yield from _block(scope, s.body, defined | {s.var})
+        elif isinstance(s, ast.Role):  # a role's own names stay inside it
+            yield from _block(scope, s.body, set(defined))
+        elif isinstance(s, (ast.Wait, ast.Release)):
+            for name in s.buffers:
+                yield from _name(scope, s, name, defined)
 
 
 def _reserved(scope: _Scope, stmt, name: str, what: str) -> Iterator[Diagnostic]:
