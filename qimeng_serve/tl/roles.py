@@ -132,7 +132,7 @@ def run_roles(cta, roles: list[ast.Role]) -> None:
             ring = self._ring(s, name, "Release")
             if ring.bound is None:
                 raise self.error(f"`Release {name}` without a `Wait {name}` before it",
-                                 f"Release only a stage the consumer waited for", s)
+                                 "Release only a stage the consumer waited for", s)
             ring.slots[ring.bound] = None
             ring.bound, ring.taken = None, ring.taken + 1
             self.buffers.pop(name, None)

@@ -9,13 +9,22 @@ setmaxnreg (register reallocation), smem (stages, barriers and alignment).
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 from qimeng_serve.tl import ast
 from qimeng_serve.tl.printer import print_expr
 from qimeng_serve.tl.rules.budgets import register_estimate
 from qimeng_serve.tl.rules.context import (
-    DTYPE_BYTES, Context, Diagnostic, Flat, KernelInfo, Shapes, diag, gemm_of, line_of, names_in, operand_name,
+    DTYPE_BYTES,
+    Context,
+    Diagnostic,
+    Flat,
+    KernelInfo,
+    Shapes,
+    diag,
+    line_of,
+    names_in,
+    operand_name,
     parse_mma,
 )
 from qimeng_serve.tl.rules.legality import GMMA_WORDS
