@@ -44,7 +44,7 @@ def doctor(
     _vllm_section()
     _registry_section()
     if cap is None:
-        out.print("kernels: no GPU to match; pass --capability X.Y to see what a GPU of that kind would load")
+        _say("kernels: no GPU to match; pass --capability X.Y to see what a GPU of that kind would load")
         return
     dtypes = [artifacts.dtype_name(dtype)] if dtype else ["f16"] + (["bf16"] if cap >= artifacts.BF16_CAPABILITY else [])
     heads = [head_dim] if head_dim else list(HEAD_SIZES)
@@ -65,13 +65,17 @@ def doctor(
             table.add_row(dt, str(hd), escape(a.bundle_path.name), a.how, decode)
     out.print(table)
     for source in sorted(sources):
-        out.print(f"bundles from {source}", markup=False)
+        _say(f"bundles from {source}")
     for dt, hd, exc in failures:
-        out.print(f"\n{dt}, head size {hd}: {exc.message}", markup=False, highlight=False)
+        _say(f"\n{dt}, head size {hd}: {exc.message}")
         if exc.fix:
-            out.print(f"fix: {exc.fix}", markup=False, highlight=False)
+            _say(f"fix: {exc.fix}")
     if head_dim and failures:
         raise typer.Exit(1)
+
+
+def _say(text: str) -> None:
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _gpu_section(asked: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -80,15 +84,15 @@ def _gpu_section(asked: tuple[int, int] | None) -> tuple[int, int] | None:
     gpu = _cuda_gpu()
     if gpu:
         name, cap = gpu
-        out.print(f"GPU: {name}, compute capability {cap[0]}.{cap[1]} (sm_{cap[0]}{cap[1]})", markup=False)
+        _say(f"GPU: {name}, compute capability {cap[0]}.{cap[1]} (sm_{cap[0]}{cap[1]})")
     else:
-        out.print("GPU: no CUDA GPU visible to torch", markup=False)
+        _say("GPU: no CUDA GPU visible to torch")
         cap = None
-    out.print(f"driver: {_driver_version()}; torch {_torch_versions()}", markup=False)
+    _say(f"driver: {_driver_version()}; torch {_torch_versions()}")
     if asked or os.environ.get("QIMENG_CAPABILITY"):
         cap = asked or artifacts.parse_capability(os.environ["QIMENG_CAPABILITY"])
         where = "--capability" if asked else "QIMENG_CAPABILITY"
-        out.print(f"matching kernels for compute capability {cap[0]}.{cap[1]} (from {where})", markup=False)
+        _say(f"matching kernels for compute capability {cap[0]}.{cap[1]} (from {where})")
     return cap
 
 
@@ -107,9 +111,9 @@ def _driver_version() -> str:
         err_init, = drv.cuInit(0)
         if err_init != drv.CUresult.CUDA_SUCCESS:
             return "no CUDA driver"
-        res, version = drv.cuDriverGetVersion()
+        _, version = drv.cuDriverGetVersion()
         return f"CUDA driver API {version // 1000}.{version % 1000 // 10}"
-    except Exception:  # cuda-python missing or no libcuda: both mean no usable driver here
+    except (ImportError, OSError, RuntimeError):  # no cuda-python, or no libcuda: no usable driver here
         return "no CUDA driver"
 
 
@@ -125,22 +129,21 @@ def _vllm_section() -> None:
     try:
         v = version("vllm")
     except PackageNotFoundError:
-        out.print("vLLM: not installed (pip install vllm); the plugin is used from inside vLLM", markup=False)
+        _say("vLLM: not installed (pip install vllm); the plugin is used from inside vLLM")
         return
     err.print("importing vLLM to read its backend registry...", markup=False)
     from qimeng_serve.vllm_plugin import registration
 
     try:
         typed = registration.cli_name()
-    except Exception as exc:  # a vLLM that does not import here (missing pieces) is still worth reporting
-        out.print(f"vLLM: {v} (its attention registry does not import here: {exc})", markup=False)
+    except (ImportError, AttributeError) as exc:  # a vLLM that does not import here is still worth reporting
+        _say(f"vLLM: {v} (its attention registry does not import here: {exc})")
         return
     slot = "a new backend name" if typed == "qimeng" else "the CUSTOM slot (this vLLM cannot add names)"
-    out.print(f"vLLM: {v}; type --attention-backend {typed} ({slot})", markup=False)
+    _say(f"vLLM: {v}; type --attention-backend {typed} ({slot})")
     ours = [e for e in entry_points(group="vllm.general_plugins") if e.value.startswith("qimeng_serve.")]
     if not ours:
-        out.print("  the plugin's entry points are not installed: reinstall qimeng-serve (pip install -e .)",
-                  markup=False)
+        _say("  the plugin's entry points are not installed: reinstall qimeng-serve (pip install -e .)")
 
 
 def _registry_section() -> None:
@@ -150,9 +153,9 @@ def _registry_section() -> None:
     if env.get("QIMENG_REPO") or (env.get("QIMENG_LOCK") and not env.get("QIMENG_REGISTRY")):
         repo = env.get("QIMENG_REPO") or f"the repo pinned in {env['QIMENG_LOCK']}"
         rev = f"@{env['QIMENG_REVISION']}" if env.get("QIMENG_REVISION") else ""
-        out.print(f"registry: Hub {repo}{rev} (QIMENG_REPO), through the HF cache", markup=False)
+        _say(f"registry: Hub {repo}{rev} (QIMENG_REPO), through the HF cache")
     else:
         where = "QIMENG_REGISTRY" if env.get("QIMENG_REGISTRY") else "the default"
-        out.print(f"registry: local {default_registry()} ({where})", markup=False)
+        _say(f"registry: local {default_registry()} ({where})")
     if env.get("QIMENG_LOCK"):
-        out.print(f"lock: {env['QIMENG_LOCK']} (QIMENG_LOCK)", markup=False)
+        _say(f"lock: {env['QIMENG_LOCK']} (QIMENG_LOCK)")

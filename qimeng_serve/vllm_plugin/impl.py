@@ -71,7 +71,8 @@ class QimengAttentionImpl(AttentionImpl[QimengMetadata]):
         q, out = query[:n], output[:n]
         k_cache, v_cache = self._cache_views(kv_cache)
         ks = self.artifact.kernels()
-        common = dict(causal=True, softmax_scale=self.scale, window=self.sliding_window, softcap=self.logits_soft_cap)
+        common = {"causal": True, "softmax_scale": self.scale, "window": self.sliding_window,
+                  "softcap": self.logits_soft_cap}
         if attn_metadata.decode is not None:
             d = attn_metadata.decode
             ks.paged_decode(q, k_cache, v_cache, d.block_table, d.cu_seqlens_q, d.seq_lens, 1, d.max_seq_len,
@@ -85,7 +86,9 @@ class QimengAttentionImpl(AttentionImpl[QimengMetadata]):
     def do_kv_cache_update(self, layer: AttentionLayer, key: torch.Tensor, value: torch.Tensor,
                            kv_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
         """Write this step's K/V into the cache with vLLM's own kernel (slots < 0 are padding: skipped)."""
-        from vllm.v1.attention.ops.triton_reshape_and_cache_flash import triton_reshape_and_cache_flash
+        from vllm.v1.attention.ops.triton_reshape_and_cache_flash import (
+            triton_reshape_and_cache_flash,
+        )
 
         k_cache, v_cache = self._cache_views(kv_cache)
         triton_reshape_and_cache_flash(key, value, k_cache, v_cache, slot_mapping, self.kv_cache_dtype,
@@ -99,12 +102,10 @@ class QimengAttentionImpl(AttentionImpl[QimengMetadata]):
 
 def _model_dtype() -> torch.dtype:
     """The dtype the model runs in; vLLM builds layers inside its config context with this default dtype."""
-    try:
-        from vllm.config import get_current_vllm_config
+    from vllm.config import get_current_vllm_config_or_none
 
-        model_config = get_current_vllm_config().model_config
-    except Exception:  # outside vLLM's config context
-        model_config = None
+    config = get_current_vllm_config_or_none()
+    model_config = config.model_config if config is not None else None
     return model_config.dtype if model_config is not None else torch.get_default_dtype()
 
 

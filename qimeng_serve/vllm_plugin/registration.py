@@ -55,12 +55,11 @@ def register() -> None:
 
 
 def platform_hook() -> None:
-    """`vllm.platform_plugins` entry: register, claim no platform. Never raises (vLLM swallows it anyway)."""
+    """`vllm.platform_plugins` entry: register, then return None, which tells vLLM "not a platform"."""
     try:
         register()
-    except Exception as exc:  # an exception here would only be swallowed by vLLM; say what happened
+    except Exception as exc:  # noqa: BLE001  (vLLM would swallow it silently; say what happened instead)
         log.warning("qimeng-serve: attention backend registration from the platform hook failed: %s", exc)
-    return None
 
 
 def registered_name() -> str:

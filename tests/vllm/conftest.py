@@ -55,20 +55,31 @@ def write_model_config(path, *, heads: int = 8, kv_heads: int = 2, head_dim: int
     return path
 
 
+def new_vllm_config(model_dir, *, dtype="float16", max_model_len=17408, max_num_seqs=64, block_size=16):
+    """A real VllmConfig (ModelConfig from a local config.json, CPU device); works on vLLM 0.26 and 0.33."""
+    from vllm.config import (
+        CacheConfig,
+        DeviceConfig,
+        ModelConfig,
+        SchedulerConfig,
+        VllmConfig,
+    )
+
+    model_config = ModelConfig(model=str(model_dir), dtype=dtype, max_model_len=max_model_len, skip_tokenizer_init=True)
+    return VllmConfig(model_config=model_config, cache_config=CacheConfig(block_size=block_size),
+                      device_config=DeviceConfig(device="cpu"),
+                      scheduler_config=SchedulerConfig(max_model_len=max_model_len, is_encoder_decoder=False,
+                                                       max_num_seqs=max_num_seqs, max_num_batched_tokens=8192))
+
+
 @pytest.fixture
 def make_vllm_config(tmp_path, registered):
-    """A real VllmConfig (ModelConfig from a local config.json, CPU device) for a tiny Llama."""
-    from vllm.config import CacheConfig, DeviceConfig, ModelConfig, SchedulerConfig, VllmConfig
+    """new_vllm_config for a tiny Llama with the given head counts."""
 
-    def make(*, heads=8, kv_heads=2, head_dim=128, dtype="float16", max_model_len=17408, max_num_seqs=64,
-             block_size=16):
+    def make(*, heads=8, kv_heads=2, head_dim=128, **kwargs):
         model = write_model_config(tmp_path / f"model-{heads}-{kv_heads}-{head_dim}", heads=heads, kv_heads=kv_heads,
                                    head_dim=head_dim)
-        model_config = ModelConfig(model=str(model), dtype=dtype, max_model_len=max_model_len, skip_tokenizer_init=True)
-        return VllmConfig(model_config=model_config, cache_config=CacheConfig(block_size=block_size),
-                          device_config=DeviceConfig(device="cpu"),
-                          scheduler_config=SchedulerConfig(max_model_len=max_model_len, is_encoder_decoder=False,
-                                                           max_num_seqs=max_num_seqs, max_num_batched_tokens=8192))
+        return new_vllm_config(model, **kwargs)
 
     return make
 

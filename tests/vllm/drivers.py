@@ -1,4 +1,4 @@
-"""Programs the plugin tests run in a fresh interpreter (`python -m tests.vllm.drivers NAME`), each
+"""Programs the plugin tests run in a fresh interpreter (`python -m tests.vllm.drivers NAME ARGS`), each
 printing one JSON line: what vLLM resolved, in a process whose vLLM state no other test touched."""
 
 from __future__ import annotations
@@ -49,17 +49,58 @@ def spawn() -> dict:
     return result
 
 
-def unregistered() -> dict:
-    """Without the plugin (VLLM_PLUGINS excludes it) the name is unknown, and vLLM says so."""
+def compat_v026(model_dir: str) -> dict:
+    """The plugin against vLLM 0.26 (PYTHONPATH = its unpacked wheel): the CUSTOM slot end to end on the CPU."""
+    import os
+
+    import torch
+    import vllm
     from vllm.config import AttentionConfig
+    from vllm.platforms.interface import DeviceCapability
     from vllm.plugins import load_general_plugins
+    from vllm.v1.attention.backend import AttentionBackend
+    from vllm.v1.attention.backends.registry import AttentionBackendEnum
+    from vllm.v1.attention.selector import AttentionSelectorConfig
+
+    from qimeng_serve.vllm_plugin import registration
+    from qimeng_serve.vllm_plugin.backend import QimengAttentionBackend
+    from qimeng_serve.vllm_plugin.batch import BatchSpec, make_batch
+    from qimeng_serve.vllm_plugin.impl import QimengAttentionImpl
+    from qimeng_serve.vllm_plugin.metadata import QimengMetadataBuilder
+    from tests.vllm.conftest import build_layers, kv_cache_spec, new_vllm_config
 
     load_general_plugins()
+    abstract = QimengAttentionBackend.__abstractmethods__ | QimengAttentionImpl.__abstractmethods__ \
+        | QimengMetadataBuilder.__abstractmethods__
+    out = {"version": vllm.__version__, "vllm_file": vllm.__file__,
+           "named_backends": registration.supports_named_backends(), "get_name": QimengAttentionBackend.get_name(),
+           "custom_class": AttentionBackendEnum.CUSTOM.get_class().__name__,
+           "lookup_is_custom": AttentionBackendEnum[QimengAttentionBackend.get_name()] is AttentionBackendEnum.CUSTOM,
+           "config_custom": AttentionConfig(backend="CUSTOM").backend.name,
+           "abstract_left": sorted(abstract),
+           # 0.26 declares get_kv_cache_shape abstract: the backend must implement it to be instantiable
+           "kv_shape_abstract_in_base": getattr(getattr(AttentionBackend, "get_kv_cache_shape", None),
+                                                "__isabstractmethod__", False)}
     try:
         AttentionConfig(backend="qimeng")
-    except Exception as exc:
-        return {"error": str(exc)}
-    return {"error": None}
+        out["qimeng_name"] = "accepted"
+    except ValueError as exc:
+        out["qimeng_name"] = f"refused: {exc}"
+    sel = AttentionSelectorConfig(head_size=128, dtype=torch.float16, kv_cache_dtype="auto", block_size=16)
+    out["reasons_fp16"] = QimengAttentionBackend.validate_configuration(
+        device_capability=DeviceCapability(9, 0), **sel._asdict())
+    out["reasons_bf16_turing"] = QimengAttentionBackend.validate_configuration(
+        device_capability=DeviceCapability(7, 5), **sel._replace(dtype=torch.bfloat16)._asdict())
+    os.environ["QIMENG_CAPABILITY"] = "9.0"  # no GPU here: build the layers as for an sm_90
+    config = new_vllm_config(model_dir)
+    layers = build_layers(config)
+    builder = QimengMetadataBuilder(kv_cache_spec(config), [layer.layer_name for layer in layers], config,
+                                    torch.device("cpu"))
+    cam = make_batch(BatchSpec((1000, 33, 300), (1, 1, 45)), 16, "cpu").metadata
+    md = builder.build(0, cam)
+    out["split"] = [md.decode.num_reqs, md.prefill.num_reqs, md.prefill.cu_seqlens_q.tolist()]
+    out["layer_backend"] = layers[0].backend.name
+    return out
 
 
 if __name__ == "__main__":

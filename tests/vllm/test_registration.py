@@ -16,7 +16,7 @@ vllm = pytest.importorskip("vllm", reason=SKIP_REASON)
 
 
 def _run_driver(name: str, *args: str, **env) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "tests.vllm.drivers", name, *args], cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "tests.vllm.drivers", name, *args], cwd=REPO, check=False, capture_output=True,
                           text=True, timeout=600, env=subprocess_env(**env))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, f"driver {name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -72,11 +72,6 @@ def test_cli_parser_and_engine_config_resolve_the_name(tmp_path):
     got = _run_driver("engine_config", str(model), VLLM_TARGET_DEVICE="cpu")
     assert got["member"] == "QIMENG"
     assert got["class"] == "qimeng_serve.vllm_plugin.backend.QimengAttentionBackend"
-
-
-def test_without_the_plugin_the_name_is_refused_clearly():
-    got = _run_driver("unregistered", VLLM_PLUGINS="none")
-    assert "Unknown attention backend: 'QIMENG'" in got["error"] and "TRITON_ATTN" in got["error"]
 
 
 def test_a_spawned_child_unpickles_the_member_thanks_to_the_platform_hook():
