@@ -111,30 +111,47 @@ def build(
     family: Annotated[Optional[list[str]], typer.Option("--family", help="paged_prefill, paged_decode or dense_prefill. Default: all.")] = None,
     softcap: Annotated[float, typer.Option("--softcap", help="Compile in a logits soft-cap (e.g. 50 for Gemma 2); its own kernel set.")] = 0.0,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Parallel nvcc processes (default: CPU count).")] = None,
+    generator: GeneratorOpt = "planner",
+    model: ModelOpt = None,
+    api_key: ApiKeyOpt = None,
+    base_url: BaseUrlOpt = None,
+    tune: TuneOpt = False,
+    tune_top: TuneTopOpt = 4,
+    validate: Annotated[bool, typer.Option("--validate/--no-validate", help="Validate the bundles when a CUDA GPU is visible.")] = True,
 ) -> None:
-    """Build the default kernel set for a GPU architecture: TL programs -> CUDA on CuTe -> nvcc cubins
-    (+PTX) -> one bundle per dtype in the registry. Needs nvcc, not a GPU; unchanged kernels come
-    from the build cache. Run `qimeng-serve validate` on a GPU to fill in correctness."""
+    """Build the default kernel set for a GPU architecture: stage 1 writes a TL program per kernel (the
+    offline planner by default), stage 2 lowers it to CUDA on CuTe, nvcc makes cubins (+PTX), and one
+    bundle per dtype goes into the registry. Needs nvcc, not a GPU; plans and unchanged kernels come
+    from the cache. On a machine with a GPU the bundles are validated too (`qimeng-serve validate`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from qimeng_serve.build.kernel_set import default_jobs
     from qimeng_serve.build.pipeline import build_arch
+    from qimeng_serve.cli_generate import stage1_generator, validate_if_gpu
     from qimeng_serve.env import default_registry
     from qimeng_serve.targets import PRIMARY_ARCHS, get_target
 
     archs = list(PRIMARY_ARCHS) if arch == "all" else [get_target(arch).arch]
     reg = registry or default_registry()
     total = sum(len(default_jobs(get_target(a), dtype, head_dim, family, softcap)) for a in archs)
+    gen = stage1_generator(generator, model=model, api_key=api_key, base_url=base_url, tune=tune, tune_top=tune_top,
+                           archs=archs)
     table = Table(title=f"qimeng-serve build -> {reg}")
     for col in ("arch", "kernel", "regs", "smem KB", "spills", "SASS / PTX", "cache", "result"):
         table.add_column(col)
-    bundles, rejected = [], []
+    bundles, rejected, not_generated = [], [], []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err) as progress:
-        task = progress.add_task("lowering and compiling", total=total)
+        stage1 = progress.add_task(f"stage 1: TL programs ({generator})", total=total)
+        task = progress.add_task("stage 2: lower to CUDA + nvcc", total=total)
+
+        def on_generated(job, error):
+            progress.update(stage1, advance=1, description=f"stage 1 ({generator}): {job.label}")
+            if error:
+                progress.update(task, advance=1)  # nothing to lower for this job
 
         def on_kernel(o):
-            progress.update(task, advance=1, description=f"{o.arch} {o.job.label}")
+            progress.update(task, advance=1, description=f"stage 2 + nvcc: {o.arch} {o.job.label}")
             targets = " / ".join(",".join(v) for v in o.observed.values())
             for e in o.source.entries:
                 r = o.result.resources.get(e.name)
@@ -144,10 +161,13 @@ def build(
 
         for a in archs:
             report = build_arch(a, reg, dtypes=dtype, head_dims=head_dim, families=family, softcap=softcap,
-                                jobs_limit=jobs, on_kernel=on_kernel)
+                                jobs_limit=jobs, generator=gen, on_generated=on_generated, on_kernel=on_kernel)
             bundles += report.bundles
             rejected += [o for o in report.outcomes if o.rejected]
+            not_generated += [(a, job, why) for job, why in report.not_generated]
     out.print(table)
+    for a, job, why in not_generated:
+        err.print(f"error: stage 1 made no program for {a} {job.label}: {why}", markup=False, highlight=False)
     for b in bundles:
         out.print(f"bundle {b} ({b.stat().st_size / 1e6:.1f} MB)")
     for o in rejected:
@@ -155,9 +175,12 @@ def build(
     if rejected:
         err.print(f"warning: {len(rejected)} kernel(s) left out of the bundles (listed under `rejected` in their "
                   "manifests); the TL programs named above need other tiles", markup=False)
-    if any(o.rejected.startswith("nvcc failed") for o in rejected):
+    validated = validate_if_gpu(bundles) if validate and bundles else None
+    out.print(f"registry: {reg} (index.json updated)")
+    if any(o.rejected.startswith("nvcc failed") for o in rejected) or not_generated or validated is False:
         raise typer.Exit(1)  # a compiler error is a defect of the lowering or a building block, not a tuning miss
-    out.print("next: on a GPU, `qimeng-serve validate` fills in correctness; `qimeng-serve bench` speed.")
+    if validated is None:
+        out.print("next: on a GPU, `qimeng-serve validate` fills in correctness; `qimeng-serve bench` speed.")
 
 
 # ------------------------------------------------------------------ validate

@@ -1,8 +1,10 @@
-"""Which kernels a `build --arch sm_XX` makes: the default kernel set.
+"""Which kernels a `build --arch sm_XX` makes: the default kernel set, and where their TL comes from.
 
 One job per (family, dtype, head size) for the target. Causal masking, sliding window, GQA ratio
 and page size are run-time arguments of each kernel, so they multiply nothing here; a logits
-soft-cap is compiled in, and the default set is built without it.
+soft-cap is compiled in, and the default set is built without it. Stage 1 fills each job's program
+from a generator: the planner (default), the LLM generator, or the golden programs of
+kernels_src/tl/ (`--generator golden`, hand-written and measured: the planner's regression baseline).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from pathlib import Path
 
 from qimeng_serve.build.toolchain import REPO_ROOT
 from qimeng_serve.errors import QimengError
+from qimeng_serve.generate.base import GeneratedProgram, GenerationRecord, Generator, make_generator
 from qimeng_serve.spec import HEAD_DIMS, AttentionSpec
 from qimeng_serve.targets import Target
 from qimeng_serve.tl import ast
 from qimeng_serve.tl.parser import parse_tl_file
+from qimeng_serve.tl.printer import print_tl
 
 GOLDEN_DIR = REPO_ROOT / "kernels_src" / "tl"
 FAMILIES = ("paged_prefill", "paged_decode", "dense_prefill")
@@ -31,13 +35,45 @@ DECODE_GROUP = 16
 
 @dataclass(frozen=True)
 class KernelJob:
-    program_path: Path
-    program: ast.Program
     spec: AttentionSpec
+    generated: GeneratedProgram | None = None  # stage 1's program; None until a generator has run
+
+    @property
+    def program(self) -> ast.Program:
+        if self.generated is None:
+            raise QimengError(f"no TL program for {self.label} yet", fix="run stage 1 (a generator) on the job first")
+        return self.generated.program
+
+    @property
+    def source_name(self) -> str:
+        """Where the program came from, e.g. `planner:paged_decode:sm_80:f16:hd128` or a golden file name."""
+        return self.generated.name if self.generated else "?"
 
     @property
     def label(self) -> str:
         return f"{self.spec.op} {self.spec.dtype} hd{self.spec.head_dim}"
+
+
+class GoldenPrograms:
+    """The hand-written programs of kernels_src/tl/ behind the stage 1 interface."""
+
+    name = "golden"
+
+    def __init__(self, tl_dir: Path = GOLDEN_DIR) -> None:
+        self.tl_dir = tl_dir
+
+    def generate(self, spec: AttentionSpec, target: Target) -> GeneratedProgram:
+        path, program = program_for(spec.op, target, self.tl_dir)
+        text = print_tl(program)
+        record = GenerationRecord("golden", {"file": path.name})
+        return GeneratedProgram(spec, target.arch, "", program, text, record, name=path.name)
+
+
+def generator_for(name: str, **options) -> Generator:
+    """The stage 1 generator called name: planner (default), llm, or golden."""
+    if name == "golden":
+        return GoldenPrograms()
+    return make_generator(name, **options)
 
 
 def program_for(family: str, target: Target, tl_dir: Path = GOLDEN_DIR) -> tuple[Path, ast.Program]:
@@ -63,10 +99,8 @@ def default_jobs(target: Target, dtypes: list[str] | None = None, head_dims: lis
     for family in families or FAMILIES:
         if family not in FAMILIES:
             raise QimengError(f"unknown kernel family '{family}'", fix=f"use one of {', '.join(FAMILIES)}")
-        path, program = program_for(family, target)
         for dtype in wanted:
             for hd in head_dims or HEAD_DIMS:
                 group = DECODE_GROUP if family == "paged_decode" else 1
-                jobs.append(KernelJob(path, program, AttentionSpec(family, dtype, hd, group, causal=True,
-                                                                   softcap=softcap)))
+                jobs.append(KernelJob(AttentionSpec(family, dtype, hd, group, causal=True, softcap=softcap)))
     return jobs

@@ -1,8 +1,9 @@
-"""`qimeng-serve build`: TL programs -> CUDA -> cubins (+PTX) -> bundles in a local registry.
+"""`qimeng-serve build`: stage 1 (TL programs) -> stage 2 (CUDA) -> cubins (+PTX) -> bundles in a registry.
 
-Stage 1 here takes the golden TL program of each family (the planner replaces it later); stage 2
-lowers it; nvcc compiles in parallel through the content-addressed cache; a candidate that spills
-registers is rejected with the reason.
+Stage 1 asks a generator (the planner by default, kernel_set.generator_for) for each job's TL
+program; stage 2 lowers it; nvcc compiles in parallel through the content-addressed cache; a kernel
+that spills registers is rejected with the reason. The manifest keeps each program's text, its hash
+and the generator's record of how it was made.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,9 +20,11 @@ from qimeng_serve import __version__
 from qimeng_serve.build import cache
 from qimeng_serve.build.bundle import BUNDLE_SCHEMA, bundle_filename, read_blob, read_manifest, write_bundle
 from qimeng_serve.build.inspect import observed_targets
-from qimeng_serve.build.kernel_set import KernelJob, default_jobs, kernel_set_name
+from qimeng_serve.build.kernel_set import KernelJob, default_jobs, generator_for, kernel_set_name
 from qimeng_serve.build.nvcc import CompileError, CompileResult, compile_source, nvcc_flags
 from qimeng_serve.build.toolchain import Toolchain, find_toolchain
+from qimeng_serve.errors import QimengError
+from qimeng_serve.generate.base import GenerationRecord, Generator
 from qimeng_serve.lower.emit import CudaSource, lower
 from qimeng_serve.registry.index import update_index
 from qimeng_serve.targets import Target, get_target
@@ -32,6 +35,12 @@ from qimeng_serve.tl.printer import print_tl
 # 128 x 32 tiles at D = 128 spill 24 B and run 0.85-0.89x SDPA flash where the spill-free 8-warp
 # tiles run 0.74-0.81x (docs/perf-notes.md). More than this is rejected; any spill is in the manifest.
 SPILL_LIMIT_BYTES = 64
+# A planner record holds thousands of attempts; the manifest keeps the measured / interpreted ones and
+# the best-ranked, with every count (the whole record: `qimeng-serve generate --show-candidates`).
+MANIFEST_ATTEMPTS = 40
+# ptxas's register allocation is the one figure stage 1 can only estimate: a program that spills past
+# the limit goes back to its generator for the next-best program this many times (Planner.next_program)
+SPILL_RETRIES = 3
 
 
 @dataclass
@@ -43,6 +52,7 @@ class KernelOutcome:
     cached: bool
     observed: dict[str, list[str]]  # SASS and PTX targets really in the binary
     rejected: str = ""  # why the kernel is left out of the bundle
+    spilled: bool = False  # rejected because ptxas spilled past SPILL_LIMIT_BYTES
 
 
 @dataclass
@@ -50,10 +60,12 @@ class BuildReport:
     arch: str
     outcomes: list[KernelOutcome] = field(default_factory=list)
     bundles: list[Path] = field(default_factory=list)
+    not_generated: list[tuple[KernelJob, str]] = field(default_factory=list)  # stage 1 failures: (job, why)
 
 
-def _compile_one(job: KernelJob, target: Target, toolchain: Toolchain, workdir: Path) -> KernelOutcome:
-    source = lower(job.program, target, job.spec, source_name=str(job.program_path))
+def compile_job(job: KernelJob, target: Target, toolchain: Toolchain, workdir: Path) -> KernelOutcome:
+    """Stage 2 and nvcc for one job whose program stage 1 has made."""
+    source = lower(job.program, target, job.spec, source_name=job.source_name)
     flags = nvcc_flags(target)
     key = cache.build_key(source.text, target.arch, flags, toolchain.fingerprint(),
                           cache.headers_digest(toolchain.kernels_include))
@@ -76,9 +88,27 @@ def _compile_one(job: KernelJob, target: Target, toolchain: Toolchain, workdir: 
     spilling = [r for r in hit.resources.values() if r.spill_stores + r.spill_loads > SPILL_LIMIT_BYTES]
     if spilling:
         r = spilling[0]
+        outcome.spilled = True
         outcome.rejected = (f"{r.name} spills {r.spill_stores} B stores / {r.spill_loads} B loads at "
-                            f"{r.registers} registers (limit {SPILL_LIMIT_BYTES} B): choose smaller tiles in "
-                            f"{job.program_path.name}")
+                            f"{r.registers} registers (limit {SPILL_LIMIT_BYTES} B): the program from "
+                            f"{job.source_name} needs smaller tiles")
+    return outcome
+
+
+def _compile_with_feedback(job: KernelJob, target: Target, toolchain: Toolchain, workdir: Path,
+                           generator: Generator) -> KernelOutcome:
+    """compile_job; when ptxas spills past the limit and the generator can offer another program
+    (the planner: its next-best candidate that needs fewer registers), compile that instead."""
+    outcome = compile_job(job, target, toolchain, workdir)
+    next_program = getattr(generator, "next_program", None)
+    for _ in range(SPILL_RETRIES):
+        if not outcome.spilled or next_program is None:
+            break
+        replacement = next_program(job.spec, target, job.generated, outcome.rejected)
+        if replacement is None:
+            break
+        job = replace(job, generated=replacement)
+        outcome = compile_job(job, target, toolchain, workdir)
     return outcome
 
 
@@ -88,14 +118,20 @@ def _first_error(log: str) -> str:
 
 def build_arch(arch: str, registry: Path, *, dtypes: list[str] | None = None, head_dims: list[int] | None = None,
                families: list[str] | None = None, softcap: float = 0.0, jobs_limit: int | None = None,
+               generator: Generator | None = None,
+               on_generated: Callable[[KernelJob, str], None] | None = None,
                on_kernel: Callable[[KernelOutcome], None] | None = None) -> BuildReport:
+    """Build the default kernel set of arch into registry. on_generated(job, error) follows stage 1 of
+    each job (error '' on success), on_kernel(outcome) stage 2 and nvcc."""
     target = get_target(arch)
     toolchain = find_toolchain()
     jobs = default_jobs(target, dtypes, head_dims, families, softcap)
+    generator = generator or generator_for("planner")
     report = BuildReport(target.arch)
+    jobs = _generate(jobs, target, generator, report, on_generated)
     workers = jobs_limit or max(1, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="qimeng-build-") as tmp, ThreadPoolExecutor(workers) as pool:
-        futures = [pool.submit(_compile_one, job, target, toolchain, Path(tmp)) for job in jobs]
+        futures = [pool.submit(_compile_with_feedback, job, target, toolchain, Path(tmp), generator) for job in jobs]
         for fut in futures:
             outcome = fut.result()
             report.outcomes.append(outcome)
@@ -103,19 +139,61 @@ def build_arch(arch: str, registry: Path, *, dtypes: list[str] | None = None, he
                 on_kernel(outcome)
     for dtype in sorted({o.job.spec.dtype for o in report.outcomes}):
         chosen = [o for o in report.outcomes if o.job.spec.dtype == dtype]
-        report.bundles.append(_write_bundle(registry, target, dtype, chosen, toolchain, kernel_set_name(softcap)))
+        failed = [(j, why) for j, why in report.not_generated if j.spec.dtype == dtype]
+        report.bundles.append(_write_bundle(registry, target, dtype, chosen, toolchain, kernel_set_name(softcap),
+                                            failed))
     update_index(registry)
     return report
 
 
+def _generate(jobs: list[KernelJob], target: Target, generator: Generator, report: BuildReport,
+              on_generated: Callable[[KernelJob, str], None] | None) -> list[KernelJob]:
+    """Stage 1 for every job; a job whose generator fails is reported and the others go on."""
+    done = []
+    for job in jobs:
+        try:
+            job = replace(job, generated=generator.generate(job.spec, target))
+            error = ""
+        except QimengError as exc:
+            error = exc.message
+            report.not_generated.append((job, error))
+        else:
+            done.append(job)
+        if on_generated:
+            on_generated(job, error)
+    return done
+
+
+def write_bundle_for(registry: Path, target: Target, outcome: KernelOutcome, toolchain: Toolchain,
+                     kernel_set: str) -> Path:
+    """A bundle holding one kernel outcome (a --tune candidate), written into registry."""
+    return _write_bundle(registry, target, outcome.job.spec.dtype, [outcome], toolchain, kernel_set)
+
+
+def manifest_record(record: GenerationRecord) -> dict:
+    """The generation record as the manifest keeps it: every detail, the most telling attempts."""
+    out = record.to_dict()
+    attempts = out["attempts"]
+    if len(attempts) > MANIFEST_ATTEMPTS:
+        first = [a for a in attempts if a["stage"] in ("ptxas", "tune", "interpret")]
+        ranked = sorted((a for a in attempts if a["stage"] not in ("ptxas", "tune", "interpret") and a["score"] is not None),
+                        key=lambda a: a["score"])
+        out["attempts"] = (first + ranked)[:MANIFEST_ATTEMPTS]
+        out["attempts_total"] = len(attempts)
+    return out
+
+
 def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[KernelOutcome], toolchain: Toolchain,
-                  kernel_set: str) -> Path:
-    kernels, blobs, rejected = {}, {}, []
+                  kernel_set: str, not_generated: list[tuple[KernelJob, str]] = ()) -> Path:
+    kernels, blobs = {}, {}
+    rejected = [{"program": None, "spec": j.spec.to_dict(), "reason": f"stage 1 made no program: {why}"}
+                for j, why in not_generated]
     for o in outcomes:
         if o.rejected:
             rejected.append({"program": o.job.program.name, "spec": o.job.spec.to_dict(), "reason": o.rejected})
             continue
         tl_text = print_tl(o.job.program)
+        generated = o.job.generated
         for entry in o.source.entries:
             res = o.result.resources.get(entry.name)
             kernels[entry.name] = {
@@ -125,8 +203,9 @@ def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[Ker
                 "spec": o.job.spec.to_dict(),
                 "runtime_features": ["causal", "sliding_window", "gqa", "paged_kv" if "paged" in o.job.spec.op else "dense_kv"],
                 "compiled_features": {"softcap": o.job.spec.softcap},
-                "tl": {"program": o.job.program.name, "file": o.job.program_path.name, "source": tl_text,
-                       "sha256": hashlib.sha256(tl_text.encode()).hexdigest()},
+                "tl": {"program": o.job.program.name, "file": o.job.source_name, "source": tl_text,
+                       "sha256": hashlib.sha256(tl_text.encode()).hexdigest(),
+                       "generator": generated.record.generator, "record": manifest_record(generated.record)},
                 "cuda_sha256": o.source.sha256,
                 "params": o.source.params,
                 "launch": {"threads": entry.threads, "grid": entry.grid, "smem_bytes": entry.smem_bytes},

@@ -77,14 +77,17 @@ SOFTMAX_ALU_OPS = 6  # per score: scale, max, subtract, sum, convert, mask selec
 OVERLAP = 0.5  # the non-dominant pipes are half hidden: fits D=64 128x64 w4 at 1.00x vs 128x32 w4 at 0.80x
 ITER_OVERHEAD = 180  # clocks of issue per iteration (loop, address, barrier arrival): same fit
 SYNC_LATENCY = 300  # clocks per iteration a lone CTA cannot hide: 8-warp tiles (1 CTA/SM) lose 10-30% (sweep)
-PTXAS_OFFSET = {"prefill": 65, "decode": 83}  # ptxas registers - checker estimate (perf notes; decode: 164 vs 81)
+PTXAS_OFFSET = 65  # ptxas registers - checker estimate: 49-73 over the six prefill variants (perf notes)
+# decode tiles (16 rows, warps split the keys): 83 at 16 keys per warp (ptxas 164-168 vs 81), growing with the
+# keys each warp holds (128-key tiles, 32 per warp: ptxas 238 vs 89; registry-sweep, sm_90)
+DECODE_PTXAS_OFFSET, DECODE_OFFSET_PER_KEY = 83, 4.4
 SPILL_TOLERANCE = 24  # registers over 255 that ptxas absorbed at no measurable cost (D=128 128x32 w4: 22 over)
 SPILL_COST = 0.02  # per register beyond the tolerance: spills inside the loop (D=128 128x64 w4)
 MMA_K8_ON_K16 = 1.15  # m16n8k8 where m16n8k16 exists: twice the MMA instructions
 L2_REUSE = 2.5  # prefill re-reads K/V from L2: its bandwidth over HBM's
-COPY_INSTR = {"paged": 35, "dense": 10}  # decode: SASS per 16-byte chunk (823 instructions per tile, sm_90)
+COPY_INSTR = 12  # decode: SASS per 16-byte chunk of the paged gather (823 per 64-key tile at D=128, sm_90)
 CPI_DECODE = 5.75  # warp cycles per issued instruction in the decode loop (Nsight Compute, H200)
-DECODE_FIXED_INSTR = 60  # per tile: loop, waits, barriers
+DECODE_FIXED_INSTR = 450  # per tile and warp: loop, waits, barriers, row reductions (fit: v0.5, 128- vs 64-key tiles)
 BARRIER_SKEW = 0.06  # of a decode iteration, per barrier: pipeline=2 has one, the ping-pong two (v0.2: +5-8%)
 DECODE_LATENCY = 2000  # clocks: a paged K/V tile's load under a saturated memory system
 SMOOTH_P = 4  # soft corner of the roofline: near the bandwidth roof, latency still shows
@@ -209,7 +212,11 @@ def estimate(program: ast.Program, target: Target, spec: AttentionSpec, source: 
 
 def _registers(k: KernelFeatures, decode: bool, d: int) -> tuple[int, int]:
     """(registers ptxas would allocate, capped at 255; registers over 255)."""
-    predicted = k.regs_estimate + PTXAS_OFFSET["decode" if decode else "prefill"]
+    if decode and _arrangement(k)[1] > 1:
+        predicted = k.regs_estimate + DECODE_PTXAS_OFFSET + DECODE_OFFSET_PER_KEY * (k.block_n // k.warps - 16)
+    else:
+        predicted = k.regs_estimate + PTXAS_OFFSET
+    predicted = round(predicted)
     if k.copy_path == "ldg" and _passes_kv(k, d) <= 8:
         predicted += 4 * _passes_kv(k, d)  # the next K/V tile waits in registers (no cp.async)
     return min(255, predicted), max(0, predicted - 255)
@@ -264,7 +271,7 @@ def _decode_iteration(k: KernelFeatures, device: Device, spec: AttentionSpec) ->
     rows, cols = bm // wm, bn // wn  # one warp's share of the score tile
     k_step = 8 if k.mma == "m16n8k8" else 16
     chunks = 2 * bn * d * 2 / 16 / (32 * w)
-    copy = chunks * (COPY_INSTR["paged"] + (1 if k.copy_path == "ldg" else 0))
+    copy = chunks * (COPY_INSTR + (1 if k.copy_path == "ldg" else 0))
     mmas = (rows // 16) * (cols // 8) * (d // k_step) + (rows // 16) * (d // 8) * max(1, cols // k_step)
     q_reload = 0 if k.q_in_registers else (rows // 16) * (d // 16) * max(1, cols // 8) // 2
     softmax = rows * cols / 32 * SOFTMAX_ALU_OPS + rows * d / 32

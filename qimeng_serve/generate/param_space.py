@@ -16,7 +16,7 @@ from qimeng_serve.generate.sketches import Sketch
 PREFILL_BLOCK_M = (32, 64, 128, 256)
 BLOCK_N = (16, 32, 64, 128)
 PREFILL_WARPS = (2, 4, 8)
-DECODE_WARPS = (1, 2, 4, 8)
+DECODE_WARPS = (2, 4, 8)  # the building blocks' decode arrangement splits the keys over WARPS > 1 (traits.cuh)
 PIPELINE_STAGES = (2, 3)  # K/V tile pairs in flight for `pipeline` sketches (stage 2 lowers 2)
 SPLIT_KV = (256, 512, 1024, 2048)
 

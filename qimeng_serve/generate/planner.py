@@ -16,6 +16,7 @@ Every candidate becomes an Attempt of the GenerationRecord; the result is cached
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -87,9 +88,16 @@ class Search:
 
     def pruned_by(self) -> dict[str, int]:
         """How many candidates each checker rule / lowering refusal / cost reason removed."""
-        tally = Counter(c.verdict.split(":")[0] for c in self.candidates
-                        if c.stage in ("checker", "lowering", "cost", "sketch"))
+        tally = Counter(_reason(c) for c in self.candidates if c.stage in ("checker", "lowering", "cost", "sketch"))
         return dict(sorted(tally.items()))
+
+
+def _reason(c: "Candidate") -> str:
+    """A pruned candidate's reason without its numbers: the checker rule, or the lowering's refusal."""
+    head, _, rest = c.verdict.partition(": ")
+    if c.stage == "lowering":
+        return "lowering: " + re.sub(r"\d+", "N", rest.split(":")[0])[:70]
+    return head
 
 
 class Planner:
@@ -113,16 +121,19 @@ class Planner:
         return cls(**{k: v for k, v in options.items() if k in known and v is not None})
 
     # ------------------------------------------------------------ generate
-    def generate(self, spec: AttentionSpec, target: Target | str) -> GeneratedProgram:
-        target = get_target(target) if isinstance(target, str) else target
-        spec.validate_for(target)
+    def _key(self, spec: AttentionSpec, target: Target) -> str:
         settings = {"planner": PLANNER_VERSION, "cost_model": COST_MODEL_VERSION, "interpret_top": self.interpret_top,
                     "tune_top": self.tune_top if self.tune else 0}
         if self.tune:
             from qimeng_serve.generate.tune import gpu_name
 
             settings["gpu"] = gpu_name(target)  # also refuses early when no GPU can measure this target
-        key = planner_cache.plan_key(spec, target.arch, settings)
+        return planner_cache.plan_key(spec, target.arch, settings)
+
+    def generate(self, spec: AttentionSpec, target: Target | str) -> GeneratedProgram:
+        target = get_target(target) if isinstance(target, str) else target
+        spec.validate_for(target)
+        key = self._key(spec, target)
         if self.use_cache and (hit := planner_cache.load(key)) is not None:
             self.progress(f"{_label(spec, target)}: planned program from the cache")
             return _from_payload(hit, spec, target.arch)
@@ -132,16 +143,53 @@ class Planner:
             from qimeng_serve.generate.tune import tune
 
             chosen = tune(search, self.tune_top, self.progress)
-        generated = _generated(search, chosen)
+        generated = candidate_program(search, chosen, full_record=True)
         if self.use_cache:
             planner_cache.store(key, _payload(generated))
         return generated
+
+    def next_program(self, spec: AttentionSpec, target: Target, rejected: GeneratedProgram,
+                     reason: str) -> GeneratedProgram | None:
+        """Stage 2's feedback: `rejected` spilled registers under ptxas (reason). The best candidate the
+        cost model expects to need fewer registers, checked by the interpreter, with the rejection in
+        its record; it replaces the rejected plan in the cache. None when there is no such candidate."""
+        target = get_target(target) if isinstance(target, str) else target
+        before = rejected.record.details.get("ptxas_rejected", [])
+        chosen = rejected.record.details.get("chosen", {})
+        predicted = chosen.get("estimate", {})
+        ceiling = predicted.get("registers", 255) + predicted.get("spill_regs", 0)
+        rejections = before + [{"candidate": f"{chosen.get('sketch')} | {chosen.get('params')}", "ptxas": reason}]
+        s = self.search(spec, target)
+        for c in s.ranked:
+            e = c.estimate
+            if e.registers + e.spill_regs >= ceiling:
+                continue
+            if c.stage != "interpret":
+                problem = interpret(c.program, spec, c.params)
+                c.stage, c.verdict = "interpret", problem or "ok"
+                s.counts["interpreted"] += 1
+            if c.verdict != "ok":
+                continue
+            generated = candidate_program(s, c, full_record=True)
+            ptxas = tuple(Attempt("ptxas", r["candidate"], r["ptxas"]) for r in rejections)
+            record = GenerationRecord("planner", {**generated.record.details, "ptxas_rejected": rejections},
+                                      ptxas + generated.record.attempts)
+            generated = replace(generated, record=record)
+            self.progress(f"{_label(spec, target)}: ptxas spilled ({reason.split(':')[0]}); "
+                          f"next: {c.point.summary()} ({c.sketch.summary()})")
+            if self.use_cache:
+                planner_cache.store(self._key(spec, target), _payload(generated))
+            return generated
+        return None
 
     # ------------------------------------------------------------ search
     def search(self, spec: AttentionSpec, target: Target) -> Search:
         """Enumerate, check, lower, rank and interpret; raises when no candidate survives."""
         spec.validate_for(target)
         s = Search(spec, target)
+        for key in ("sketches", "sketches_pruned_checker", "sketches_superseded", "candidates", "ranked",
+                    "interpreted", "interpreter_failed"):
+            s.counts[key] = 0  # every count in the record, zeros included
         name = f"{spec.op}_{target.arch.replace('_', '')}"
         sketches = enumerate_sketches(spec.op)
         s.counts["sketches"] = len(sketches)
@@ -152,8 +200,10 @@ class Planner:
         s.ranked = sorted((c for c in s.candidates if c.stage == "ranked"),
                           key=lambda c: (round(c.estimate.score, 6), c.estimate.smem_bytes, c.index))
         s.counts["ranked"] = len(s.ranked)
-        self.progress(f"{_label(spec, target)}: {s.counts['candidates']} candidates, {len(s.ranked)} ranked")
         self._interpret(s)
+        best = s.passed[0]
+        self.progress(f"{_label(spec, target)}: {s.counts['candidates']} candidates, {len(s.ranked)} ranked, "
+                      f"{s.counts['interpreted']} interpreted -> {best.point.summary()} ({best.sketch.summary()})")
         return s
 
     def _select_instructions(self, s: Search, variants: list[Sketch], name: str):
@@ -226,18 +276,25 @@ class Planner:
             return "lowering", f"lowering: {exc.message}", None, exc.span
 
     def _interpret(self, s: Search) -> None:
+        """The best candidates through the interpreter, until enough pass. A sketch that misses the
+        reference once is wrong in its statements, not its tiles: its other candidates are skipped."""
         want = max(self.interpret_top, self.tune_top if self.tune else 0)
         failures = 0
+        wrong: dict[tuple, Candidate] = {}
         for c in s.ranked:
             if len(s.passed) >= want or failures >= MAX_INTERPRET_FAILURES:
                 break
-            self.progress(f"{_label(s.spec, s.target)}: interpreting #{s.ranked.index(c) + 1} {c.summary()}")
+            if c.sketch.structure in wrong:
+                c.stage = "interpret"
+                c.verdict = f"skipped: the same sketch missed the reference ({wrong[c.sketch.structure].point.summary()})"
+                continue
             problem = interpret(c.program, s.spec, c.params)
             c.stage, c.verdict = "interpret", problem or "ok"
             s.counts["interpreted"] += 1
             if problem:
                 failures += 1
                 s.counts["interpreter_failed"] += 1
+                wrong[c.sketch.structure] = c
             else:
                 s.passed.append(c)
         if not s.passed:
@@ -314,11 +371,13 @@ def _label(spec: AttentionSpec, target: Target) -> str:
     return f"{target.arch} {spec.op} {spec.dtype} hd{spec.head_dim}"
 
 
-def _generated(s: Search, chosen: Candidate) -> GeneratedProgram:
+def candidate_program(s: Search, chosen: Candidate, *, full_record: bool = False) -> GeneratedProgram:
+    """A candidate as a GeneratedProgram: its TL text (with a header saying how it was chosen), parsed
+    and checked again; the record holds every attempt when full_record, else the candidate's own."""
     spec, target = s.spec, s.target
     name = f"{spec.op}_{target.arch.replace('_', '')}"
     est = chosen.estimate
-    measured = f"; measured {chosen.measured_ms:.3f} ms on {s.counts.get('tuned_on', 'the GPU')}" \
+    measured = f"; measured {chosen.measured_ms:.3f} ms (geo-mean) on {s.counts['tuned_on']}" \
         if chosen.measured_ms is not None else ""
     header = [
         f"Planned by qimeng-serve (planner {PLANNER_VERSION}, cost model {COST_MODEL_VERSION}) for {spec.key()} "
@@ -335,7 +394,7 @@ def _generated(s: Search, chosen: Candidate) -> GeneratedProgram:
     program = parse_tl(text, source_name=f"planner:{name}")
     check_tl_or_raise(program, target, spec, source_name=f"planner:{name}")
     sketch_text = print_tl(parse_tl(program_text(chosen.sketch, spec, target.arch, name=name, header=header[:2])))
-    attempts = [c.attempt() for c in _record_order(s)]
+    attempts = [c.attempt() for c in _record_order(s)] if full_record else [chosen.attempt()]
     details = {
         "planner_version": PLANNER_VERSION,
         "cost_model_version": COST_MODEL_VERSION,

@@ -1,0 +1,74 @@
+"""`build` from the planner's programs with real nvcc: the manifest says how each program was made,
+the CLI shows the stages, and a kernel that spills goes back to the planner for its next program."""
+
+import hashlib
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from qimeng_serve.build import pipeline
+from qimeng_serve.build.bundle import read_manifest
+from qimeng_serve.cli import app
+from qimeng_serve.generate.planner import Planner
+from qimeng_serve.spec import AttentionSpec
+from qimeng_serve.targets import get_target
+
+pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
+JOB = dict(dtypes=["f16"], head_dims=[64], families=["paged_prefill"], jobs_limit=1)
+
+
+def test_build_records_the_generated_program(cache_env, tmp_path):
+    report = pipeline.build_arch("sm_75", tmp_path / "reg", **JOB)
+    (outcome,) = report.outcomes
+    assert not outcome.rejected and not report.not_generated
+    (meta,) = read_manifest(report.bundles[0])["kernels"].values()
+    tl = meta["tl"]
+    assert tl["generator"] == "planner" and tl["file"] == "planner:paged_prefill:sm_75:f16:hd64"
+    assert tl["source"] == outcome.job.generated.text and tl["source"].startswith("# Planned by qimeng-serve")
+    assert tl["sha256"] == hashlib.sha256(tl["source"].encode()).hexdigest()
+    record = tl["record"]
+    assert record["details"]["counts"]["candidates"] == 1536 and record["attempts_total"] > 1000
+    assert record["attempts"][0]["stage"] == "interpret" and record["attempts"][0]["verdict"] == "ok"
+    assert len(record["attempts"]) == pipeline.MANIFEST_ATTEMPTS
+    assert f"BLOCK_M = {meta['params']['BLOCK_M']}" in tl["source"] and "cp.async" not in tl["source"]
+
+
+def test_build_cli_shows_each_stage(cache_env, tmp_path):
+    args = ["build", "--arch", "sm_75", "--family", "paged_prefill", "--head-dim", "64", "--dtype", "f16",
+            "--registry", str(tmp_path / "reg")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for stage in ("stage 1 (planner)", "stage 2 + nvcc", "registry: "):
+        assert stage in result.output
+    assert "hit" in result.output  # the same program as the test before: nvcc is not run again
+    (meta,) = read_manifest(tmp_path / "reg/sm_75/f16/qimeng-default-sm_75-f16.safetensors")["kernels"].values()
+    assert meta["tl"]["generator"] == "planner"
+    bad = CliRunner().invoke(app, args + ["--tune"])
+    assert bad.exit_code == 2 and "--tune measures candidates on a CUDA GPU" in bad.output
+
+
+def test_a_kernel_that_spills_goes_back_to_the_planner(cache_env, tmp_path, monkeypatch):
+    """With no spill allowed, ptxas rejects the planner's first program (it spills 48 B on sm_75); the
+    planner answers with its best candidate that needs fewer registers, which is built instead."""
+    monkeypatch.setattr(pipeline, "SPILL_LIMIT_BYTES", 0)
+    report = pipeline.build_arch("sm_75", tmp_path / "reg", generator=Planner(use_cache=False), **JOB)
+    (outcome,) = report.outcomes
+    assert not outcome.rejected, outcome.rejected
+    record = outcome.job.generated.record
+    (rejected,) = record.details["ptxas_rejected"]
+    assert "spills" in rejected["ptxas"] and "BLOCK_M=128 BLOCK_N=64 WARPS=4" in rejected["candidate"]
+    assert record.attempts[0].stage == "ptxas"
+    first = record.details["chosen"]["estimate"]["registers"] + record.details["chosen"]["estimate"]["spill_regs"]
+    assert first < 255 + 6  # the rejected program was predicted ~6 registers over 255
+
+
+def test_next_program_needs_fewer_registers_and_replaces_the_cached_plan(cache_env):
+    spec, target = AttentionSpec("dense_prefill", "f16", 64), get_target("sm_90")
+    planner = Planner()
+    first = planner.generate(spec, target)
+    assert "Q in registers" in first.record.details["chosen"]["sketch"]  # 22 registers over 255 predicted
+    second = planner.next_program(spec, target, first, "qm_x spills 40 B stores / 40 B loads at 255 registers")
+    est = second.record.details["chosen"]["estimate"]
+    assert est["registers"] + est["spill_regs"] < 255 + 22 and second.text != first.text
+    assert planner.generate(spec, target).text == second.text  # a warm build gets the program that compiled
