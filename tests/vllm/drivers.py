@@ -65,9 +65,13 @@ def compat_v026(model_dir: str) -> dict:
     from qimeng_serve.vllm_plugin import registration
     from qimeng_serve.vllm_plugin.backend import QimengAttentionBackend
     from qimeng_serve.vllm_plugin.batch import BatchSpec, make_batch
+    from qimeng_serve.vllm_plugin.harness import (
+        build_layers,
+        kv_cache_spec,
+        new_vllm_config,
+    )
     from qimeng_serve.vllm_plugin.impl import QimengAttentionImpl
     from qimeng_serve.vllm_plugin.metadata import QimengMetadataBuilder
-    from tests.vllm.conftest import build_layers, kv_cache_spec, new_vllm_config
 
     load_general_plugins()
     abstract = QimengAttentionBackend.__abstractmethods__ | QimengAttentionImpl.__abstractmethods__ \
@@ -92,7 +96,7 @@ def compat_v026(model_dir: str) -> dict:
     out["reasons_bf16_turing"] = QimengAttentionBackend.validate_configuration(
         device_capability=DeviceCapability(7, 5), **sel._replace(dtype=torch.bfloat16)._asdict())
     os.environ["QIMENG_CAPABILITY"] = "9.0"  # no GPU here: build the layers as for an sm_90
-    config = new_vllm_config(model_dir)
+    config = new_vllm_config(model_dir, device="cpu")
     layers = build_layers(config)
     builder = QimengMetadataBuilder(kv_cache_spec(config), [layer.layer_name for layer in layers], config,
                                     torch.device("cpu"))

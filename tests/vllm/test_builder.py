@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from tests.vllm.conftest import SKIP_REASON, build_layers, kv_cache_spec
+from qimeng_serve.vllm_plugin.harness import build_layers, kv_cache_spec
+from tests.vllm.conftest import SKIP_REASON
 from tests.vllm.serving_registry import SPLIT_KV
 
 vllm = pytest.importorskip("vllm", reason=SKIP_REASON)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from qimeng_serve.errors import QimengError
-from tests.vllm.conftest import SKIP_REASON, build_layers
+from qimeng_serve.vllm_plugin.harness import build_layers
+from tests.vllm.conftest import SKIP_REASON
 
 vllm = pytest.importorskip("vllm", reason=SKIP_REASON)
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from qimeng_serve.vllm_plugin.harness import write_model_config
 from tests.conftest import REPO
-from tests.vllm.conftest import SKIP_REASON, subprocess_env, write_model_config
+from tests.vllm.conftest import SKIP_REASON, subprocess_env
 
 vllm = pytest.importorskip("vllm", reason=SKIP_REASON)
 
