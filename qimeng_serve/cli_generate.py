@@ -7,7 +7,7 @@ Registered on `qimeng_serve.cli.app` by an import at the end of cli.py. The stag
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -21,10 +21,10 @@ GENERATORS = ("planner", "llm", "golden")
 GeneratorOpt = Annotated[str, typer.Option(
     "--generator", help="Stage 1: planner (offline search, the default), llm (Anthropic API) or golden "
                         "(the hand-written programs of kernels_src/tl).")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="LLM model (llm only; default QIMENG_LLM_MODEL).")]
-ApiKeyOpt = Annotated[Optional[str], typer.Option("--api-key", help="Anthropic API key (llm only; default "
+ModelOpt = Annotated[str | None, typer.Option("--model", help="LLM model (llm only; default QIMENG_LLM_MODEL).")]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", help="Anthropic API key (llm only; default "
                                                                     "ANTHROPIC_API_KEY).")]
-BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="Anthropic API base URL (llm only).")]
+BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="Anthropic API base URL (llm only).")]
 TuneOpt = Annotated[bool, typer.Option("--tune", help="Planner: compile the best candidates, validate and time them "
                                                       "on this machine's GPU (of the target's arch), keep the fastest.")]
 TuneTopOpt = Annotated[int, typer.Option("--tune-top", help="Candidates --tune measures per kernel.", min=1)]
@@ -64,7 +64,7 @@ def generate(
     op: Annotated[str, typer.Option("--op", help="paged_prefill, paged_decode or dense_prefill.")],
     dtype: Annotated[str, typer.Option("--dtype", help="f16 or bf16 (bf16 needs sm_80+).")] = "f16",
     head_dim: Annotated[int, typer.Option("--head-dim", help="64, 128 or 256.")] = 128,
-    gqa_group: Annotated[Optional[int], typer.Option(
+    gqa_group: Annotated[int | None, typer.Option(
         "--gqa-group", help="Query heads per KV head the kernel packs (default: 16 for paged_decode, 1 otherwise; "
                             "prefill kernels take any group at run time).")] = None,
     softcap: Annotated[float, typer.Option("--softcap", help="Logits soft-cap compiled in (0 = none).")] = 0.0,
@@ -78,7 +78,7 @@ def generate(
         "--show-candidates", help="Also print what the generator tried: candidates, verdicts, scores.")] = False,
     limit: Annotated[int, typer.Option("--limit", help="Rows of --show-candidates (0 = every attempt).", min=0)] = 25,
     sketch: Annotated[bool, typer.Option("--sketch", help="Print the sketch form (statements only) instead.")] = False,
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the TL program to this file.")] = None,
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write the TL program to this file.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Plan again instead of reusing a cached plan.")] = False,
 ) -> None:
     """Stage 1 only: write the TL program for one kernel (op, dtype, head size) on one GPU architecture.

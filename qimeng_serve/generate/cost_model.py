@@ -29,7 +29,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from qimeng_serve.generate.features import KernelFeatures, ProgramFeatures, program_features
+from qimeng_serve.generate.features import (
+    KernelFeatures,
+    ProgramFeatures,
+    program_features,
+)
 from qimeng_serve.lower.emit import CudaSource
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import Target

@@ -9,8 +9,8 @@ compiled to a small Python function, so that the model can count the tiles each 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from qimeng_serve.lower.emit import CudaSource, lower
 from qimeng_serve.lower.plan import plan_attention_kernel

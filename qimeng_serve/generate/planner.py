@@ -18,13 +18,20 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from qimeng_serve.errors import QimengError, TLCheckError, TLError
 from qimeng_serve.generate import planner_cache
 from qimeng_serve.generate.base import Attempt, GeneratedProgram, GenerationRecord
-from qimeng_serve.generate.cost_model import COST_MODEL_VERSION, DEVICES, Estimate, estimate, workload
+from qimeng_serve.generate.cost_model import (
+    COST_MODEL_VERSION,
+    DEVICES,
+    Estimate,
+    estimate,
+    workload,
+)
 from qimeng_serve.generate.interpret_gate import interpret
 from qimeng_serve.generate.param_space import ParamPoint, param_points
 from qimeng_serve.generate.sketches import Sketch, enumerate_sketches, program_text
@@ -92,7 +99,7 @@ class Search:
         return dict(sorted(tally.items()))
 
 
-def _reason(c: "Candidate") -> str:
+def _reason(c: Candidate) -> str:
     """A pruned candidate's reason without its numbers: the checker rule, or the lowering's refusal."""
     head, _, rest = c.verdict.partition(": ")
     if c.stage == "lowering":
@@ -111,7 +118,7 @@ class Planner:
         self.progress = progress or (lambda message: None)
 
     @classmethod
-    def from_options(cls, **options: Any) -> "Planner":
+    def from_options(cls, **options: Any) -> Planner:
         """Options from the CLI / API. LLM-only options given a value are a user error, not silently dropped."""
         known = {"interpret_top", "use_cache", "tune", "tune_top", "progress"}
         llm_only = {k for k, v in options.items() if k not in known and v not in (None, False)}
@@ -380,14 +387,14 @@ def candidate_program(s: Search, chosen: Candidate, *, full_record: bool = False
     measured = f"; measured {chosen.measured_ms:.3f} ms (geo-mean) on {s.counts['tuned_on']}" \
         if chosen.measured_ms is not None else ""
     header = [
-        f"Planned by qimeng-serve (planner {PLANNER_VERSION}, cost model {COST_MODEL_VERSION}) for {spec.key()} "
-        f"on {target.arch}.",
+        (f"Planned by qimeng-serve (planner {PLANNER_VERSION}, cost model {COST_MODEL_VERSION}) for {spec.key()} "
+        f"on {target.arch}."),
         f"Sketch: {chosen.sketch.summary()}.",
         f"Params: {chosen.point.summary()}{measured}.",
         f"Predicted on {est.device}: " + ", ".join(f"{c.label} {c.rate:.0f}" for c in est.cases)
         + (" GB/s" if spec.op == "paged_decode" else " TFLOPS") + f" ({est.ctas_per_sm} CTA/SM, {est.bound}-bound).",
-        f"Chosen from {s.counts['candidates']} candidates: {s.counts['ranked']} ranked by the cost model, "
-        f"{s.counts['interpreted']} run in the interpreter.",
+        (f"Chosen from {s.counts['candidates']} candidates: {s.counts['ranked']} ranked by the cost model, "
+        f"{s.counts['interpreted']} run in the interpreter."),
     ]
     params = chosen.point.params(chosen.sketch)
     text = print_tl(parse_tl(program_text(chosen.sketch, spec, target.arch, name=name, params=params, header=header)))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from qimeng_serve.errors import QimengError
 from qimeng_serve.generate.cost_model import Case, workload
@@ -46,7 +47,7 @@ def gpu_name(target: Target) -> str:
     return torch.cuda.get_device_name()
 
 
-def tune(search: "Search", top: int, progress: Callable[[str], None]) -> "Candidate":
+def tune(search: Search, top: int, progress: Callable[[str], None]) -> Candidate:
     """Measure the top candidates of search; returns the fastest that validates (marked in place)."""
     from qimeng_serve.build.pipeline import compile_job, write_bundle_for
     from qimeng_serve.build.toolchain import find_toolchain
@@ -76,8 +77,8 @@ def tune(search: "Search", top: int, progress: Callable[[str], None]) -> "Candid
     for c, _ in timed:
         cases = per_case[id(c)]
         c.measured_ms = round(math.exp(sum(math.log(ms) for ms in cases.values()) / len(cases)), 4)
-        c.verdict = (f"validated; measured on {device} (geo-mean {c.measured_ms:.3f} ms): "
-                     + ", ".join(f"{label} {ms:.3f} ms" for label, ms in cases.items()))
+        c.verdict = (f"validated; measured on {device} (geo-mean {c.measured_ms:.3f} ms, the model predicted "
+                     f"{c.estimate.score / 1e3:.3f} ms): " + ", ".join(f"{label} {ms:.3f} ms" for label, ms in cases.items()))
     if not timed:
         raise QimengError(f"none of the {len(candidates)} tuned candidates for {spec.key()} validated on {device}",
                           fix="report it with the build log; `qimeng-serve build` without --tune keeps the "
@@ -88,7 +89,7 @@ def tune(search: "Search", top: int, progress: Callable[[str], None]) -> "Candid
     return best
 
 
-def _job(search: "Search", c: "Candidate"):
+def _job(search: Search, c: Candidate):
     from qimeng_serve.build.kernel_set import KernelJob
     from qimeng_serve.generate.planner import candidate_program
 
@@ -115,7 +116,7 @@ def _time(timed: list, spec: AttentionSpec, progress) -> dict[int, dict[str, flo
     for case in workload(spec):
         run = _runner(spec, case)
         for c, ks in kernel_sets:
-            out[id(c)][case.label] = timer.median_ms(lambda: run(ks))
+            out[id(c)][case.label] = timer.median_ms(lambda run=run, ks=ks: run(ks))
         progress(f"tune: timed {case.label}")
     return out
 

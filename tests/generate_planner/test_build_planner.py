@@ -15,7 +15,7 @@ from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import get_target
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
-JOB = dict(dtypes=["f16"], head_dims=[64], families=["paged_prefill"], jobs_limit=1)
+JOB = {"dtypes": ["f16"], "head_dims": [64], "families": ["paged_prefill"], "jobs_limit": 1}
 
 
 def test_build_records_the_generated_program(cache_env, tmp_path):
