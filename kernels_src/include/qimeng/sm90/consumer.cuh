@@ -1,0 +1,191 @@
+// qimeng/sm90/consumer.cuh -- what the consumer warpgroups run for TL's consumer role: S = Q K^T by
+// GMMA from shared memory, scale (soft-cap) and mask, the online softmax in registers (base 2),
+// Reshape P <- S as the register A operand of O += P V, and the normalised, predicated store of O.
+//
+// Rows: a consumer thread holds 2 rows of each accumulator (acc_rowcol); the 4 threads of a quad
+// share a row, so row reductions end with two shuffles. The row sum stays thread-partial until the
+// end, as in FA2/FA3.
+#pragma once
+#include <cmath>
+#include "mma.cuh"
+#include "pipeline.cuh"
+#include "../params.cuh"
+
+namespace qm::sm90 {
+
+// TL's mask(S, kv_len=, causal=, offset=, window=) for one CTA; q0 = the tile's first query row
+struct MaskArgs {
+  int q0;
+  int kv_len;
+  int causal;
+  int offset;
+  int window;  // TL's WINDOW: keys visible up to and including the diagonal; 0 = none
+};
+
+template <class KT>
+struct Consumer {
+  using T = typename KT::T;
+  using TileS = decltype(cute::partition_fragment_C(typename KT::TiledMmaQK{},
+                                                    cute::Shape<typename KT::BM, typename KT::BN>{}));
+  using TileO = decltype(cute::partition_fragment_C(typename KT::TiledMmaPV{},
+                                                    cute::Shape<typename KT::BM, typename KT::HD>{}));
+  static constexpr int kRows = decltype(cute::size<0>(acc_rowcol(TileS{}.layout())))::value;
+
+  typename KT::TiledMmaQK mma_qk;
+  typename KT::TiledMmaPV mma_pv;
+  int tid;  // 0 .. kConsumerThreads - 1
+  float m[kRows];  // running max (log2 domain, scaled), init=-inf
+  float l[kRows];  // thread-partial row sum, init=0
+  float alpha[kRows];
+
+  __device__ __forceinline__ explicit Consumer(int tid_) : tid(tid_) {
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      m[r] = -INFINITY;
+      l[r] = 0.f;
+    }
+  }
+
+  __device__ __forceinline__ TileS alloc_s() const { return TileS{}; }
+  __device__ __forceinline__ TileO alloc_acc() const {
+    TileO acc;
+    cute::clear(acc);
+    return acc;
+  }
+
+  // Compute S = gemm(sQ, sK.T) with mma=gmma: both operands in shared memory, S starts from zero
+  __device__ __forceinline__ void gemm_qk(TileS& S, SharedStorage<KT>& sm, int stage) {
+    using namespace cute;
+    Tensor sQ = make_tensor(make_smem_ptr(sm.q), typename KT::SmemLayoutQ{});
+    Tensor sK = make_tensor(make_smem_ptr(&sm.k[0][0]), typename KT::SmemLayoutK{});
+    auto thr = mma_qk.get_thread_slice(tid);
+    Tensor tSrQ = thr.partition_fragment_A(sQ);
+    Tensor tSrK = thr.partition_fragment_B(sK);
+    gemm<true, false>(mma_qk, tSrQ, tSrK(_, _, _, stage), S);
+  }
+
+  // Compute acc += gemm(P, sV) with mma=gmma: P from registers, V^T from shared memory
+  template <class TP>
+  __device__ __forceinline__ void gemm_pv(TileO& acc, TP const& P, SharedStorage<KT>& sm, int stage) {
+    using namespace cute;
+    Tensor sVt = make_tensor(make_smem_ptr(&sm.v[0][0]), typename KT::SmemLayoutVt{});
+    auto thr = mma_pv.get_thread_slice(tid);
+    Tensor tOrV = thr.partition_fragment_B(sVt);
+    gemm<false, true>(mma_pv, P, tOrV(_, _, _, stage), acc);
+  }
+
+  // Compute S = softcap(S * softmax_scale, SOFTCAP) * LOG2E when soft-capped; otherwise the scale
+  // is folded into the exponentials (returns the factor that takes S to the log2 domain).
+  template <bool kSoftcap>
+  __device__ __forceinline__ float scores(TileS& S, const AttnParams& p) const {
+    if constexpr (kSoftcap) {
+      const float pre = p.softmax_scale_log2 / (kLog2e * p.softcap), cap = p.softcap * kLog2e;
+      CUTE_UNROLL
+      for (int i = 0; i < cute::size(S); ++i) S(i) = cap * tanhf(S(i) * pre);
+      return 1.f;
+    } else {
+      return p.softmax_scale_log2;
+    }
+  }
+
+  // Does KV tile n hold any key this tile's rows must not see? (uniform over the CTA)
+  __device__ __forceinline__ static bool needs_mask(const MaskArgs& mk, int n) {
+    const int first = n * KT::kBlockN, last = first + KT::kBlockN - 1;
+    return last >= mk.kv_len || (mk.causal && last > mk.q0 + mk.offset) ||
+           (mk.window > 0 && first <= mk.q0 + KT::kBlockM - 1 + mk.offset - mk.window);
+  }
+
+  // Compute S = mask(S, ...): -inf where key j >= kv_len, or (causal) j > i + offset, or
+  // (window) j <= i + offset - window; i, j from the MMA's own coordinate map.
+  __device__ __forceinline__ void mask(TileS& S, const MaskArgs& mk, int n) const {
+    using namespace cute;
+    if (!needs_mask(mk, n)) return;
+    auto cS = make_identity_tensor(Shape<typename KT::BM, typename KT::BN>{});
+    Tensor tScS = mma_qk.get_thread_slice(tid).partition_C(cS);
+    CUTE_UNROLL
+    for (int i = 0; i < size(S); ++i) {
+      const int row = mk.q0 + get<0>(tScS(i)), col = n * KT::kBlockN + get<1>(tScS(i));
+      const bool hidden = col >= mk.kv_len || (mk.causal && col > row + mk.offset) ||
+                          (mk.window > 0 && col <= row + mk.offset - mk.window);
+      if (hidden) S(i) = -INFINITY;
+    }
+  }
+
+  // m_new = max(m, row_max(S)); alpha = exp2(m - finite(m_new)); S = exp2(S - finite(m_new));
+  // l = l * alpha + row_sum(S); m = m_new. `scale` takes raw S to the log2 domain.
+  __device__ __forceinline__ void online_softmax(TileS& S, float scale) {
+    using namespace cute;
+    Tensor s = make_tensor(S.data(), acc_rowcol(S.layout()));
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      float mx = -INFINITY;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(s); ++c) mx = fmaxf(mx, s(r, c));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+      const float m_new = fmaxf(m[r], mx * scale);
+      const float m_fin = m_new == -INFINITY ? 0.f : m_new;
+      alpha[r] = exp2f(m[r] - m_fin);
+      float sum = 0.f;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(s); ++c) {
+        s(r, c) = exp2f(fmaf(s(r, c), scale, -m_fin));
+        sum += s(r, c);
+      }
+      l[r] = l[r] * alpha[r] + sum;
+      m[r] = m_new;
+    }
+  }
+
+  // Compute acc = acc * alpha
+  __device__ __forceinline__ void rescale(TileO& acc) const {
+    using namespace cute;
+    Tensor o = make_tensor(acc.data(), acc_rowcol(acc.layout()));
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(o); ++c) o(r, c) *= alpha[r];
+    }
+  }
+
+  // Reshape P <- S: the probabilities in the input dtype, laid out as the A operand of O += P V
+  __device__ __forceinline__ auto reshape(TileS const& S) const {
+    using namespace cute;
+    auto P = make_tensor<T>(S.layout());
+    CUTE_UNROLL
+    for (int i = 0; i < size(S); ++i) P(i) = static_cast<T>(S(i));
+    return make_tensor(P.data(), acc_as_operand_a(P.layout()));
+  }
+
+  // Compute acc = acc / nonzero(l); Copy O[b, h, q0 : q0 + BLOCK_M] <- acc (rows < seqlen_q only),
+  // two neighbouring columns per 4-byte store.
+  __device__ __forceinline__ void normalize_and_store(TileO& acc, const AttnParams& p, int b, int h, int q0,
+                                                      int seqlen_q) {
+    using namespace cute;
+    Tensor o = make_tensor(acc.data(), acc_rowcol(acc.layout()));
+    auto cO = make_identity_tensor(Shape<typename KT::BM, typename KT::HD>{});
+    Tensor tOcO = mma_pv.get_thread_slice(tid).partition_C(cO);
+    Tensor co = make_tensor(tOcO.data(), acc_rowcol(tOcO.layout()));
+    T* out = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      float sum = l[r];
+      sum += __shfl_xor_sync(0xffffffff, sum, 1);
+      sum += __shfl_xor_sync(0xffffffff, sum, 2);
+      const float inv = sum == 0.f ? 1.f : 1.f / sum;
+      const int row = q0 + get<0>(co(r, 0));
+      if (row >= seqlen_q) continue;
+      T* out_row = out + static_cast<int64_t>(row) * p.o_token_stride;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(o); c += 2) {
+        const int col = get<1>(co(r, c));
+        cute::array<T, 2> pair;
+        pair[0] = static_cast<T>(o(r, c) * inv);
+        pair[1] = static_cast<T>(o(r, c + 1) * inv);
+        *reinterpret_cast<cute::array<T, 2>*>(out_row + col) = pair;
+      }
+    }
+  }
+};
+
+}  // namespace qm::sm90

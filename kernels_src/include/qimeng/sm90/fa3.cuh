@@ -1,0 +1,10 @@
+// qimeng/sm90/fa3.cuh -- umbrella header of the Hopper (sm_90a) building blocks: warp-specialised
+// attention with TMA copies into a ring of shared stages and warpgroup MMAs (FlashAttention-3 style).
+#pragma once
+#include "../params.cuh"
+#include "../lowering.cuh"
+#include "traits.cuh"
+#include "tma.cuh"
+#include "pipeline.cuh"
+#include "mma.cuh"
+#include "consumer.cuh"

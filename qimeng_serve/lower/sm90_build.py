@@ -1,0 +1,78 @@
+"""Compile a lowered Hopper source for sm_90a and read its SASS, without touching the sm_80+ build path.
+
+wgmma and setmaxnreg exist only on the arch-specific target, so these kernels are built with
+`-gencode=arch=compute_90a,code=sm_90a` (the `-arch=sm_90a` shorthand also runs a plain sm_90 pass
+that rejects them on some nvcc versions). compute_90a PTX runs on no other GPU, so the cubin is the
+artifact; the PTX is kept for the record only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+from qimeng_serve.build.nvcc import BASE_FLAGS, NVCC_TIMEOUT_S, CompileError, CompileResult, parse_ptxas_report
+from qimeng_serve.build.toolchain import Toolchain, ToolchainError
+from qimeng_serve.lower.emit import CudaSource
+
+SM90A_FLAGS = (*BASE_FLAGS, "-gencode=arch=compute_90a,code=sm_90a")
+SASS_TIMEOUT_S = 120
+# SASS that shows the Hopper path is real: warpgroup MMAs, TMA loads, register reallocation
+HOPPER_OPCODES = ("HGMMA", "UTMALDG", "USETMAXREG")
+
+
+def nvcc_flags_sm90a() -> list[str]:
+    return list(SM90A_FLAGS)
+
+
+def compile_sm90(source: CudaSource, toolchain: Toolchain, keep_dir: Path | None = None) -> CompileResult:
+    """nvcc the generated text for sm_90a: cubin, PTX, and the ptxas report per entry."""
+    with tempfile.TemporaryDirectory(prefix="qimeng-sm90-") as tmp:
+        tmpdir = Path(tmp)
+        name = source.entries[0].name if source.entries else "kernel"
+        cu = (keep_dir or tmpdir) / f"{name}.cu"
+        cu.parent.mkdir(parents=True, exist_ok=True)
+        cu.write_text(source.text)
+        cubin = tmpdir / f"{name}.cubin"
+        argv = [str(toolchain.nvcc), *SM90A_FLAGS, f"-I{toolchain.kernels_include}", f"-I{toolchain.cutlass_include}",
+                "-cubin", "--keep", f"--keep-dir={tmpdir}", "-o", str(cubin), str(cu)]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=NVCC_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise CompileError(f"nvcc ran longer than {NVCC_TIMEOUT_S} s on {cu}",
+                               fix="check the machine's load, or build fewer kernels at once") from None
+        except OSError as exc:
+            raise ToolchainError(f"cannot run {toolchain.nvcc}: {exc}", fix="check the CUDA toolkit installation") from None
+        log = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            tail = "\n".join(log.strip().splitlines()[-25:])
+            raise CompileError(f"nvcc failed on {cu.name} for sm_90a:\n{tail}",
+                               fix="the sm90 lowering or a building block in kernels_src/include/qimeng/sm90 is at fault")
+        ptx = sorted(tmpdir.glob("*.ptx"))
+        return CompileResult(cubin.read_bytes(), ptx[0].read_bytes() if ptx else b"", list(SM90A_FLAGS),
+                             parse_ptxas_report(log), log)
+
+
+def sass_text(cubin: bytes, toolchain: Toolchain) -> str:
+    """`cuobjdump -sass` of a cubin; cuobjdump disassembles through nvdisasm, found next to it."""
+    if toolchain.cuobjdump is None:
+        raise ToolchainError("cuobjdump not found", fix="pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm")
+    env = dict(os.environ)
+    env["PATH"] = f"{toolchain.cuobjdump.parent}{os.pathsep}{env.get('PATH', '')}"
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        proc = subprocess.run([str(toolchain.cuobjdump), "-sass", f.name], capture_output=True, text=True,
+                              timeout=SASS_TIMEOUT_S, env=env)
+    if proc.returncode != 0:
+        raise ToolchainError(f"cuobjdump -sass failed: {proc.stderr.strip()[-300:]}",
+                             fix="pip install nvidia-cuda-nvdisasm (cuobjdump needs nvdisasm for SASS)")
+    return proc.stdout
+
+
+def opcode_counts(sass: str, opcodes=HOPPER_OPCODES) -> dict[str, int]:
+    """How often each opcode (any variant: HGMMA.64x128x16.F32.BF16 counts as HGMMA) appears."""
+    return {op: len(re.findall(rf"\b{op}\b", sass)) for op in opcodes}
