@@ -48,8 +48,10 @@ def blocks_needed(spec: BatchSpec, block_size: int) -> int:
 
 def make_batch(spec: BatchSpec, block_size: int, device, *, num_blocks: int | None = None,
                pad_reqs_to: int | None = None, pad_tokens_to: int | None = None, max_seq_len: int | None = None,
-               seed: int = 0) -> Batch:
-    """CommonAttentionMetadata for `spec` with a shuffled block table; pads like a CUDA-graph batch if asked."""
+               table_width: int | None = None, seed: int = 0) -> Batch:
+    """CommonAttentionMetadata for `spec` with a shuffled block table; pads like a CUDA-graph batch if asked.
+
+    table_width: block-table columns (vLLM's runner uses max_model_len / block_size for every batch)."""
     from vllm.v1.attention.backend import CommonAttentionMetadata
 
     gen = torch.Generator().manual_seed(seed)
@@ -61,7 +63,7 @@ def make_batch(spec: BatchSpec, block_size: int, device, *, num_blocks: int | No
     if 1 + sum(per_req) > num_blocks:
         raise ValueError(f"the batch needs {1 + sum(per_req)} blocks, the cache has {num_blocks}")
     ids = (torch.randperm(num_blocks - 1, generator=gen) + 1).to(torch.int32)  # never the null block
-    table = torch.full((reqs, max(max(per_req, default=1), 1)), NULL_BLOCK, dtype=torch.int32)
+    table = torch.full((reqs, max(max(per_req, default=1), table_width or 1)), NULL_BLOCK, dtype=torch.int32)
     used = 0
     for b, n in enumerate(per_req):
         table[b, :n] = ids[used:used + n]

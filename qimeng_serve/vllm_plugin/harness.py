@@ -48,9 +48,11 @@ def new_vllm_config(model_dir: Path, *, dtype: str = "float16", max_model_len: i
                       **extra)
 
 
-def build_layers(vllm_config, count: int = 2, *, backend=None, prefix: str = "model.layers", **kwargs) -> list:
+def build_layers(vllm_config, count: int = 2, *, backend=None, prefix: str = "model.layers", device=None,
+                 **kwargs) -> list:
     """vLLM Attention layers on `backend` (default: qimeng), built as a model builds them: inside the
-    config context with the model's default dtype; each registers in the config's forward context."""
+    config context, with the model's default dtype and on `device` (their k/v scales live there);
+    each registers in the config's forward context."""
     from vllm.config import set_current_vllm_config
     from vllm.model_executor.layers.attention import Attention
 
@@ -60,7 +62,7 @@ def build_layers(vllm_config, count: int = 2, *, backend=None, prefix: str = "mo
     heads, kv_heads, head_dim = mc.get_num_attention_heads(pc), mc.get_num_kv_heads(pc), mc.get_head_size()
     before = torch.get_default_dtype()
     try:
-        with set_current_vllm_config(vllm_config):
+        with set_current_vllm_config(vllm_config), torch.device(device or "cpu"):
             torch.set_default_dtype(mc.dtype)
             return [Attention(heads, head_dim, head_dim ** -0.5, num_kv_heads=kv_heads,
                               prefix=f"{prefix}.{i}.self_attn.attn", attn_backend=backend, **kwargs)
@@ -69,21 +71,21 @@ def build_layers(vllm_config, count: int = 2, *, backend=None, prefix: str = "mo
         torch.set_default_dtype(before)
 
 
-def kv_cache_spec(vllm_config):
+def kv_cache_spec(vllm_config, block_size: int | None = None):
     from vllm.v1.kv_cache_interface import FullAttentionSpec
 
     mc, pc = vllm_config.model_config, vllm_config.parallel_config
-    return FullAttentionSpec(block_size=vllm_config.cache_config.block_size, num_kv_heads=mc.get_num_kv_heads(pc),
-                             head_size=mc.get_head_size(), dtype=mc.dtype)
+    return FullAttentionSpec(block_size=block_size or vllm_config.cache_config.block_size,
+                             num_kv_heads=mc.get_num_kv_heads(pc), head_size=mc.get_head_size(), dtype=mc.dtype)
 
 
-def new_builder(backend, layers: list, vllm_config, device):
-    """The backend's metadata builder for these layers (one KV-cache group)."""
+def new_builder(backend, layers: list, vllm_config, device, block_size: int | None = None):
+    """The backend's metadata builder for these layers (one KV-cache group, pages of `block_size`)."""
     from vllm.config import set_current_vllm_config
 
     with set_current_vllm_config(vllm_config):
-        return backend.get_builder_cls()(kv_cache_spec(vllm_config), [layer.layer_name for layer in layers],
-                                         vllm_config, torch.device(device))
+        return backend.get_builder_cls()(kv_cache_spec(vllm_config, block_size),
+                                         [layer.layer_name for layer in layers], vllm_config, torch.device(device))
 
 
 def new_kv_cache(backend, num_blocks: int, block_size: int, num_kv_heads: int, head_size: int, dtype,

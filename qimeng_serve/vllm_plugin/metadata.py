@@ -15,6 +15,7 @@ batches run eagerly (piecewise graphs around attention): their split point and g
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -29,6 +30,8 @@ from vllm.v1.attention.backends.utils import split_decodes_and_prefills
 
 from qimeng_serve.errors import QimengError
 from qimeng_serve.vllm_plugin import artifacts
+
+log = logging.getLogger("vllm.qimeng")
 
 DECODE_QUERY_LEN = 1  # a decode is one new token; longer queries (spec decode, chunks) go to prefill
 
@@ -94,6 +97,9 @@ class QimengMetadataBuilder(AttentionMetadataBuilder[QimengMetadata]):
             self.workspace = (torch.empty(part_shape, dtype=torch.float32, device=device),
                               torch.empty(lse_shape, dtype=torch.float32, device=device))
             self.decode_kv_capacity = part_shape[0] * plan.decode_split
+            mib = sum(t.numel() * t.element_size() for t in self.workspace) / 2**20
+            log.info("qimeng-serve: split-KV decode workspace %.1f MiB (%d splits of %d keys x %d decodes x %d heads)",
+                     mib, part_shape[0], plan.decode_split, self.max_decode_tokens, self.num_heads_q)
         if device.type == "cuda":
             self.artifact.kernels()  # load the cubins now, not inside a graph capture
 
