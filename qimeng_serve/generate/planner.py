@@ -15,7 +15,6 @@ Every candidate becomes an Attempt of the GenerationRecord; the result is cached
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import Target, get_target
 from qimeng_serve.tl import ast
 from qimeng_serve.tl.checker import check_tl, check_tl_or_raise
+from qimeng_serve.tl.interpreter import resolve_params
 from qimeng_serve.tl.parser import parse_tl
 from qimeng_serve.tl.printer import print_tl
 
@@ -64,13 +64,9 @@ class Candidate:
     estimate: Estimate | None = None
     measured_ms: float | None = None
 
-    @property
-    def params(self) -> dict[str, int]:
-        p = self.point
-        out = {"BLOCK_N": p.block_n, "WARPS": p.warps, "BLOCK_M": p.block_m or 16}
-        if p.split_kv:
-            out["SPLIT_KV"] = p.split_kv
-        return out
+    def params(self, spec: AttentionSpec) -> dict[str, int]:
+        """The program's params in force for spec, evaluated (decode's BLOCK_M is an expression)."""
+        return {k: v for k, v in resolve_params(self.program, spec).items() if isinstance(v, int)}
 
     def summary(self) -> str:
         return self.sketch.summary() + (f" | {self.point.summary()}" if self.point else "")
@@ -172,7 +168,7 @@ class Planner:
             if e.registers + e.spill_regs >= ceiling:
                 continue
             if c.stage != "interpret":
-                problem = interpret(c.program, spec, c.params)
+                problem = interpret(c.program, spec, c.params(spec))
                 c.stage, c.verdict = "interpret", problem or "ok"
                 s.counts["interpreted"] += 1
             if c.verdict != "ok":
@@ -295,7 +291,7 @@ class Planner:
                 c.stage = "interpret"
                 c.verdict = f"skipped: the same sketch missed the reference ({wrong[c.sketch.structure].point.summary()})"
                 continue
-            problem = interpret(c.program, s.spec, c.params)
+            problem = interpret(c.program, s.spec, c.params(s.spec))
             c.stage, c.verdict = "interpret", problem or "ok"
             s.counts["interpreted"] += 1
             if problem:
@@ -435,9 +431,3 @@ def _from_payload(p: dict, spec: AttentionSpec, arch: str) -> GeneratedProgram:
     record = GenerationRecord(r["generator"], r["details"], tuple(Attempt(**a) for a in r["attempts"]))
     program = parse_tl(p["text"], source_name=p["name"])
     return GeneratedProgram(spec, arch, p["sketch_text"], program, p["text"], record, name=p["name"])
-
-
-def chosen_score(g: GeneratedProgram) -> float:
-    """The cost-model score the record gives the chosen program (inf when absent)."""
-    est = g.record.details.get("chosen", {}).get("estimate", {})
-    return est.get("score_us") or math.inf
