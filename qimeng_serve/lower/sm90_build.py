@@ -14,7 +14,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from qimeng_serve.build.nvcc import BASE_FLAGS, NVCC_TIMEOUT_S, CompileError, CompileResult, parse_ptxas_report
+from qimeng_serve.build.nvcc import (
+    BASE_FLAGS,
+    NVCC_TIMEOUT_S,
+    CompileError,
+    CompileResult,
+    parse_ptxas_report,
+)
 from qimeng_serve.build.toolchain import Toolchain, ToolchainError
 from qimeng_serve.lower.emit import CudaSource
 
@@ -76,3 +82,52 @@ def sass_text(cubin: bytes, toolchain: Toolchain) -> str:
 def opcode_counts(sass: str, opcodes=HOPPER_OPCODES) -> dict[str, int]:
     """How often each opcode (any variant: HGMMA.64x128x16.F32.BF16 counts as HGMMA) appears."""
     return {op: len(re.findall(rf"\b{op}\b", sass)) for op in opcodes}
+
+
+# ------------------------------------------------------------------ a directory of sm_90a kernels
+INDEX = "index.json"
+GOLDEN_SM90 = "dense_prefill_sm90.tl"
+
+
+def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 128, 256), softcap: float = 0.0,
+                       toolchain: Toolchain | None = None, tl_path: Path | None = None, progress=None) -> dict:
+    """Lower and compile the Hopper dense prefill program for each dtype x head size into out_dir:
+    `<entry>.cubin`, `<entry>.cu` and `index.json` (launch metadata, ptxas report, SASS opcode counts).
+
+    Causal or not, GQA ratio and lengths are run-time arguments, so one kernel per dtype x head size."""
+    import json
+
+    from qimeng_serve.build.toolchain import KERNELS_INCLUDE, find_toolchain
+    from qimeng_serve.lower.emit_sm90 import lower_sm90
+    from qimeng_serve.spec import AttentionSpec
+    from qimeng_serve.targets import get_target
+    from qimeng_serve.tl.parser import parse_tl_file
+
+    toolchain = toolchain or find_toolchain()
+    path = tl_path or KERNELS_INCLUDE.parent / "tl" / GOLDEN_SM90
+    program = parse_tl_file(path)
+    target = get_target("sm_90")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = {"schema": "qimeng-sm90a-kernels/1", "arch": "sm_90a", "program": path.name, "kernels": {}}
+    for dtype in dtypes:
+        for d in head_dims:
+            spec = AttentionSpec("dense_prefill", dtype, d, 1, True, softcap=softcap)
+            source = lower_sm90(program, target, spec, source_name=str(path))
+            result = compile_sm90(source, toolchain, keep_dir=out_dir)
+            entry = source.entries[0]
+            res = result.resources.get(entry.name)
+            (out_dir / f"{entry.name}.cubin").write_bytes(result.cubin)
+            index["kernels"][entry.name] = {
+                "dtype": dtype, "head_dim": d, "softcap": softcap, "threads": entry.threads, "grid": entry.grid,
+                "smem_bytes": entry.smem_bytes, "abi": entry.abi, "tensor_maps": entry.tensor_maps,
+                "params": source.params, "tl_sha256": source.tl_sha256, "source_sha256": source.sha256,
+                "nvcc_flags": result.flags,
+                "ptxas": None if res is None else {"registers": res.registers, "stack": res.stack,
+                                                  "spill_stores": res.spill_stores, "spill_loads": res.spill_loads},
+                "sass": opcode_counts(sass_text(result.cubin, toolchain)) if toolchain.cuobjdump else {},
+            }
+            if progress:
+                progress(entry.name, index["kernels"][entry.name])
+    (out_dir / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return index

@@ -148,13 +148,16 @@ struct Consumer {
     }
   }
 
-  // Reshape P <- S: the probabilities in the input dtype, laid out as the A operand of O += P V
+  // Reshape P <- S: the probabilities in the input dtype, laid out as the A operand of O += P V.
+  // P owns its registers (A layout); it is filled through a view with S's layout, so every value
+  // keeps the register position it had in S.
   __device__ __forceinline__ auto reshape(TileS const& S) const {
     using namespace cute;
-    auto P = make_tensor<T>(S.layout());
+    auto P = make_tensor<T>(acc_as_operand_a(S.layout()));
+    Tensor p_as_s = make_tensor(P.data(), S.layout());
     CUTE_UNROLL
-    for (int i = 0; i < size(S); ++i) P(i) = static_cast<T>(S(i));
-    return make_tensor(P.data(), acc_as_operand_a(P.layout()));
+    for (int i = 0; i < size(S); ++i) p_as_s(i) = static_cast<T>(S(i));
+    return P;
   }
 
   // Compute acc = acc / nonzero(l); Copy O[b, h, q0 : q0 + BLOCK_M] <- acc (rows < seqlen_q only),

@@ -1,0 +1,118 @@
+"""Host side of the Hopper kernels' second parameter: the TMA tensor maps of Q, K and V.
+
+A tensor map (CUtensorMap, 128 opaque bytes) can only be encoded by the driver on the host
+(cuTensorMapEncodeTiled); the device has no encoder. So an sm_90a kernel is launched with two
+parameters, `(const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs tma)`: the usual
+232-byte AttnParams, then 384 bytes holding the maps of Q, K and V (docs/kernels.md "Hopper").
+
+Each map views a [batch, heads, positions, D] tensor (any strides, D contiguous) as the 4-D tensor
+(D, positions, heads, batch) with a {64, rows, 1, 1} box and the 128-byte swizzle; positions past
+the end read as zeros (the kernels' masks hide them). The geometry is plain Python (tile_map), the
+encoding needs the CUDA driver (encode).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+from qimeng_serve.errors import QimengError
+from qimeng_serve.runtime.abi import AttnParams
+
+BOX_COLS = 64  # 64 16-bit values = one 128-byte swizzled row chunk
+MAX_BOX_ROWS = 256
+ALIGN = 16  # global address and strides, in bytes
+MAP_BYTES = 128
+DESCS_BYTES = 3 * MAP_BYTES
+
+
+class TmaMapError(QimengError):
+    """A tensor that a TMA tensor map cannot describe (layout, alignment) or a failed encode."""
+
+
+@dataclass(frozen=True)
+class TileMap:
+    """The geometry of one tensor map, in the driver's order (innermost dimension first)."""
+
+    dims: tuple[int, int, int, int]  # (D, positions, heads, batch)
+    strides: tuple[int, int, int]  # bytes between positions, heads, batches
+    box: tuple[int, int, int, int]  # (64, rows, 1, 1)
+    dtype: str  # f16 | bf16
+
+
+def tile_map(shape, strides, dtype: str, rows: int, address: int = 0) -> TileMap:
+    """Geometry for a [batch, heads, positions, D] tensor with element `strides`, read `rows` at a time."""
+    if dtype not in ("f16", "bf16"):
+        raise TmaMapError(f"TMA maps here take f16 or bf16 tensors, not {dtype}", fix="pass f16 or bf16 tensors")
+    b, h, length, d = (int(x) for x in shape)
+    sb, sh, sl, sd = (int(x) for x in strides)
+    if sd != 1:
+        raise TmaMapError("the head dimension must be contiguous (stride 1) for TMA", fix="call .contiguous()")
+    if d % BOX_COLS:
+        raise TmaMapError(f"head size {d} is not a multiple of {BOX_COLS}", fix="use head size 64, 128 or 256")
+    if not 1 <= rows <= MAX_BOX_ROWS:
+        raise TmaMapError(f"a TMA box spans 1 to {MAX_BOX_ROWS} rows, not {rows}", fix="rebuild the kernel")
+    elem = 2
+    byte_strides = (sl * elem, sh * elem, sb * elem)
+    bad = [s for s in byte_strides if s % ALIGN]
+    if bad or address % ALIGN:
+        raise TmaMapError(f"TMA needs 16-byte aligned addresses and strides; strides {byte_strides} bytes, "
+                          f"address {address:#x}", fix="pass a contiguous tensor (or one whose strides are multiples "
+                          "of 8 elements)")
+    return TileMap((d, max(length, 1), max(h, 1), max(b, 1)), byte_strides, (BOX_COLS, rows, 1, 1), dtype)
+
+
+def encode(tm: TileMap, address: int) -> bytes:
+    """The driver's 128-byte CUtensorMap for a tensor at `address` (needs the CUDA driver)."""
+    from cuda.bindings import driver as drv
+
+    dtype = {"f16": drv.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+             "bf16": drv.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16}[tm.dtype]
+    err, tmap = drv.cuTensorMapEncodeTiled(
+        dtype, 4, address,
+        [drv.cuuint64_t(x) for x in tm.dims], [drv.cuuint64_t(x) for x in tm.strides],
+        [drv.cuuint32_t(x) for x in tm.box], [drv.cuuint32_t(1)] * 4,
+        drv.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
+        drv.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+        drv.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+        drv.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,  # out of bounds reads zeros
+    )
+    if err != drv.CUresult.CUDA_SUCCESS:
+        _, name = drv.cuGetErrorName(err)
+        raise TmaMapError(f"cuTensorMapEncodeTiled failed ({name.decode() if isinstance(name, bytes) else name}) for "
+                          f"dims {tm.dims}, strides {tm.strides}, box {tm.box}",
+                          fix="check the tensor's alignment and that the GPU is sm_90")
+    return ctypes.string_at(tmap.getPtr(), MAP_BYTES)
+
+
+class TmaDescs(ctypes.Structure):
+    """qm::sm90::TmaDescs: the maps of Q, K, V, 128 bytes each (the kernel's second parameter)."""
+
+    _fields_ = [("q", ctypes.c_uint8 * MAP_BYTES), ("k", ctypes.c_uint8 * MAP_BYTES), ("v", ctypes.c_uint8 * MAP_BYTES)]
+
+
+assert ctypes.sizeof(TmaDescs) == DESCS_BYTES
+
+
+def pack_descs(q: bytes, k: bytes, v: bytes) -> TmaDescs:
+    descs = TmaDescs()
+    for name, blob in (("q", q), ("k", k), ("v", v)):
+        if len(blob) != MAP_BYTES:
+            raise TmaMapError(f"a tensor map is {MAP_BYTES} bytes, got {len(blob)} for {name}", fix="re-encode it")
+        ctypes.memmove(getattr(descs, name), blob, MAP_BYTES)
+    return descs
+
+
+def dense_descs(q, k, v, dtype: str, rows: dict[str, int]) -> TmaDescs:
+    """Maps for torch tensors q [B, Hq, Lq, D], k / v [B, Hkv, Lk, D]; rows = the kernel's boxes."""
+    maps = []
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        tm = tile_map(t.shape, t.stride(), dtype, rows[name], t.data_ptr())
+        maps.append(encode(tm, t.data_ptr()))
+    return pack_descs(*maps)
+
+
+def launch_args(params: AttnParams, descs: TmaDescs):
+    """The kernelParams array for cuLaunchKernel: pointers to the two parameters, kept alive together."""
+    args = (ctypes.c_void_p * 2)(ctypes.addressof(params), ctypes.addressof(descs))
+    return args, (params, descs)

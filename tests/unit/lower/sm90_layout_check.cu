@@ -1,0 +1,81 @@
+#include <qimeng/sm90/mma.cuh>
+#include <cstdio>
+#include <map>
+#include <vector>
+using namespace cute;
+template <class KT> int check() {
+  int bad = 0;
+  using T = typename KT::T;
+  T* base = reinterpret_cast<T*>(uintptr_t(1) << 20);  // 1024-byte aligned, as the kernel's tiles
+  auto addr = [&](auto& ref) { return int(&ref - base); };
+  constexpr int BM = KT::kBlockM, BN = KT::kBlockN, D = KT::kHeadDim;
+  // 1. K-major SW128 tiles hold row r, column c where a {64, rows} TMA box with 128B swizzle puts it
+  auto sq = typename KT::SmemLayoutQ{};
+  for (int r = 0; r < BM; ++r) for (int c = 0; c < D; ++c) {
+    int chunk = c / 64, cc = c % 64;
+    int tma = chunk * BM * 64 + r * 64 + (((cc / 8) ^ (r % 8)) * 8) + cc % 8;
+    int off = addr(make_tensor(make_smem_ptr(base), sq)(r, c)); if (off != tma) { if (bad++ < 3) printf("Q (%d,%d): layout %d tma %d\n", r, c, off, tma); }
+  }
+  auto sk = typename KT::SmemLayoutK{};
+  auto svt = typename KT::SmemLayoutVt{};
+  for (int s = 0; s < KT::kStages; ++s) for (int r = 0; r < BN; ++r) for (int c = 0; c < D; ++c) {
+    int chunk = c / 64, cc = c % 64;
+    int tma = s * BN * D + chunk * BN * 64 + r * 64 + (((cc / 8) ^ (r % 8)) * 8) + cc % 8;
+    int ok = addr(make_tensor(make_smem_ptr(base), sk)(r, c, s)), ov = addr(make_tensor(make_smem_ptr(base), svt)(c, r, s));
+    if (ok != tma) { if (bad++ < 6) printf("K (%d,%d,%d): %d vs %d\n", r, c, s, ok, tma); }
+    if (ov != tma) { if (bad++ < 9) printf("Vt (%d,%d,%d): %d vs %d\n", c, r, s, ov, tma); }
+  }
+  // 2. S fragment -> A operand of O += P V: each register keeps the (row, key) it had
+  typename KT::TiledMmaQK mqk; typename KT::TiledMmaPV mpv;
+  auto cS = make_identity_tensor(Shape<Int<BM>, Int<BN>>{});
+  std::map<int, std::vector<std::pair<int,int>>> rowcols;
+  for (int t = 0; t < KT::kConsumerThreads; ++t) {
+    auto tScS = mqk.get_thread_slice(t).partition_C(cS);
+    auto tSrS = partition_fragment_C(mqk, Shape<Int<BM>, Int<BN>>{});
+    auto LS = tSrS.layout();
+    std::vector<std::pair<int,int>> at(size(tSrS));
+    for (int i = 0; i < size(tSrS); ++i) at[LS(i)] = {int(get<0>(tScS(i))), int(get<1>(tScS(i)))};
+    auto LA = qm::sm90::acc_as_operand_a(LS);
+    auto tOcP = mpv.get_thread_slice(t).partition_A(cS);
+    if (size(LA) != size(tOcP)) { printf("A sizes differ %d %d\n", int(size(LA)), int(size(tOcP))); return 1; }
+    for (int j = 0; j < size(tOcP); ++j) {
+      auto want = std::make_pair(int(get<0>(tOcP(j))), int(get<1>(tOcP(j))));
+      if (at[LA(j)] != want) { if (bad++ < 12) printf("t%d A[%d]: reg holds (%d,%d) want (%d,%d)\n", t, j, at[LA(j)].first, at[LA(j)].second, want.first, want.second); }
+    }
+    // 3. rows x columns: one row index = one query row; neighbours in the inner column mode
+    auto rc = qm::sm90::acc_rowcol(LS);
+    auto rcc = make_tensor(tScS.data(), qm::sm90::acc_rowcol(tScS.layout()));
+    for (int r = 0; r < size<0>(rc); ++r) for (int c = 0; c < size<1>(rc); ++c) {
+      int row = get<0>(rcc(r, c)), col = get<1>(rcc(r, c));
+      if (row != int(get<0>(rcc(r, 0)))) { if (bad++ < 15) printf("rowcol row differs\n"); }
+      rowcols[row].push_back({t, col});
+      if (c % 2 == 1 && col != int(get<1>(rcc(r, c - 1))) + 1) { if (bad++ < 18) printf("pair not adjacent\n"); }
+    }
+    // 4. the O accumulator: the same rows in the same order as S (alpha and l are per S row), and
+    //    neighbouring columns in pairs (the 4-byte stores of the epilogue)
+    auto cO = make_identity_tensor(Shape<Int<BM>, Int<D>>{});
+    auto tOcO = mpv.get_thread_slice(t).partition_C(cO);
+    auto oc = make_tensor(tOcO.data(), qm::sm90::acc_rowcol(tOcO.layout()));
+    if (size<0>(oc) != size<0>(rcc)) { if (bad++ < 30) printf("O rows %d S rows %d\n", int(size<0>(oc)), int(size<0>(rcc))); }
+    for (int r = 0; r < size<0>(oc); ++r) for (int c = 0; c < size<1>(oc); ++c) {
+      if (int(get<0>(oc(r, c))) != int(get<0>(rcc(r, 0)))) { if (bad++ < 33) printf("t%d O row %d differs from S\n", t, r); }
+      if (c % 2 == 1 && int(get<1>(oc(r, c))) != int(get<1>(oc(r, c - 1))) + 1) { if (bad++ < 36) printf("O pair\n"); }
+    }
+  }
+  // every row: 4 threads of one quad, every column exactly once
+  for (auto& [row, v] : rowcols) {
+    std::vector<int> seen(BN, 0); int t0 = v[0].first;
+    for (auto [t, c] : v) { seen[c]++; if ((t ^ t0) & ~3) { if (bad++ < 21) printf("row %d spans threads %d and %d\n", row, t0, t); } }
+    for (int c = 0; c < BN; ++c) if (seen[c] != 1) { if (bad++ < 24) printf("row %d col %d seen %d\n", row, c, seen[c]); }
+  }
+  if (int(rowcols.size()) != BM) { printf("rows covered %d\n", int(rowcols.size())); bad++; }
+  printf("D=%d BN=%d: %s (%d mismatches)\n", D, BN, bad ? "FAIL" : "ok", bad);
+  return bad;
+}
+int main() {
+  using namespace qm::sm90;
+  int bad = check<Traits<bf16, 128, 128, 128, 2, 2, 24, 240>>();
+  bad += check<Traits<fp16, 64, 128, 128, 2, 2, 24, 240>>();
+  bad += check<Traits<bf16, 256, 128, 64, 2, 2, 24, 240>>();
+  return bad ? 1 : 0;
+}
