@@ -18,8 +18,9 @@ fi
 # About 0.9 GB on disk. QIMENG_SKIP_VLLM=1 leaves it out; tests/vllm then skip, saying why.
 if [ "${QIMENG_SKIP_VLLM:-0}" != 1 ]; then
   .venv/bin/python -m pip install -q -r requirements/vllm-cpu-tests.txt
-  if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("vllm"))' 2>/dev/null)" != 0.33.0 ]; then
-    .venv/bin/python -m pip install -q --no-deps "vllm==0.33.0"
+  if ! .venv/bin/python -c 'import importlib.metadata as m; assert [m.version("vllm"), m.version("xgrammar")] == ["0.33.0", "0.2.8"]' 2>/dev/null; then
+    # xgrammar too without its requirements: they pull triton (1 GB), which the CPU tests never run
+    .venv/bin/python -m pip install -q --no-deps "vllm==0.33.0" "xgrammar==0.2.8"
   fi
 fi
 echo "setup done: $(.venv/bin/qimeng-serve --help >/dev/null && echo 'qimeng-serve ready') in .venv"

@@ -15,6 +15,7 @@ Two entry points call this (pyproject.toml):
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from qimeng_serve.vllm_plugin import BACKEND_CLASS_PATH, BACKEND_NAME
@@ -48,10 +49,15 @@ def register() -> None:
     custom = enum.CUSTOM
     taken_by = registry._ATTN_OVERRIDES.get(custom)
     if taken_by not in (None, BACKEND_CLASS_PATH):
-        log.warning("qimeng-serve: the CUSTOM attention backend is already %s; leaving it, so "
-                    "`--attention-backend CUSTOM` will not select qimeng", taken_by)
+        _warn_custom_taken(taken_by)
         return
     registry.register_backend(custom, BACKEND_CLASS_PATH)
+
+
+@functools.cache
+def _warn_custom_taken(taken_by: str) -> None:
+    log.warning("qimeng-serve: the CUSTOM attention backend is already %s; leaving it, so "
+                "`--attention-backend CUSTOM` will not select qimeng", taken_by)
 
 
 def platform_hook() -> None:

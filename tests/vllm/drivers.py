@@ -55,6 +55,7 @@ def compat_v026(model_dir: str) -> dict:
 
     import torch
     import vllm
+    import vllm.v1.engine.core
     from vllm.config import AttentionConfig
     from vllm.platforms.interface import DeviceCapability
     from vllm.plugins import load_general_plugins
@@ -73,10 +74,13 @@ def compat_v026(model_dir: str) -> dict:
     from qimeng_serve.vllm_plugin.impl import QimengAttentionImpl
     from qimeng_serve.vllm_plugin.metadata import QimengMetadataBuilder
 
+    # importing vllm.v1.engine.core (above) resolved the platform, which ran the platform hooks;
+    # general plugins are not loaded yet, so a registration here is the hook's
+    hook_registered = AttentionBackendEnum.CUSTOM.is_overridden()
     load_general_plugins()
     abstract = QimengAttentionBackend.__abstractmethods__ | QimengAttentionImpl.__abstractmethods__ \
         | QimengMetadataBuilder.__abstractmethods__
-    out = {"version": vllm.__version__, "vllm_file": vllm.__file__,
+    out = {"version": vllm.__version__, "vllm_file": vllm.__file__, "hook_registered": hook_registered,
            "named_backends": registration.supports_named_backends(), "get_name": QimengAttentionBackend.get_name(),
            "custom_class": AttentionBackendEnum.CUSTOM.get_class().__name__,
            "lookup_is_custom": AttentionBackendEnum[QimengAttentionBackend.get_name()] is AttentionBackendEnum.CUSTOM,
@@ -104,6 +108,12 @@ def compat_v026(model_dir: str) -> dict:
     md = builder.build(0, cam)
     out["split"] = [md.decode.num_reqs, md.prefill.num_reqs, md.prefill.cu_seqlens_q.tolist()]
     out["layer_backend"] = layers[0].backend.name
+    # another plugin's CUSTOM is left alone (with a warning), not overwritten
+    from vllm.v1.attention.backends import registry
+
+    registry._ATTN_OVERRIDES[AttentionBackendEnum.CUSTOM] = "another.plugin.Backend"
+    registration.register()
+    out["custom_left_to_other"] = AttentionBackendEnum.CUSTOM.get_path() == "another.plugin.Backend"
     return out
 
 

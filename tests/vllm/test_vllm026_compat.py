@@ -43,3 +43,5 @@ def test_plugin_serves_vllm_026_through_the_custom_slot(tmp_path, serving_regist
     assert got["kv_shape_abstract_in_base"] is True and got["abstract_left"] == []
     assert got["reasons_fp16"] == [] and any("bf16 needs compute capability 8.0" in r for r in got["reasons_bf16_turing"])
     assert got["split"] == [2, 1, [2, 47]] and got["layer_backend"] == "CUSTOM"
+    assert got["hook_registered"] is True  # the platform hook alone registers (what a spawned worker relies on)
+    assert got["custom_left_to_other"] is True
