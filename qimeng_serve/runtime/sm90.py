@@ -34,6 +34,14 @@ class Sm90Kernel:
                       softcap: float = 0.0, out=None):
         import torch
 
+        out = torch.empty_like(q) if out is None else out
+        self.prepare_dense(q, k, v, causal=causal, softmax_scale=softmax_scale, window=window, softcap=softcap,
+                           out=out)()
+        return out
+
+    def prepare_dense(self, q, k, v, *, causal: bool, softmax_scale: float | None = None, window: int = 0,
+                      softcap: float = 0.0, out):
+        """A launcher for these very tensors: parameters and tensor maps built once (timing loops)."""
         b, hq, lq, d = q.shape
         _, hkv, lk, _ = k.shape
         if d != self.meta["head_dim"] or str(q.dtype).split(".")[-1] != _TORCH[self.meta["dtype"]]:
@@ -42,7 +50,6 @@ class Sm90Kernel:
         if hq % hkv or float(softcap) != float(self.meta.get("softcap", 0.0)):
             raise QimengError("heads or soft-cap do not fit the kernel",
                               fix="query heads a multiple of KV heads; the soft-cap the kernel was built with")
-        out = torch.empty_like(q) if out is None else out
         p = AttnParams()
         p.q, p.k, p.v, p.o = q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr()
         p.q_batch_stride, p.q_head_stride, p.q_token_stride = q.stride(0), q.stride(1), q.stride(2)
@@ -53,9 +60,12 @@ class Sm90Kernel:
         scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(d)
         p.softmax_scale_log2, p.softcap, p.causal = scale * LOG2E, softcap, int(causal)
         p.window_left = window - 1 if window > 0 else 0
+        if out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1:
+            raise QimengError("out must be shaped like q, of its dtype, with a contiguous head dimension",
+                              fix="pass torch.empty_like(q)")
         descs = dense_descs(q, k, v, self.meta["dtype"], self.meta["tensor_maps"])
-        self.launch(p, descs, {"batch": b, "heads_q": hq, "heads_kv": hkv, "max_seq_q": lq, "max_seq_k": lk})
-        return out
+        sizes = {"batch": b, "heads_q": hq, "heads_kv": hkv, "max_seq_q": lq, "max_seq_k": lk}
+        return lambda: self.launch(p, descs, sizes)
 
     def launch(self, params: AttnParams, descs, sizes: dict[str, int], stream=None) -> None:
         import torch

@@ -1,0 +1,369 @@
+#!/usr/bin/env python
+"""GPU check of the Hopper (sm_90a) dense prefill kernels lowered from kernels_src/tl/dense_prefill_sm90.tl.
+
+On an H100/H200:
+    python scripts/hopper_check.py                  # build if needed, validate, time; JSON into $OUT
+    python scripts/hopper_check.py --build          # rebuild the cubins first (needs nvcc)
+    python scripts/hopper_check.py --quick          # fewer cases and lengths
+
+Steps, each recorded (and the report rewritten) whether it works or fails, so one run says as much
+as it can:
+  1. environment: GPU, capability, torch / cuDNN versions;
+  2. build: `registry-sm90a/` (one cubin per dtype x head size + index.json), unless present;
+  3. validate: per kernel, in its own process (a hang or an illegal address cannot take the other
+     kernels down): fresh random inputs, output poisoned with NaN, fp32 reference
+     (qimeng_serve.validate.reference), lengths 1 17 127 128 129 1000 4099, causal and not, GQA 1/4/8,
+     chunked prefill (Lq 100, Lk 1000) and a sliding window;
+  4. bench: per kernel, in its own process, beside SDPA flash (FA2), cuDNN SDPA and FlexAttention in
+     the same process on the same inputs: B*L = 16k tokens, H*D = 2048, L 1k..16k, causal and not;
+     FLOPs = 4*B*H*L*L*D (halved for causal); L2 flushed before each run; CUDA events; figures above
+     the roofline measured in the same run are rejected (qimeng_serve.bench).
+Writes $OUT/hopper_check.json (or --out) and a readable hopper_check.log beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DEFAULT_KERNELS = REPO / "registry-sm90a"
+BENCH_LENGTHS = (1024, 2048, 4096, 8192, 16384)
+TOKENS, HIDDEN = 16384, 2048  # B * L and H * D of every benchmark row
+VALIDATE_TIMEOUT_S = 240
+HANG_TIMEOUT_S = 45  # per kernel once one kernel hung before its first case finished
+BENCH_TIMEOUT_S = 300
+
+
+# ---------------------------------------------------------------- report
+class Report:
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.data: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "steps": {}, "kernels": {},
+                           "validation": {}, "bench": []}
+        self.lines: list[str] = []
+
+    def log(self, text: str) -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+        self.save()
+
+    def step(self, name: str, ok: bool, seconds: float, error: str | None = None, **extra) -> None:
+        self.data["steps"][name] = {"ok": ok, "seconds": round(seconds, 1), "error": error, **extra}
+        self.log(f"[{'ok' if ok else 'FAILED'}] {name} ({seconds:.0f} s)" + (f": {error}" if error else ""))
+
+    def save(self) -> None:
+        (self.out_dir / "hopper_check.json").write_text(json.dumps(self.data, indent=1, default=str) + "\n")
+        (self.out_dir / "hopper_check.log").write_text("\n".join(self.lines) + "\n")
+
+
+def _tail(text: str, n: int = 1500) -> str:
+    return text[-n:] if text else ""
+
+
+# ---------------------------------------------------------------- workers (run in child processes)
+def _load(kernel_dir: Path, dtype: str, d: int):
+    from qimeng_serve.runtime.sm90 import load_sm90_kernels
+
+    kernels = load_sm90_kernels(kernel_dir)
+    if (dtype, d) not in kernels:
+        raise SystemExit(f"no {dtype} hd{d} kernel in {kernel_dir}")
+    return kernels[(dtype, d)]
+
+
+def validation_cases(quick: bool):
+    """(label, Lq, Lk, group, causal, window)"""
+    from qimeng_serve.validate import GROUPS, LENGTHS
+
+    lengths = (1, 17, 128, 129, 1000) if quick else LENGTHS
+    groups = (1, 8) if quick else GROUPS
+    cases = []
+    for g in groups:
+        for length in lengths:
+            for causal in (True, False):
+                cases.append((f"L={length} g={g} {'causal' if causal else 'full'}", length, length, g, causal, 0))
+        cases.append((f"Lq=100 Lk=1000 g={g} causal", 100, 1000, g, True, 0))
+    cases.append(("L=1000 g=4 causal window=64", 1000, 1000, 4, True, 64))
+    cases.append(("Lq=129 Lk=700 g=1 causal window=200", 129, 700, 1, True, 200))
+    return cases
+
+
+def worker_validate(args) -> dict:
+    import torch
+
+    from qimeng_serve.validate import TOLERANCE, reference, rel_l2
+
+    kernel = _load(args.kernels, args.dtype, args.head_dim)
+    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    tol = TOLERANCE[args.dtype]
+    gen = torch.Generator(device="cuda").manual_seed(args.seed)
+    d, b, hkv = args.head_dim, 2, 2
+    results = []
+    for label, lq, lk, g, causal, window in validation_cases(args.quick):
+        row = {"case": label}
+        try:
+            q = torch.randn(b, hkv * g, lq, d, generator=gen, device="cuda").to(dt)
+            k = torch.randn(b, hkv, lk, d, generator=gen, device="cuda").to(dt)
+            v = torch.randn(b, hkv, lk, d, generator=gen, device="cuda").to(dt)
+            out = torch.full_like(q, float("nan"))  # poison: every element must be written
+            scale = 1.0 / math.sqrt(d)
+            kernel.dense_prefill(q, k, v, causal=causal, softmax_scale=scale, window=window, out=out)
+            torch.cuda.synchronize()
+            ref = torch.stack([reference(q[i], k[i], v[i], causal=causal, scale=scale, window=window)
+                               for i in range(b)])
+            err = rel_l2(out, ref)
+            row.update(rel_l2=err, ok=err <= tol, nan=bool(torch.isnan(out).any()))
+        except Exception as exc:  # record and go on; a sticky CUDA error will fail the rest the same way
+            row.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    return {"kernel": kernel.name, "tolerance": tol, "cases": results,
+            "passed": sum(r.get("ok", False) for r in results), "total": len(results)}
+
+
+def worker_bench(args) -> dict:
+    import torch
+    from torch.nn.attention import SDPBackend
+
+    from qimeng_serve.bench import (
+        Timer,
+        _checked,
+        _flex,
+        _sdpa,
+        _tflops,
+        _try,
+        measure_ceilings,
+    )
+
+    kernel = _load(args.kernels, args.dtype, args.head_dim)
+    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    timer = Timer()
+    roof = measure_ceilings(timer)
+    d = args.head_dim
+    rows = []
+    for length in args.lengths:
+        for causal in (False, True):
+            b, h = TOKENS // length, HIDDEN // d
+            row = {"dtype": args.dtype, "head_dim": d, "batch": b, "heads": h, "seqlen": length, "causal": causal}
+            try:
+                q = torch.randn(b, h, length, d, dtype=dt, device="cuda")
+                k = torch.randn(b, h, length, d, dtype=dt, device="cuda")
+                v = torch.randn(b, h, length, d, dtype=dt, device="cuda")
+                out = torch.empty_like(q)
+
+                def conv(ms, b=b, h=h, length=length, causal=causal):
+                    return None if ms is None else _checked(_tflops(b, h, length, length, d, causal, ms), roof,
+                                                            "TFLOPS")
+
+                run = kernel.prepare_dense(q, k, v, causal=causal, out=out)  # tensor maps encoded once
+                try:
+                    run()
+                    row["ours"] = conv(timer.median_ms(run))
+                except Exception as exc:  # ours failing is a finding, not a missing anchor
+                    row["ours"], row["ours_error"] = None, f"{type(exc).__name__}: {exc}"
+                row["fa2"] = conv(_try(timer, _sdpa, SDPBackend.FLASH_ATTENTION, q, k, v, causal))
+                row["cudnn"] = conv(_try(timer, _sdpa, SDPBackend.CUDNN_ATTENTION, q, k, v, causal))
+                row["flex"] = conv(_try(timer, _flex, q, k, v, causal)) if args.flex else None
+            except Exception as exc:
+                row["error"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            torch.cuda.empty_cache()
+    return {"kernel": kernel.name, "roofline": roof, "rows": rows}
+
+
+def worker_main(args) -> None:
+    fn = {"validate": worker_validate, "bench": worker_bench}[args.worker]
+    result = fn(args)
+    Path(args.result).write_text(json.dumps(result, default=str))
+
+
+# ---------------------------------------------------------------- parent steps
+def step_environment(rep: Report) -> bool:
+    t = time.time()
+    try:
+        import torch
+
+        info = {"python": platform.python_version(), "torch": torch.__version__,
+                "cuda_available": torch.cuda.is_available()}
+        if torch.cuda.is_available():
+            info.update(device=torch.cuda.get_device_name(), capability=list(torch.cuda.get_device_capability()),
+                        cudnn=torch.backends.cudnn.version(), torch_cuda=torch.version.cuda)
+        rep.data["environment"] = info
+        ok = info.get("capability") == [9, 0]
+        rep.step("environment", ok, time.time() - t, None if ok else "needs an sm_90 GPU (H100/H200)", **info)
+        return ok
+    except Exception as exc:
+        rep.step("environment", False, time.time() - t, f"{type(exc).__name__}: {exc}")
+        return False
+
+
+def step_build(rep: Report, args) -> bool:
+    t = time.time()
+    index = args.kernels / "index.json"
+    if index.is_file() and not args.build:
+        data = json.loads(index.read_text())
+        rep.data["kernels"] = data["kernels"]
+        rep.step("build", True, time.time() - t, None, note=f"using the cubins in {args.kernels}")
+        return True
+    try:
+        from qimeng_serve.lower.sm90_build import build_sm90_kernels
+
+        data = build_sm90_kernels(args.kernels, dtypes=args.dtypes, head_dims=args.head_dims,
+                                  progress=lambda name, meta: rep.log(f"  built {name}: {meta['ptxas']} {meta['sass']}"))
+        rep.data["kernels"] = data["kernels"]
+        rep.step("build", True, time.time() - t)
+        return True
+    except Exception as exc:
+        rep.step("build", False, time.time() - t, f"{type(exc).__name__}: {exc}", trace=_tail(traceback.format_exc()))
+        return False
+
+
+def _child(rep: Report, args, worker: str, dtype: str, d: int, timeout: float, extra: list[str]) -> dict | None:
+    result = args.out / f".{worker}_{dtype}_{d}.json"
+    result.unlink(missing_ok=True)
+    argv = [sys.executable, __file__, "--worker", worker, "--dtype", dtype, "--head-dim", str(d),
+            "--kernels", str(args.kernels), "--result", str(result), "--seed", str(args.seed), *extra]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return {"error": f"timed out after {timeout:.0f} s (a hang: a barrier never completed?)",
+                "partial": [json.loads(x) for x in out.splitlines() if x.startswith("{")]}
+    if proc.returncode != 0 or not result.is_file():
+        return {"error": f"worker exited {proc.returncode}", "stderr": _tail(proc.stderr),
+                "partial": [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]}
+    data = json.loads(result.read_text())
+    result.unlink(missing_ok=True)
+    return data
+
+
+def _left(args) -> float:
+    return args.budget_s - (time.time() - args.t0)
+
+
+def step_validate(rep: Report, args) -> None:
+    timeout = VALIDATE_TIMEOUT_S
+    for dtype in args.dtypes:
+        for d in args.head_dims:
+            t = time.time()
+            name = f"validate {dtype} hd{d}"
+            if _left(args) < 30:
+                rep.step(name, False, 0, "skipped: the time budget (--budget-s) is spent")
+                continue
+            data = _child(rep, args, "validate", dtype, d, min(timeout, _left(args)),
+                          ["--quick"] if args.quick else [])
+            if "timed out" in data.get("error", "") and not data.get("partial"):
+                timeout = HANG_TIMEOUT_S  # the kernels hang: spend little time on the others
+            rep.data["validation"][f"{dtype}_hd{d}"] = data
+            if "error" in data:
+                rep.step(name, False, time.time() - t, data["error"])
+                continue
+            bad = [c for c in data["cases"] if not c.get("ok")]
+            worst = max((c.get("rel_l2", math.inf) for c in data["cases"]), default=math.nan)
+            rep.step(name, not bad, time.time() - t, None if not bad else
+                     f"{len(bad)} of {data['total']} cases fail, e.g. {bad[0]}", worst_rel_l2=worst)
+
+
+def step_bench(rep: Report, args) -> None:
+    for dtype in args.bench_dtypes:
+        for d in args.head_dims:
+            key = f"{dtype}_hd{d}"
+            checked = rep.data["validation"].get(key, {})
+            if "error" in checked or (checked.get("cases") is not None and not any(c.get("ok") for c in checked["cases"])):
+                rep.step(f"bench {dtype} hd{d}", False, 0, "skipped: the kernel did not pass validation at all "
+                         f"({checked.get('error', 'no case passed')})")
+                continue
+            if checked.get("cases") and not all(c.get("ok") for c in checked["cases"]):
+                rep.log(f"  (bench {key}: some validation cases fail; its figures are reported, not valid)")
+            for flex in ((False, True) if args.flex == "all" or (args.flex == "d128" and d == 128) else (False,)):
+                t = time.time()
+                name = f"bench {dtype} hd{d}" + (" flex" if flex else "")
+                if _left(args) < 45:
+                    rep.step(name, False, 0, "skipped: the time budget (--budget-s) is spent")
+                    continue
+                extra = ["--lengths", ",".join(map(str, args.lengths))] + (["--with-flex"] if flex else [])
+                data = _child(rep, args, "bench", dtype, d, min(BENCH_TIMEOUT_S, _left(args)), extra)
+                rows = data.get("rows", data.get("partial", []))
+                for row in rows:
+                    row["flex_pass"] = flex
+                    rep.data["bench"].append(row)
+                    rep.log("  " + _fmt_row(row))
+                rep.step(name, "error" not in data, time.time() - t, data.get("error"))
+
+
+def _fmt_row(row: dict) -> str:
+    def f(v):
+        return "  -  " if v is None else f"{v:5.0f}"
+    head = f"{row.get('dtype')} hd{row.get('head_dim')} L={row.get('seqlen')} {'causal' if row.get('causal') else 'full  '}"
+    if "error" in row:
+        return f"{head}: {row['error']}"
+    return (f"{head}  ours {f(row.get('ours'))}  FA2 {f(row.get('fa2'))}  cuDNN {f(row.get('cudnn'))}  "
+            f"flex {f(row.get('flex'))} TFLOPS")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernels", type=Path, default=DEFAULT_KERNELS, help="directory of cubins + index.json")
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "hopper-check-out")))
+    ap.add_argument("--build", action="store_true", help="rebuild the cubins (needs nvcc) even if present")
+    ap.add_argument("--quick", action="store_true", help="fewer validation cases and benchmark lengths")
+    ap.add_argument("--dtypes", default="f16,bf16")
+    ap.add_argument("--bench-dtypes", default="bf16")
+    ap.add_argument("--head-dims", default="64,128,256")
+    ap.add_argument("--lengths", default=",".join(map(str, BENCH_LENGTHS)))
+    ap.add_argument("--flex", choices=("all", "d128", "none"), default="d128",
+                    help="which head sizes also time FlexAttention (it compiles per shape: slow)")
+    ap.add_argument("--no-validate", action="store_true")
+    ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--budget-s", type=float, default=560, help="stop starting new steps after this many seconds")
+    ap.add_argument("--seed", type=int, default=0)
+    # worker mode (internal)
+    ap.add_argument("--worker", choices=("validate", "bench"), help=argparse.SUPPRESS)
+    ap.add_argument("--dtype", help=argparse.SUPPRESS)
+    ap.add_argument("--head-dim", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    ap.add_argument("--with-flex", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        if args.worker == "bench":
+            args.lengths = [int(x) for x in args.lengths.split(",")]
+            args.flex = args.with_flex
+        worker_main(args)
+        return 0
+    args.t0 = time.time()
+    args.dtypes = args.dtypes.split(",")
+    args.bench_dtypes = args.bench_dtypes.split(",")
+    args.head_dims = [int(x) for x in args.head_dims.split(",")]
+    args.lengths = [int(x) for x in args.lengths.split(",")]
+    if args.quick:
+        args.lengths = [x for x in args.lengths if x in (1024, 4096, 16384)] or args.lengths
+    rep = Report(args.out)
+    rep.log(f"hopper_check: kernels {args.kernels}, report {args.out}")
+    gpu = step_environment(rep)
+    built = step_build(rep, args)
+    if gpu and built:
+        if not args.no_validate:
+            step_validate(rep, args)
+        if not args.no_bench:
+            step_bench(rep, args)
+    steps = rep.data["steps"]
+    failed = [n for n, s in steps.items() if not s["ok"]]
+    rep.data["summary"] = {"steps": len(steps), "failed": failed, "seconds": round(time.time() - args.t0)}
+    rep.log(f"done in {time.time() - args.t0:.0f} s; {len(failed)} step(s) failed" + (f": {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
