@@ -1,0 +1,48 @@
+"""scripts/hopper_check.py without a GPU: it records the missing GPU as a failed step, still builds
+the kernels into its directory, writes its JSON report, and exits non-zero; its validation cases
+cover the lengths, GQA ratios and masks the brief asks for."""
+
+import importlib.util
+import json
+
+import pytest
+
+from qimeng_serve.build.toolchain import ToolchainError, find_toolchain
+from tests.conftest import REPO
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("hopper_check", REPO / "scripts" / "hopper_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_validation_cases_cover_the_required_shapes():
+    cases = load_script().validation_cases(quick=False)
+    assert {lq for _, lq, lk, *_ in cases if lq == lk} >= {1, 17, 127, 128, 129, 1000, 4099}
+    assert {g for *_, g, _, _ in cases} == {1, 4, 8}
+    assert {c for *_, c, _ in cases} == {True, False}
+    assert any(lk > lq for _, lq, lk, *_ in cases) and any(w for *_, w in cases)
+
+
+def test_runs_to_a_report_without_a_gpu(tmp_path):
+    try:
+        find_toolchain()
+    except ToolchainError as exc:
+        pytest.skip(f"no CUDA toolchain: {exc}")
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: this test is about the CPU-only path")
+    kernels, out = tmp_path / "kernels", tmp_path / "out"
+    rc = load_script().main(["--kernels", str(kernels), "--out", str(out), "--dtypes", "bf16", "--head-dims", "64",
+                             "--no-bench"])
+    assert rc == 1
+    report = json.loads((out / "hopper_check.json").read_text())
+    assert report["steps"]["environment"]["ok"] is False and "sm_90" in report["steps"]["environment"]["error"]
+    assert report["steps"]["build"]["ok"] is True
+    index = json.loads((kernels / "index.json").read_text())
+    (meta,) = index["kernels"].values()
+    assert meta["abi"] == "attn_params+tma_descs" and meta["ptxas"]["spill_stores"] == 0
+    assert (kernels / "qm_dense_prefill_sm90_attn_bf16_hd64.cubin").stat().st_size > 0
+    assert "FAILED] environment" in (out / "hopper_check.log").read_text()
