@@ -88,13 +88,23 @@ def new_builder(backend, layers: list, vllm_config, device, block_size: int | No
                                          [layer.layer_name for layer in layers], vllm_config, torch.device(device))
 
 
-def new_kv_cache(backend, num_blocks: int, block_size: int, num_kv_heads: int, head_size: int, dtype,
-                 device) -> torch.Tensor:
+def new_kv_cache(backend, num_blocks: int, block_size: int, num_kv_heads: int, head_size: int, dtype, device,
+                 vllm_config=None) -> torch.Tensor:
     """One layer's cache as vLLM 0.26 allocates it: physical order from get_kv_cache_stride_order,
-    returned as the logical get_kv_cache_shape view."""
+    returned as the logical get_kv_cache_shape view. The stride order may read the config (vLLM 0.26
+    asks its KV connector), so it is computed inside `vllm_config`'s context when one is given."""
+    from contextlib import nullcontext
+
     shape = backend.get_kv_cache_shape(num_blocks, block_size, num_kv_heads, head_size)
+    if vllm_config is not None:
+        from vllm.config import set_current_vllm_config
+
+        context = set_current_vllm_config(vllm_config)
+    else:
+        context = nullcontext()
     try:
-        order = backend.get_kv_cache_stride_order()
+        with context:
+            order = backend.get_kv_cache_stride_order()
     except (AttributeError, NotImplementedError):
         order = tuple(range(len(shape)))
     physical = torch.empty([shape[i] for i in order], dtype=dtype, device=device)

@@ -98,10 +98,12 @@ def bench_head_dim(result: dict, tmp: Path, head_dim: int, args) -> None:
             config = new_vllm_config(model, dtype=args.dtype, max_model_len=max_model_len, max_num_seqs=128,
                                      block_size=block_size)
             (layer,) = build_layers(config, 1, backend=cls, device=dev)
-            setups[name] = (cls, layer, new_builder(cls, [layer], config, dev, block_size))
+            setups[name] = (cls, layer, new_builder(cls, [layer], config, dev, block_size), config)
         except Exception as exc:  # noqa: BLE001  (a backend this GPU or build lacks is a row, not a crash)
             result.setdefault("skipped", []).append(f"{name} D={head_dim}: {type(exc).__name__}: {exc}"[:500])
             print(f"skip {name} D={head_dim}: {exc}", flush=True)
+    if not setups:
+        raise RuntimeError(f"no backend could be set up for D={head_dim}: {result.get('skipped')}")
     gen = torch.Generator(device=dev).manual_seed(0)
     for batch_name, (seqs, queries) in BATCHES.items():
         spec = BatchSpec(seqs, queries, batch_name)
@@ -110,7 +112,9 @@ def bench_head_dim(result: dict, tmp: Path, head_dim: int, args) -> None:
         shapes = {n: s[0].get_kv_cache_shape(batch.num_blocks, block_size, kv_heads, head_dim) for n, s in setups.items()}
         if len(set(shapes.values())) > 1:
             raise RuntimeError(f"backends disagree on the KV-cache shape: {shapes}")
-        kv_cache = new_kv_cache(backend_class("QIMENG"), batch.num_blocks, block_size, kv_heads, head_dim, dtype, dev)
+        any_config = next(iter(setups.values()))[3]
+        kv_cache = new_kv_cache(backend_class("QIMENG"), batch.num_blocks, block_size, kv_heads, head_dim, dtype, dev,
+                                any_config)
         k_cache, v_cache = split_kv(kv_cache, head_dim)
         for i, s in enumerate(seqs):
             k = torch.randn(s, kv_heads, head_dim, generator=gen, device=dev).to(dtype)
@@ -121,7 +125,7 @@ def bench_head_dim(result: dict, tmp: Path, head_dim: int, args) -> None:
         pairs = attention_pairs(seqs, queries)
         decode_seqs = [s for s, q in zip(seqs, queries) if q == 1]
         outputs = {}
-        for name, (_, layer, builder) in setups.items():
+        for name, (_, layer, builder, _) in setups.items():
             metadata = builder.build(0, cam)
             output = torch.empty(tokens, heads, head_dim, dtype=dtype, device=dev)
 

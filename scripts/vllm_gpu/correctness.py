@@ -156,7 +156,7 @@ def run_case(model_dir: Path, *, dtype, head_dim: int, heads: int, kv_heads: int
     pad_kwargs = {"pad_reqs_to": pad, "pad_tokens_to": pad, "max_seq_len": max_model_len} if pad else {}
     b = make_batch(spec, block_size, dev, seed=seed, **pad_kwargs)
     cam = b.metadata
-    kv_cache = new_kv_cache(QimengAttentionBackend, b.num_blocks, block_size, kv_heads, head_dim, dtype, dev)
+    kv_cache = new_kv_cache(QimengAttentionBackend, b.num_blocks, block_size, kv_heads, head_dim, dtype, dev, config)
     kv_cache.fill_(float("nan"))  # a kernel that reads past a sequence's end shows up as NaN
     k_cache, v_cache = split_kv(kv_cache, head_dim)
     table = cam.block_table_tensor

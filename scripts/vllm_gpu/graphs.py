@@ -58,7 +58,7 @@ def run(result: dict, tmp: Path, head_dim: int, dtype_name: str) -> None:
     builder = new_builder(QimengAttentionBackend, [layer], config, dev, block_size)
     blocks_per_req = MAX_MODEL_LEN // block_size
     num_blocks = 1 + SLOTS * blocks_per_req
-    kv_cache = new_kv_cache(QimengAttentionBackend, num_blocks, block_size, kv_heads, head_dim, dtype, dev)
+    kv_cache = new_kv_cache(QimengAttentionBackend, num_blocks, block_size, kv_heads, head_dim, dtype, dev, config)
     k_cache, v_cache = split_kv(kv_cache, head_dim)
 
     # capture: vLLM's dummy uniform-decode batch, padded to SLOTS, max_seq_len = max_model_len

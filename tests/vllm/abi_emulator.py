@@ -10,9 +10,18 @@ GPU scripts run the real ones.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
+from unittest import mock
 
 import torch
+
+# the reference, cache filling and comparison the GPU scripts use (scripts/ is not a package)
+_COMMON = Path(__file__).resolve().parents[2] / "scripts" / "vllm_gpu" / "common.py"
+_spec = importlib.util.spec_from_file_location("qimeng_vllm_gpu_common", _COMMON)
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
 
 _TORCH_DTYPE = {"f16": torch.float16, "bf16": torch.bfloat16}
 
@@ -79,3 +88,51 @@ def _attention(q, k, v, scale, window, softcap):
     visible = (j <= i) & ((j > i - window) if window else True)
     s = s.masked_fill(~visible, float("-inf"))
     return torch.einsum("hij,jhd->ihd", torch.softmax(s, -1).nan_to_num(0.0), v)
+
+
+def emulated_forward(config, seqs, queries, *, block_size=16, window=0, softcap=0.0, pad=0, seed=0):
+    """One layer's forward on a described batch with emulated kernels; (stats vs SDPA, kernel calls,
+    output rows past the real tokens)."""
+    from qimeng_serve.vllm_plugin.backend import QimengAttentionBackend
+    from qimeng_serve.vllm_plugin.batch import BatchSpec, make_batch
+    from qimeng_serve.vllm_plugin.harness import build_layers, new_builder, new_kv_cache
+
+    mc = config.model_config
+    heads, kv_heads, d = mc.get_num_attention_heads(config.parallel_config), \
+        mc.get_num_kv_heads(config.parallel_config), mc.get_head_size()
+    kwargs = ({"per_layer_sliding_window": window} if window else {}) | ({"logits_soft_cap": softcap} if softcap else {})
+    (layer,) = build_layers(config, 1, **kwargs)
+    builder = new_builder(QimengAttentionBackend, [layer], config, "cpu", block_size)
+    emulator = EmulatedKernelSet(layer.impl.artifact.plan)
+    gen = torch.Generator().manual_seed(seed)
+    pad_kwargs = {"pad_reqs_to": pad, "pad_tokens_to": pad, "max_seq_len": mc.max_model_len} if pad else {}
+    batch = make_batch(BatchSpec(tuple(seqs), tuple(queries)), block_size, "cpu", seed=seed, **pad_kwargs)
+    cam = batch.metadata
+    kv_cache = new_kv_cache(QimengAttentionBackend, batch.num_blocks, block_size, kv_heads, d, torch.float16, "cpu",
+                            config)
+    kv_cache.fill_(float("nan"))
+    k_cache, v_cache = common.split_kv(kv_cache, d)
+    k_all = [torch.randn(s, kv_heads, d, generator=gen).half() for s in seqs]
+    v_all = [torch.randn(s, kv_heads, d, generator=gen).half() for s in seqs]
+    qsl = cam.query_start_loc_cpu
+    key = torch.zeros(cam.num_actual_tokens, kv_heads, d, dtype=torch.float16)
+    value = torch.zeros_like(key)
+    for i, (s, q) in enumerate(zip(seqs, queries)):
+        common.write_context(k_cache, v_cache, cam.block_table_tensor[i], k_all[i], v_all[i], block_size, s - q)
+        key[qsl[i]:qsl[i] + q], value[qsl[i]:qsl[i] + q] = k_all[i][s - q:], v_all[i][s - q:]
+    # the new tokens' K/V reach the cache through vLLM's slot mapping, as its cache-write kernel does
+    real = cam.slot_mapping >= 0
+    k_cache.flatten(0, 1)[cam.slot_mapping[real]] = key[real]
+    v_cache.flatten(0, 1)[cam.slot_mapping[real]] = value[real]
+    query = torch.randn(cam.num_actual_tokens, heads, d, generator=gen).half()
+    output = torch.full_like(query, float("nan"))
+    metadata = builder.build_for_cudagraph_capture(cam) if pad else builder.build(0, cam)
+    with mock.patch.object(layer.impl.artifact, "kernels", lambda: emulator):  # the artifact is process-wide
+        layer.impl.forward(layer, query, key, value, kv_cache, metadata, output)
+    outs, refs = [], []
+    for i, (s, q) in enumerate(zip(seqs, queries)):
+        outs.append(output[qsl[i]:qsl[i] + q])
+        refs.append(common.reference_attention(query[qsl[i]:qsl[i] + q], k_all[i], v_all[i], scale=d ** -0.5,
+                                               window=window, softcap=softcap))
+    stats = common.compare(torch.cat(outs), torch.cat(refs), torch.float16)
+    return stats, emulator.calls, output[int(qsl[len(seqs)]):]

@@ -108,6 +108,14 @@ def compat_v026(model_dir: str) -> dict:
     md = builder.build(0, cam)
     out["split"] = [md.decode.num_reqs, md.prefill.num_reqs, md.prefill.cu_seqlens_q.tolist()]
     out["layer_backend"] = layers[0].backend.name
+    # the whole forward path on 0.26's objects, kernels emulated (abi_emulator.py), against SDPA
+    from tests.vllm.abi_emulator import emulated_forward
+
+    mixed, calls, _ = emulated_forward(new_vllm_config(model_dir, device="cpu"), (1000, 33, 17, 300, 600),
+                                       (1, 1, 17, 45, 513), window=64)
+    padded, _, untouched = emulated_forward(new_vllm_config(model_dir, device="cpu"), (5, 77, 1025), (1, 1, 1), pad=8)
+    out["emulated"] = {"mixed_ok": mixed["ok"], "padded_ok": padded["ok"], "calls": [c["op"] for c in calls],
+                       "padding_untouched": bool(torch.isnan(untouched).all())}
     # another plugin's CUSTOM is left alone (with a warning), not overwritten
     from vllm.v1.attention.backends import registry
 
