@@ -474,6 +474,13 @@ def tl_fmt(
 
 from qimeng_serve import cli_registry  # noqa: E402,F401  (registers publish/pull/list/verify)
 from qimeng_serve import cli_doctor  # noqa: E402,F401  (registers doctor)
+from qimeng_serve.cli_generate import (  # noqa: E402,F401  (registers generate; build's stage 1 options)
+    ApiKeyOpt, BaseUrlOpt, GeneratorOpt, ModelOpt, TuneOpt, TuneTopOpt,
+)
 
 if __name__ == "__main__":
-    app()
+    # `python -m qimeng_serve.cli`: this file runs as __main__, a second copy of the module, and the
+    # commands that other modules register on `qimeng_serve.cli.app` attach to the imported copy
+    from qimeng_serve.cli import app as registered_app
+
+    registered_app()
