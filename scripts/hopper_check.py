@@ -73,13 +73,13 @@ def _tail(text: str, n: int = 1500) -> str:
 
 
 # ---------------------------------------------------------------- workers (run in child processes)
-def _load(kernel_dir: Path, dtype: str, d: int):
+def _load(kernel_dir: Path, name: str):
     from qimeng_serve.runtime.sm90 import load_sm90_kernels
 
-    kernels = load_sm90_kernels(kernel_dir)
-    if (dtype, d) not in kernels:
-        raise SystemExit(f"no {dtype} hd{d} kernel in {kernel_dir}")
-    return kernels[(dtype, d)]
+    kernels = load_sm90_kernels(kernel_dir, names={name})
+    if name not in kernels:
+        raise SystemExit(f"no kernel {name} in {kernel_dir}")
+    return kernels[name]
 
 
 def validation_cases(quick: bool):
@@ -104,11 +104,12 @@ def worker_validate(args) -> dict:
 
     from qimeng_serve.validate import TOLERANCE, reference, rel_l2
 
-    kernel = _load(args.kernels, args.dtype, args.head_dim)
-    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    tol = TOLERANCE[args.dtype]
+    kernel = _load(args.kernels, args.kernel)
+    dtype, d = kernel.meta["dtype"], kernel.meta["head_dim"]
+    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    tol = TOLERANCE[dtype]
     gen = torch.Generator(device="cuda").manual_seed(args.seed)
-    d, b, hkv = args.head_dim, 2, 2
+    b, hkv = 2, 2
     results = []
     for label, lq, lk, g, causal, window in validation_cases(args.quick):
         row = {"case": label}
@@ -146,16 +147,16 @@ def worker_bench(args) -> dict:
         measure_ceilings,
     )
 
-    kernel = _load(args.kernels, args.dtype, args.head_dim)
-    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    kernel = _load(args.kernels, args.kernel)
+    dtype, d = kernel.meta["dtype"], kernel.meta["head_dim"]
+    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
     timer = Timer()
     roof = measure_ceilings(timer)
-    d = args.head_dim
     rows = []
     for length in args.lengths:
         for causal in (False, True):
             b, h = TOKENS // length, HIDDEN // d
-            row = {"dtype": args.dtype, "head_dim": d, "batch": b, "heads": h, "seqlen": length, "causal": causal}
+            row = {"kernel": kernel.name, "program": kernel.meta.get("program"), "dtype": dtype, "head_dim": d, "batch": b, "heads": h, "seqlen": length, "causal": causal}
             try:
                 q = torch.randn(b, h, length, d, dtype=dt, device="cuda")
                 k = torch.randn(b, h, length, d, dtype=dt, device="cuda")
@@ -230,10 +231,10 @@ def step_build(rep: Report, args) -> bool:
         return False
 
 
-def _child(rep: Report, args, worker: str, dtype: str, d: int, timeout: float, extra: list[str]) -> dict | None:
-    result = args.out / f".{worker}_{dtype}_{d}.json"
+def _child(rep: Report, args, worker: str, name: str, timeout: float, extra: list[str]) -> dict:
+    result = args.out / f".{worker}_{name}.json"
     result.unlink(missing_ok=True)
-    argv = [sys.executable, __file__, "--worker", worker, "--dtype", dtype, "--head-dim", str(d),
+    argv = [sys.executable, __file__, "--worker", worker, "--kernel", name,
             "--kernels", str(args.kernels), "--result", str(result), "--seed", str(args.seed), *extra]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
@@ -253,60 +254,70 @@ def _left(args) -> float:
     return args.budget_s - (time.time() - args.t0)
 
 
+def selected(rep: Report, args, dtypes) -> list[str]:
+    """Kernel names of the index, in its order, whose dtype and head size were asked for."""
+    return [n for n, m in rep.data["kernels"].items() if m["dtype"] in dtypes and m["head_dim"] in args.head_dims]
+
+
 def step_validate(rep: Report, args) -> None:
     timeout = VALIDATE_TIMEOUT_S
-    for dtype in args.dtypes:
-        for d in args.head_dims:
-            t = time.time()
-            name = f"validate {dtype} hd{d}"
-            if _left(args) < 30:
-                rep.step(name, False, 0, "skipped: the time budget (--budget-s) is spent")
-                continue
-            data = _child(rep, args, "validate", dtype, d, min(timeout, _left(args)),
-                          ["--quick"] if args.quick else [])
-            if "timed out" in data.get("error", "") and not data.get("partial"):
-                timeout = HANG_TIMEOUT_S  # the kernels hang: spend little time on the others
-            rep.data["validation"][f"{dtype}_hd{d}"] = data
-            if "error" in data:
-                rep.step(name, False, time.time() - t, data["error"])
-                continue
-            bad = [c for c in data["cases"] if not c.get("ok")]
-            worst = max((c.get("rel_l2", math.inf) for c in data["cases"]), default=math.nan)
-            rep.step(name, not bad, time.time() - t, None if not bad else
-                     f"{len(bad)} of {data['total']} cases fail, e.g. {bad[0]}", worst_rel_l2=worst)
+    for kernel in selected(rep, args, args.dtypes):
+        t = time.time()
+        name = f"validate {kernel}"
+        if _left(args) < 30:
+            rep.step(name, False, 0, "skipped: the time budget (--budget-s) is spent")
+            continue
+        data = _child(rep, args, "validate", kernel, min(timeout, _left(args)),
+                      ["--quick"] if args.quick else [])
+        if "timed out" in data.get("error", "") and not data.get("partial"):
+            timeout = HANG_TIMEOUT_S  # the kernels hang: spend little time on the others
+        rep.data["validation"][kernel] = data
+        if "error" in data:
+            rep.step(name, False, time.time() - t, data["error"])
+            continue
+        bad = [c for c in data["cases"] if not c.get("ok")]
+        worst = max((c.get("rel_l2", math.inf) for c in data["cases"]), default=math.nan)
+        rep.step(name, not bad, time.time() - t, None if not bad else
+                 f"{len(bad)} of {data['total']} cases fail, e.g. {bad[0]}", worst_rel_l2=worst)
 
 
 def step_bench(rep: Report, args) -> None:
-    for dtype in args.bench_dtypes:
-        for d in args.head_dims:
-            key = f"{dtype}_hd{d}"
-            checked = rep.data["validation"].get(key, {})
-            if "error" in checked or (checked.get("cases") is not None and not any(c.get("ok") for c in checked["cases"])):
-                rep.step(f"bench {dtype} hd{d}", False, 0, "skipped: the kernel did not pass validation at all "
-                         f"({checked.get('error', 'no case passed')})")
-                continue
-            if checked.get("cases") and not all(c.get("ok") for c in checked["cases"]):
-                rep.log(f"  (bench {key}: some validation cases fail; its figures are reported, not valid)")
-            for flex in ((False, True) if args.flex == "all" or (args.flex == "d128" and d == 128) else (False,)):
-                t = time.time()
-                name = f"bench {dtype} hd{d}" + (" flex" if flex else "")
-                if _left(args) < 45:
-                    rep.step(name, False, 0, "skipped: the time budget (--budget-s) is spent")
-                    continue
-                extra = ["--lengths", ",".join(map(str, args.lengths))] + (["--with-flex"] if flex else [])
-                data = _child(rep, args, "bench", dtype, d, min(BENCH_TIMEOUT_S, _left(args)), extra)
-                rows = data.get("rows", data.get("partial", []))
-                for row in rows:
-                    row["flex_pass"] = flex
-                    rep.data["bench"].append(row)
-                    rep.log("  " + _fmt_row(row))
-                rep.step(name, "error" not in data, time.time() - t, data.get("error"))
+    # D = 128 first (the anchors' headline), each program beside the other; FlexAttention, an anchor
+    # that compiles per shape, last and once per dtype x head size
+    names = sorted(selected(rep, args, args.bench_dtypes),
+                   key=lambda n: (rep.data["kernels"][n]["head_dim"] != 128, rep.data["kernels"][n]["head_dim"]))
+    flex = [n for n in names if args.flex == "all" or (args.flex == "d128" and rep.data["kernels"][n]["head_dim"] == 128)]
+    flex_keys = {}
+    for n in flex:
+        flex_keys.setdefault((rep.data["kernels"][n]["dtype"], rep.data["kernels"][n]["head_dim"]), n)
+    jobs = [(n, False) for n in names] + [(n, True) for n in flex_keys.values()]
+    for kernel, with_flex in jobs:
+        checked = rep.data["validation"].get(kernel, {})
+        if "error" in checked or (checked.get("cases") is not None and not any(c.get("ok") for c in checked["cases"])):
+            rep.step(f"bench {kernel}", False, 0, "skipped: the kernel did not pass validation at all "
+                     f"({checked.get('error', 'no case passed')})")
+            continue
+        if checked.get("cases") and not all(c.get("ok") for c in checked["cases"]):
+            rep.log(f"  (bench {kernel}: some validation cases fail; its figures are reported, not valid)")
+        t = time.time()
+        name = f"bench {kernel}" + (" + FlexAttention" if with_flex else "")
+        if _left(args) < 45:
+            rep.step(name, False, 0, "skipped: the time budget (--budget-s) is spent")
+            continue
+        extra = ["--lengths", ",".join(map(str, args.lengths))] + (["--with-flex"] if with_flex else [])
+        data = _child(rep, args, "bench", kernel, min(BENCH_TIMEOUT_S, _left(args)), extra)
+        rows = data.get("rows", data.get("partial", []))
+        for row in rows:
+            row["flex_pass"] = with_flex
+            rep.data["bench"].append(row)
+            rep.log("  " + _fmt_row(row))
+        rep.step(name, "error" not in data, time.time() - t, data.get("error"))
 
 
 def _fmt_row(row: dict) -> str:
     def f(v):
         return "  -  " if v is None else f"{v:5.0f}"
-    head = f"{row.get('dtype')} hd{row.get('head_dim')} L={row.get('seqlen')} {'causal' if row.get('causal') else 'full  '}"
+    head = f"{row.get('kernel')} L={row.get('seqlen')} {'causal' if row.get('causal') else 'full  '}"
     if "error" in row:
         return f"{head}: {row['error']}"
     return (f"{head}  ours {f(row.get('ours'))}  FA2 {f(row.get('fa2'))}  cuDNN {f(row.get('cudnn'))}  "
@@ -331,8 +342,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     # worker mode (internal)
     ap.add_argument("--worker", choices=("validate", "bench"), help=argparse.SUPPRESS)
-    ap.add_argument("--dtype", help=argparse.SUPPRESS)
-    ap.add_argument("--head-dim", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--kernel", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     ap.add_argument("--with-flex", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -204,6 +204,9 @@ def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -
     p_regs, c_regs = _role_int(plan.producer, "regs", params), _role_int(plan.consumer, "regs", params)
     if _role_int(plan.producer, "warpgroups", params) != 1:
         raise _refuse(plan.producer, "the producer is one warpgroup", "use warpgroups=1")
+    if ast.option(plan.consumer.options, "schedule") == "pingpong" and wgs != 2:
+        raise _refuse(plan.consumer, f"schedule=pingpong alternates two consumer warpgroups, not {wgs}",
+                      "use warpgroups=2, or drop schedule=pingpong")
     if bm != 64 * wgs or d % 64 or bn % 16 or bn > 256:
         raise _refuse(plan.kernel, f"BLOCK_M={bm}, BLOCK_N={bn}, D={d} with {wgs} consumer warpgroups is not a tile "
                       "the sm90 blocks implement", "BLOCK_M = 64 per consumer warpgroup, BLOCK_N a multiple of 16 "
@@ -319,6 +322,12 @@ def _emit_consumer(plan: _Plan, scope: Scope, spec: AttentionSpec, bn: int) -> l
     q0 = plan.q_copy.src.indices[2].lo
     n = scalar_name(plan.c_loop.var)
     q_len = _seqlen_q(plan, scope)
+    pingpong = ast.option(plan.consumer.options, "schedule") == "pingpong"
+    last = f"{n} == n_lo" if ast.option(plan.c_loop.options, "order") == "reverse" else f"{n} == n_hi - 1"
+    turn_start = ["    const qm::sm90::PingPong turn(c.tid);  // schedule=pingpong: the GEMMs of S take turns",
+                  "    if (n_hi > n_lo) turn.start();  // no tiles, no turns"] if pingpong else []
+    wait_turn = ["      turn.wait_turn();"] if pingpong else []
+    pass_turn = [f"      turn.pass_turn({last});"] if pingpong else []
     return [
         f"  }} else {{  // {_role_text(plan.consumer)}",
         "    qm::sm90::consumer_registers<KT>();  // setmaxnreg.inc",
@@ -329,10 +338,13 @@ def _emit_consumer(plan: _Plan, scope: Scope, spec: AttentionSpec, bn: int) -> l
         f"{scope.cpp(kw.get('offset', zero))}, {scope.cpp(kw.get('window', zero))}}};",
         f"    qm::sm90::wait_full(&sm.q_full, 0, 0);  // {_tl(plan.q_wait)}",
         "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;",
+        *turn_start,
         f"    {_loop_head(plan.c_loop, n)} {{  // Loop {plan.c_loop.var}",
         "      auto S = c.alloc_s();",
         f"      qm::sm90::wait_full(sm.k_full, ps_k.stage, ps_k.phase);  // {_tl(plan.waits[sk])}",
+        *wait_turn,
         f"      c.gemm_qk(S, sm, ps_k.stage);  // {_tl(r['gemm_qk'])}",
+        *pass_turn,
         f"      qm::sm90::release(sm.k_empty, ps_k.stage);  // {_tl(plan.releases[sk])}",
         "      ps_k.advance();",
         f"      const float scale = c.scores<{'true' if softcap else 'false'}>(S, p);  // {_tl(scale)}",

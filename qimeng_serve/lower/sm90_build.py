@@ -86,13 +86,16 @@ def opcode_counts(sass: str, opcodes=HOPPER_OPCODES) -> dict[str, int]:
 
 # ------------------------------------------------------------------ a directory of sm_90a kernels
 INDEX = "index.json"
-GOLDEN_SM90 = "dense_prefill_sm90.tl"
+# the Hopper dense prefill programs: the plain schedule (f16, bf16), and the consumer warpgroups in
+# ping-pong (bf16: the variant the GPU check times against it)
+GOLDEN_SM90 = ("dense_prefill_sm90.tl", ("dense_prefill_sm90_pingpong.tl", ("bf16",)))
 
 
 def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 128, 256), softcap: float = 0.0,
-                       toolchain: Toolchain | None = None, tl_path: Path | None = None, progress=None) -> dict:
-    """Lower and compile the Hopper dense prefill program for each dtype x head size into out_dir:
-    `<entry>.cubin`, `<entry>.cu` and `index.json` (launch metadata, ptxas report, SASS opcode counts).
+                       toolchain: Toolchain | None = None, programs=None, progress=None) -> dict:
+    """Lower and compile each Hopper dense prefill program (kernels_src/tl, GOLDEN_SM90 by default)
+    for each dtype x head size into out_dir: `<entry>.cubin`, `<entry>.cu` and `index.json` (launch
+    metadata, ptxas report, SASS opcode counts). programs: TL files, or (TL file, dtypes) pairs.
 
     Causal or not, GQA ratio and lengths are run-time arguments, so one kernel per dtype x head size."""
     import json
@@ -104,14 +107,18 @@ def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 
     from qimeng_serve.tl.parser import parse_tl_file
 
     toolchain = toolchain or find_toolchain()
-    path = tl_path or KERNELS_INCLUDE.parent / "tl" / GOLDEN_SM90
-    program = parse_tl_file(path)
+    tl_dir = KERNELS_INCLUDE.parent / "tl"
+    jobs = []
+    for item in programs or GOLDEN_SM90:
+        path, kinds = (item, dtypes) if isinstance(item, (str, Path)) else (item[0], [x for x in item[1] if x in dtypes])
+        jobs.append((Path(path) if Path(path).is_absolute() else tl_dir / path, kinds))
     target = get_target("sm_90")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    index = {"schema": "qimeng-sm90a-kernels/1", "arch": "sm_90a", "program": path.name, "kernels": {}}
-    for dtype in dtypes:
-        for d in head_dims:
+    index = {"schema": "qimeng-sm90a-kernels/1", "arch": "sm_90a", "kernels": {}}
+    for path, kinds in jobs:
+        program = parse_tl_file(path)
+        for dtype, d in ((dt, hd) for dt in kinds for hd in head_dims):
             spec = AttentionSpec("dense_prefill", dtype, d, 1, True, softcap=softcap)
             source = lower_sm90(program, target, spec, source_name=str(path))
             result = compile_sm90(source, toolchain, keep_dir=out_dir)
@@ -119,7 +126,7 @@ def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 
             res = result.resources.get(entry.name)
             (out_dir / f"{entry.name}.cubin").write_bytes(result.cubin)
             index["kernels"][entry.name] = {
-                "dtype": dtype, "head_dim": d, "softcap": softcap, "threads": entry.threads, "grid": entry.grid,
+                "program": path.name, "dtype": dtype, "head_dim": d, "softcap": softcap, "threads": entry.threads, "grid": entry.grid,
                 "smem_bytes": entry.smem_bytes, "abi": entry.abi, "tensor_maps": entry.tensor_maps,
                 "params": source.params, "tl_sha256": source.tl_sha256, "source_sha256": source.sha256,
                 "nvcc_flags": result.flags,

@@ -81,8 +81,8 @@ class Sm90Kernel:
               f"launching {self.name}")
 
 
-def load_sm90_kernels(directory: Path) -> dict[tuple[str, int], Sm90Kernel]:
-    """(dtype, head size) -> kernel, from `index.json` and the cubins beside it."""
+def load_sm90_kernels(directory: Path, names=None) -> dict[str, Sm90Kernel]:
+    """Entry name -> kernel (all, or those in names), from `index.json` and the cubins beside it."""
     import torch
 
     directory = Path(directory)
@@ -95,10 +95,12 @@ def load_sm90_kernels(directory: Path) -> dict[tuple[str, int], Sm90Kernel]:
     index = json.loads(index_path.read_text())
     out = {}
     for name, meta in index["kernels"].items():
+        if names is not None and name not in names:
+            continue
         blob = (directory / f"{name}.cubin").read_bytes()
         module = check(drv.cuModuleLoadData(blob), f"loading {name}")
         function = check(drv.cuModuleGetFunction(module, name.encode()), f"finding {name}")
         attr = drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
         check(drv.cuFuncSetAttribute(function, attr, meta["smem_bytes"]), f"opting {name} into its shared memory")
-        out[(meta["dtype"], meta["head_dim"])] = Sm90Kernel(name, meta, function, module)
+        out[name] = Sm90Kernel(name, meta, function, module)
     return out

@@ -327,6 +327,11 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
         if not (isinstance(wg, int) and isinstance(regs, int)):
             complete = False
             continue
+        schedule = ast.option(role.options, "schedule")
+        if schedule == "pingpong" and (name == "producer" or wg != 2):
+            yield diag("setmaxnreg", _option_node(role, "schedule"), f"schedule=pingpong on the {name} role with "
+                       f"warpgroups={wg}: ping-pong alternates the GEMMs of two consumer warpgroups",
+                       "put it on `Role consumer with warpgroups=2`, or drop it")
         if wg < 1 or (name == "producer" and wg != 1):
             yield diag("setmaxnreg", _option_node(role, "warpgroups"), f"Role {name} has warpgroups={wg}",
                        "the producer is one warpgroup; the consumer one or more")

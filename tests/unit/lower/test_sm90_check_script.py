@@ -42,7 +42,10 @@ def test_runs_to_a_report_without_a_gpu(tmp_path):
     assert report["steps"]["environment"]["ok"] is False and "sm_90" in report["steps"]["environment"]["error"]
     assert report["steps"]["build"]["ok"] is True
     index = json.loads((kernels / "index.json").read_text())
-    (meta,) = index["kernels"].values()
-    assert meta["abi"] == "attn_params+tma_descs" and meta["ptxas"]["spill_stores"] == 0
-    assert (kernels / "qm_dense_prefill_sm90_attn_bf16_hd64.cubin").stat().st_size > 0
+    assert set(index["kernels"]) == {"qm_dense_prefill_sm90_attn_bf16_hd64",  # and its ping-pong variant
+                                     "qm_dense_prefill_sm90_pingpong_attn_bf16_hd64"}
+    for name, meta in index["kernels"].items():
+        assert meta["abi"] == "attn_params+tma_descs" and meta["ptxas"]["spill_stores"] == 0
+        assert meta["sass"]["HGMMA"] > 0 and meta["sass"]["UTMALDG"] > 0
+        assert (kernels / f"{name}.cubin").stat().st_size > 0
     assert "FAILED] environment" in (out / "hopper_check.log").read_text()

@@ -78,3 +78,21 @@ def test_warp_mma_in_the_consumer_is_refused():
     text = SM90.replace("Compute acc += gemm(P, sV) with mma=gmma", "Compute acc += gemm(P, sV) with mma=m16n8k16")
     with pytest.raises(LoweringError, match="warpgroup MMAs"):
         lowered(text)
+
+
+PINGPONG = (GOLDEN_DIR / "dense_prefill_sm90_pingpong.tl").read_text()
+
+
+def test_pingpong_takes_turns_around_the_score_gemm():
+    text = lowered(PINGPONG).text
+    assert "qm_dense_prefill_sm90_pingpong_attn_bf16_hd128" in text
+    wait, gemm, hand = text.index("turn.wait_turn();"), text.index("c.gemm_qk(S, sm"), text.index("turn.pass_turn(t_n == n_lo);")
+    assert wait < gemm < hand  # the turn spans S = Q K^T only: the softmax overlaps the other's GEMM
+    assert "if (n_hi > n_lo) turn.start();" in text
+    assert "turn" not in lowered().text  # the plain schedule has none
+
+
+def test_pingpong_needs_two_consumer_warpgroups():
+    with pytest.raises(TLCheckError, match="ping-pong alternates"):
+        lowered(PINGPONG.replace("CONSUMERS = 2", "CONSUMERS = 1").replace("WARPS = 8", "WARPS = 4")
+                .replace("BLOCK_M = 128", "BLOCK_M = 64"))

@@ -91,4 +91,22 @@ __device__ __forceinline__ void wait_full(uint64_t* full, int stage, uint32_t ph
 // Release sX: this thread is done reading the slot (its GMMAs completed)
 __device__ __forceinline__ void release(uint64_t* empty, int stage) { Barrier::arrive(&empty[stage]); }
 
+// ---- ping-pong between two consumer warpgroups (TL: `Role consumer with ..., schedule=pingpong`)
+// The warpgroups take turns on the tensor cores for S = Q K^T: while one runs its GEMM the other
+// runs its softmax. Two named barriers, one per warpgroup's turn, each completed by the owner's 128
+// threads (sync) and the other warpgroup's 128 (arrive). Warpgroup 1 gives warpgroup 0 the first
+// turn and skips its last hand-over, so every barrier phase gets exactly one arrive and one sync.
+struct PingPong {
+  static constexpr uint32_t kThreads = 2 * kWarpgroupThreads;
+  int wg;  // 0 or 1: the consumer warpgroup
+  __device__ __forceinline__ explicit PingPong(int consumer_tid) : wg(consumer_tid / kWarpgroupThreads) {}
+  __device__ __forceinline__ void start() const {
+    if (wg == 1) cutlass::arch::NamedBarrier::arrive(kThreads, 0);
+  }
+  __device__ __forceinline__ void wait_turn() const { cutlass::arch::NamedBarrier::sync(kThreads, wg); }
+  __device__ __forceinline__ void pass_turn(bool last) const {
+    if (!(wg == 1 && last)) cutlass::arch::NamedBarrier::arrive(kThreads, 1 - wg);
+  }
+};
+
 }  // namespace qm::sm90
