@@ -6,9 +6,27 @@ from __future__ import annotations
 import json
 import sys
 
+GPU_ABSENT = {"lark", "typer", "rich", "anthropic", "nvidia"}  # build toolchain and CLI: not on GPU machines
+
+
+class BlockForQimeng:
+    """Refuses GPU_ABSENT modules to qimeng_serve code only (vLLM and transformers may probe for them)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] not in GPU_ABSENT:
+            return
+        frame = sys._getframe(1)
+        while frame and frame.f_globals.get("__name__", "").startswith(("importlib", "_frozen_importlib")):
+            frame = frame.f_back
+        if frame and frame.f_globals.get("__name__", "").startswith("qimeng_serve"):
+            raise ImportError(f"{frame.f_globals['__name__']} imports {name}, which the GPU machines lack")
+        return
+
 
 def engine_config(model_dir: str) -> dict:
-    """`--attention-backend qimeng` through vLLM's CLI parser and EngineArgs.create_engine_config."""
+    """`--attention-backend qimeng` through vLLM's CLI parser and EngineArgs.create_engine_config; with
+    the serving path (registration, backend, artifact resolution) denied what GPU machines lack."""
+    sys.meta_path.insert(0, BlockForQimeng())
     from vllm.engine.arg_utils import EngineArgs
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
@@ -17,7 +35,11 @@ def engine_config(model_dir: str) -> dict:
                               "--dtype", "float16", "--skip-tokenizer-init"])
     config = EngineArgs.from_cli_args(args).create_engine_config()
     backend = config.attention_config.backend
-    return {"member": backend.name, "class": f"{backend.get_class().__module__}.{backend.get_class().__name__}"}
+    from qimeng_serve.vllm_plugin import artifacts, batch, harness, impl, metadata  # noqa: F401
+
+    art = artifacts.serving_artifact((9, 0), "f16", 128)
+    return {"member": backend.name, "class": f"{backend.get_class().__module__}.{backend.get_class().__name__}",
+            "served": [art.bundle_path.name, art.plan.decode_split]}
 
 
 def spawn() -> dict:

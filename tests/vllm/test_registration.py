@@ -67,12 +67,22 @@ def test_engine_args_resolve_the_name(registered, tmp_path):
     assert args.attention_backend == "qimeng"  # a plain string until the engine config is built (below)
 
 
-def test_cli_parser_and_engine_config_resolve_the_name(tmp_path):
-    model = write_model_config(tmp_path / "model")
+@pytest.fixture(scope="module")
+def engine_run(tmp_path_factory, serving_registry):
+    model = write_model_config(tmp_path_factory.mktemp("engine") / "model")
     # VLLM_TARGET_DEVICE=cpu: vLLM's CPU platform, so the engine config can be built without a GPU
-    got = _run_driver("engine_config", str(model), VLLM_TARGET_DEVICE="cpu")
-    assert got["member"] == "QIMENG"
-    assert got["class"] == "qimeng_serve.vllm_plugin.backend.QimengAttentionBackend"
+    return _run_driver("engine_config", str(model), VLLM_TARGET_DEVICE="cpu", QIMENG_REGISTRY=str(serving_registry))
+
+
+def test_cli_parser_and_engine_config_resolve_the_name(engine_run):
+    assert engine_run["member"] == "QIMENG"
+    assert engine_run["class"] == "qimeng_serve.vllm_plugin.backend.QimengAttentionBackend"
+
+
+def test_serving_imports_nothing_the_gpu_machines_lack(engine_run):
+    """GPU machines have torch, vLLM's payload, safetensors and jsonschema, not the build toolchain (lark,
+    nvidia-cutlass) or the CLI's typer and rich: the driver refused those to qimeng_serve's modules."""
+    assert engine_run["served"] == ["qimeng-default-sm_90-f16.safetensors", 512]
 
 
 def test_a_spawned_child_unpickles_the_member_thanks_to_the_platform_hook():
