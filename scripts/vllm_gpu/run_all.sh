@@ -8,7 +8,8 @@
 #     PAYLOAD_DIR     vLLM 0.26 folder made here by /work/shared/tools/vllm-gpu-payload/prepare.sh
 #                     (default .device/vllm-payload); its install_on_gpu.sh unpacks it once per machine
 #     OUT             results folder (default gpu-results/vllm)
-#     QIMENG_REGISTRY prebuilt registry carried along (default ./registry)
+#     QIMENG_REGISTRY prebuilt registry carried along (default ./registry); registry_subset.py makes a
+#                     smaller one that fits the carry limit beside the payload
 #     STEPS           subset of: correctness correctness_sm75 graphs e2e bench (default: all). A device
 #                     command may run 10 minutes: e.g. STEPS="correctness correctness_sm75 graphs", then
 #                     STEPS=e2e, then STEPS=bench on the same warm machine (the unpacked vLLM stays)
@@ -37,7 +38,8 @@ if ! python3 -c "import jsonschema" 2>/dev/null; then
 fi
 EP=/tmp/qimeng-entry-points
 python3 "$HERE/entry_points.py" "$EP" >/dev/null || exit 2
-export PYTHONPATH="$PWD:$EP:$PYTHONPATH" QIMENG_REGISTRY=${QIMENG_REGISTRY:-$PWD/registry}
+REGISTRY=$(cd "${QIMENG_REGISTRY:-registry}" 2>/dev/null && pwd) || { echo "error: no registry at ${QIMENG_REGISTRY:-registry}"; exit 2; }
+export PYTHONPATH="$PWD:$EP:$PYTHONPATH" QIMENG_REGISTRY="$REGISTRY"
 { nvidia-smi -L; python3 -c "import torch, vllm; print('torch', torch.__version__, '| vllm', vllm.__version__, '|', torch.cuda.get_device_name())"
   python3 - <<'PY'
 from qimeng_serve.vllm_plugin import artifacts, registration

@@ -18,7 +18,7 @@ from tests.vllm.conftest import SKIP_REASON
 vllm = pytest.importorskip("vllm", reason=SKIP_REASON)
 
 SCRIPTS = REPO / "scripts" / "vllm_gpu"
-NAMES = ("correctness", "graphs", "e2e", "bench", "make_tiny_llama", "entry_points", "summary")
+NAMES = ("correctness", "graphs", "e2e", "bench", "make_tiny_llama", "entry_points", "summary", "registry_subset")
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,23 @@ def test_summary_reads_every_step(scripts, tmp_path):
     assert summary["vllm_correctness"]["cases"] == "9/9 passed"
     assert summary["vllm_e2e"]["runs"] == {"qimeng_eager": False} and summary["vllm_e2e"]["status"] == "failed"
 
+
+
+def test_registry_subset_is_a_registry_the_plugin_serves_from(scripts, serving_registry, tmp_path, monkeypatch):
+    from qimeng_serve.errors import QimengError
+    from qimeng_serve.vllm_plugin import artifacts
+
+    monkeypatch.setattr(sys, "argv", ["registry_subset.py", str(tmp_path / "sub"), "--from", str(serving_registry),
+                                      "--bundle", "sm_90/f16", "--bundle", "sm_75/f16"])
+    scripts["registry_subset"].main()
+    index = json.loads((tmp_path / "sub" / "index.json").read_text())
+    assert sorted(e["path"] for e in index["bundles"]) == ["sm_75/f16/qimeng-default-sm_75-f16.safetensors",
+                                                          "sm_90/f16/qimeng-default-sm_90-f16.safetensors"]
+    monkeypatch.setenv("QIMENG_REGISTRY", str(tmp_path / "sub"))
+    artifacts.clear_cache()
+    try:
+        assert artifacts.serving_artifact((9, 0), "f16", 128).bundle_path.parent.parent.parent == tmp_path / "sub"
+        with pytest.raises(QimengError, match="wrong dtype f16 \\(want bf16\\)"):
+            artifacts.serving_artifact((9, 0), "bf16", 128)
+    finally:
+        artifacts.clear_cache()
