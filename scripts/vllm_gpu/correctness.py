@@ -126,7 +126,8 @@ def _batch(name: str) -> dict:
 
 
 def run_case(model_dir: Path, *, dtype, head_dim: int, heads: int, kv_heads: int, block_size: int, batch: str,
-             seqs, queries, pad: int = 0, window: int = 0, softcap: float = 0.0, seed: int = 0) -> dict:
+             seqs, queries, pad: int = 0, window: int = 0, softcap: float = 0.0, seed: int = 0,
+             device: str = "cuda") -> dict:
     import torch
 
     from qimeng_serve.vllm_plugin.backend import QimengAttentionBackend
@@ -141,12 +142,12 @@ def run_case(model_dir: Path, *, dtype, head_dim: int, heads: int, kv_heads: int
 
     label = (f"{str(dtype).split('.')[-1]} D={head_dim} Hq={heads} Hkv={kv_heads} page={block_size} {batch}"
              + (f" window={window}" if window else "") + (f" softcap={softcap:g}" if softcap else ""))
-    dev = torch.device("cuda")
+    dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(seed)
     max_model_len = 8192
     write_model_config(model_dir, heads=heads, kv_heads=kv_heads, head_dim=head_dim)
     config = new_vllm_config(model_dir, dtype=str(dtype).split(".")[-1], max_model_len=max_model_len,
-                             block_size=block_size)
+                             block_size=block_size, device=None if dev.type == "cuda" else dev.type)
     kwargs = {"per_layer_sliding_window": window} if window else {}
     if softcap:
         kwargs["logits_soft_cap"] = softcap
@@ -176,7 +177,8 @@ def run_case(model_dir: Path, *, dtype, head_dim: int, heads: int, kv_heads: int
     metadata = (builder.build_for_cudagraph_capture(cam) if pad else builder.build(0, cam))
     layer.impl.do_kv_cache_update(layer, key, value, kv_cache, cam.slot_mapping)
     layer.impl.forward(layer, query, key, value, kv_cache, metadata, output)
-    torch.cuda.synchronize()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     outs, refs, kv_ok = [], [], True
     for i, (s, q) in enumerate(zip(seqs, queries)):
         k_back, v_back = read_context(k_cache, v_cache, table[i], s, block_size)

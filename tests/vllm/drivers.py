@@ -138,6 +138,25 @@ def compat_v026(model_dir: str) -> dict:
     padded, _, untouched = emulated_forward(new_vllm_config(model_dir, device="cpu"), (5, 77, 1025), (1, 1, 1), pad=8)
     out["emulated"] = {"mixed_ok": mixed["ok"], "padded_ok": padded["ok"], "calls": [c["op"] for c in calls],
                        "padding_untouched": bool(torch.isnan(untouched).all())}
+    # the GPU correctness script's own case runner on 0.26's objects (kernels emulated, cache write in torch)
+    import tempfile
+    from pathlib import Path
+    from unittest import mock
+
+    from qimeng_serve.vllm_plugin.artifacts import ServingArtifact
+    from tests.vllm.abi_emulator import EmulatedKernelSet
+    from tests.vllm.test_gpu_scripts import SCRIPTS, _slot_write
+
+    sys.path.insert(0, str(SCRIPTS))
+    import correctness
+
+    with mock.patch.object(ServingArtifact, "kernels", lambda self: EmulatedKernelSet(self.plan)), \
+            mock.patch.object(QimengAttentionImpl, "do_kv_cache_update", _slot_write), \
+            tempfile.TemporaryDirectory() as tmp:
+        seqs, queries = correctness.BATCHES["mixed"]
+        row = correctness.run_case(Path(tmp), dtype=torch.float16, head_dim=128, heads=8, kv_heads=2, block_size=16,
+                                   batch="mixed", seqs=seqs, queries=queries, window=256, device="cpu")
+    out["script_case_ok"] = bool(row["ok"] and row["kv_write_ok"])
     # another plugin's CUSTOM is left alone (with a warning), not overwritten
     from vllm.v1.attention.backends import registry
 

@@ -139,3 +139,40 @@ def test_registry_subset_is_a_registry_the_plugin_serves_from(scripts, serving_r
             artifacts.serving_artifact((9, 0), "bf16", 128)
     finally:
         artifacts.clear_cache()
+
+
+def _slot_write(self, layer, key, value, kv_cache, slot_mapping):
+    """What vLLM's cache-write kernel does (Triton, GPU only): token t -> slot slot_mapping[t], -1 skipped."""
+    k_cache, v_cache = self._cache_views(kv_cache)
+    real = slot_mapping >= 0
+    k_cache.flatten(0, 1)[slot_mapping[real]] = key[real]
+    v_cache.flatten(0, 1)[slot_mapping[real]] = value[real]
+
+
+@pytest.mark.parametrize("case", [
+    {"batch": "mixed", "heads": 8, "kv_heads": 2, "block_size": 16},
+    {"batch": "decode", "heads": 32, "kv_heads": 1, "block_size": 32},
+    {"batch": "graph_padded_decode", "heads": 8, "kv_heads": 2, "block_size": 16, "pad": 8,
+     "seqs": (5, 77, 1025), "queries": (1, 1, 1)},
+    {"batch": "mixed_window_softcap", "heads": 8, "kv_heads": 2, "block_size": 16, "window": 256, "softcap": 50.0},
+])
+def test_correctness_case_runs_on_the_cpu_with_emulated_kernels(scripts, plugin_env, registered, monkeypatch,
+                                                                 tmp_path, case):
+    """correctness.run_case as the GPU runs it (vLLM layers, builder, cache, do_kv_cache_update, forward,
+    reference), with the two GPU-only pieces replaced: the cubins by the ABI emulator, vLLM's Triton
+    cache write by the same slot-mapping write in torch."""
+    from qimeng_serve.vllm_plugin.artifacts import ServingArtifact
+    from qimeng_serve.vllm_plugin.impl import QimengAttentionImpl
+    from tests.vllm.abi_emulator import EmulatedKernelSet
+
+    monkeypatch.setenv("QIMENG_CAPABILITY", "9.0")
+    monkeypatch.setattr(ServingArtifact, "kernels", lambda self: EmulatedKernelSet(self.plan))
+    monkeypatch.setattr(QimengAttentionImpl, "do_kv_cache_update", _slot_write)
+    correctness = scripts["correctness"]
+    args = {"seqs": correctness.BATCHES["mixed"][0], "queries": correctness.BATCHES["mixed"][1]} | case
+    if args["batch"] in correctness.BATCHES:
+        args["seqs"], args["queries"] = correctness.BATCHES[args["batch"]]
+    row = correctness.run_case(tmp_path / "m", dtype=torch.float16, head_dim=128, device="cpu", **args)
+    assert row["ok"] and row["kv_write_ok"] and row["nan"] == 0, row
+    assert row["bundle"] == ("qimeng-softcap50-sm_90-f16.safetensors" if case.get("softcap")
+                             else "qimeng-default-sm_90-f16.safetensors")

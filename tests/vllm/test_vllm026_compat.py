@@ -45,5 +45,6 @@ def test_plugin_serves_vllm_026_through_the_custom_slot(tmp_path, serving_regist
     assert got["split"] == [2, 1, [2, 47]] and got["layer_backend"] == "CUSTOM"
     assert got["hook_registered"] is True  # the platform hook alone registers (what a spawned worker relies on)
     assert got["custom_left_to_other"] is True
+    assert got["script_case_ok"] is True
     assert got["emulated"] == {"mixed_ok": True, "padded_ok": True, "calls": ["paged_decode", "paged_prefill"],
                                "padding_untouched": True}
