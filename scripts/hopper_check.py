@@ -221,7 +221,10 @@ def step_build(rep: Report, args) -> bool:
     try:
         from qimeng_serve.lower.sm90_build import build_sm90_kernels
 
-        data = build_sm90_kernels(args.kernels, dtypes=args.dtypes, head_dims=args.head_dims,
+        from qimeng_serve.lower.sm90_build import GOLDEN_SM90
+
+        programs = [g for g in GOLDEN_SM90 if args.programs is None or g[0] in args.programs]
+        data = build_sm90_kernels(args.kernels, dtypes=args.dtypes, head_dims=args.head_dims, programs=programs,
                                   progress=lambda name, meta: rep.log(f"  built {name}: {meta['ptxas']} {meta['sass']}"))
         rep.data["kernels"] = data["kernels"]
         rep.step("build", True, time.time() - t)
@@ -333,6 +336,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dtypes", default="f16,bf16")
     ap.add_argument("--bench-dtypes", default="bf16")
     ap.add_argument("--head-dims", default="64,128,256")
+    ap.add_argument("--programs", help="TL programs to build (kernels_src/tl file names, comma-separated; "
+                    "default: the plain, ping-pong and overlap schedules)")
     ap.add_argument("--lengths", default=",".join(map(str, BENCH_LENGTHS)))
     ap.add_argument("--flex", choices=("all", "d128", "none"), default="d128",
                     help="which head sizes also time FlexAttention (it compiles per shape: slow)")
@@ -356,6 +361,7 @@ def main(argv=None) -> int:
     args.dtypes = args.dtypes.split(",")
     args.bench_dtypes = args.bench_dtypes.split(",")
     args.head_dims = [int(x) for x in args.head_dims.split(",")]
+    args.programs = args.programs.split(",") if args.programs else None
     args.lengths = [int(x) for x in args.lengths.split(",")]
     if args.quick:
         args.lengths = [x for x in args.lengths if x in (1024, 4096, 16384)] or args.lengths

@@ -328,7 +328,7 @@ def _emit_consumer(plan: _Plan, scope: Scope, spec: AttentionSpec, bn: int) -> l
                   "    if (n_hi > n_lo) turn.start();  // no tiles, no turns"] if pingpong else []
     wait_turn = ["      turn.wait_turn();"] if pingpong else []
     pass_turn = [f"      turn.pass_turn({last});"] if pingpong else []
-    return [
+    head = [
         f"  }} else {{  // {_role_text(plan.consumer)}",
         "    qm::sm90::consumer_registers<KT>();  // setmaxnreg.inc",
         "    qm::sm90::Consumer<KT> c(threadIdx.x - qm::sm90::kWarpgroupThreads);  // m (init=-inf), l (init=0)",
@@ -338,6 +338,20 @@ def _emit_consumer(plan: _Plan, scope: Scope, spec: AttentionSpec, bn: int) -> l
         f"{scope.cpp(kw.get('offset', zero))}, {scope.cpp(kw.get('window', zero))}}};",
         f"    qm::sm90::wait_full(&sm.q_full, 0, 0);  // {_tl(plan.q_wait)}",
         "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;",
+    ]
+    tail = [
+        f"    // {_tl(plan.normalize)}; {_tl(plan.store)} (rows < seqlen_q only)",
+        f"    c.normalize_and_store(acc, p, {scope.cpp(plan.q_copy.src.indices[0])}, "
+        f"{scope.cpp(plan.q_copy.src.indices[1])}, {scope.cpp(q0)}, {q_len});",
+        "  }",
+    ]
+    steps = _ConsumerSteps(plan, n, "true" if softcap else "false")
+    if ast.option(plan.consumer.options, "overlap") == "softmax":
+        if pingpong:
+            raise _refuse(plan.consumer, "overlap=softmax together with schedule=pingpong is not lowered yet",
+                          "use one of the two")
+        return head + _overlapped_loop(plan, steps, n) + tail
+    return head + [
         *turn_start,
         f"    {_loop_head(plan.c_loop, n)} {{  // Loop {plan.c_loop.var}",
         "      auto S = c.alloc_s();",
@@ -358,10 +372,79 @@ def _emit_consumer(plan: _Plan, scope: Scope, spec: AttentionSpec, bn: int) -> l
         f"      qm::sm90::release(sm.v_empty, ps_v.stage);  // {_tl(plan.releases[sv])}",
         "      ps_v.advance();",
         "    }",
-        f"    // {_tl(plan.normalize)}; {_tl(plan.store)} (rows < seqlen_q only)",
-        f"    c.normalize_and_store(acc, p, {scope.cpp(plan.q_copy.src.indices[0])}, "
-        f"{scope.cpp(plan.q_copy.src.indices[1])}, {scope.cpp(q0)}, {q_len});",
-        "  }",
+    ] + tail
+
+
+@dataclass
+class _ConsumerSteps:
+    """The consumer loop's statements as building-block calls (shared by both loop shapes)."""
+
+    plan: _Plan
+    n: str
+    softcap: str
+
+    def line(self, call: str, stmt, pad: str = "      ") -> str:
+        return f"{pad}{call}  // {_tl(stmt)}"
+
+    def softmax(self, s: str, pad: str) -> list[str]:
+        r = self.plan.roles
+        return [
+            self.line(f"const float scale = c.scores<{self.softcap}>({s}, p);", r["scale"], pad),
+            self.line(f"c.mask({s}, mk, {self.n});", r["mask"], pad),
+            f"{pad}c.online_softmax({s}, scale);  // {_tl(r['m_new'])}; {_tl(r['alpha'])}; {_tl(r['exp'])}; "
+            f"{_tl(r['l_update'])}; {_tl(r['m_update'])}",
+        ]
+
+
+def _overlapped_loop(plan: _Plan, st: _ConsumerSteps, n: str) -> list[str]:
+    """overlap=softmax: a software pipeline over the KV tiles. Tile n's S GEMM and the previous tile's
+    O += P V are issued together; the softmax of tile n runs while O += P V is still on the tensor
+    cores; acc is rescaled once that GEMM is done. Same arithmetic, in the same order per tile."""
+    r = plan.roles
+    sk, sv = _buffer_of(plan, "K"), _buffer_of(plan, "V")
+    reverse = ast.option(plan.c_loop.options, "order") == "reverse"
+    first = "n_hi - 1" if reverse else "n_lo"
+    rest = (f"for (int {n} = n_hi - 2; {n} >= n_lo; --{n})" if reverse
+            else f"for (int {n} = n_lo + 1; {n} < n_hi; ++{n})")
+    wk = st.line("qm::sm90::wait_full(sm.k_full, ps_k.stage, ps_k.phase);", plan.waits[sk], "        ")
+    wv = st.line("qm::sm90::wait_full(sm.v_full, ps_v.stage, ps_v.phase);", plan.waits[sv], "        ")
+    rk = st.line("qm::sm90::release(sm.k_empty, ps_k.stage);", plan.releases[sk], "        ")
+    rv = st.line("qm::sm90::release(sm.v_empty, ps_v.stage);", plan.releases[sv], "        ")
+    return [
+        f"    // Loop {plan.c_loop.var} in {print_expr(plan.c_loop.start)} .. {print_expr(plan.c_loop.stop)}, "
+        "overlap=softmax: the softmax of a tile runs while the previous tile's O += P V does",
+        "    if (n_hi > n_lo) {",
+        f"      int {n} = {first};  // the first tile: S, softmax, P",
+        "      auto S = c.alloc_s();",
+        wk.replace("        ", "      ", 1),
+        st.line("c.gemm_qk(S, sm, ps_k.stage);", r["gemm_qk"]),
+        rk.replace("        ", "      ", 1),
+        "      ps_k.advance();",
+        *st.softmax("S", "      "),
+        st.line("c.rescale(acc);", r["rescale"]),
+        st.line("auto P = c.reshape(S);", r["reshape"]),
+        f"      {rest} {{",
+        "        auto S_next = c.alloc_s();",
+        wk,
+        st.line("c.issue_qk(S_next, sm, ps_k.stage);", r["gemm_qk"], "        "),
+        wv,
+        st.line("c.issue_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], "        ") + " (previous tile)",
+        "        c.wait_gemms<1>(S_next);  // S of this tile is done; O += P V may still run",
+        rk,
+        "        ps_k.advance();",
+        *st.softmax("S_next", "        "),
+        "        c.wait_gemms<0>(acc, P);  // O += P V of the previous tile is done",
+        rv,
+        "        ps_v.advance();",
+        st.line("c.rescale(acc);", r["rescale"], "        "),
+        st.line("P = c.reshape(S_next);", r["reshape"], "        "),
+        "      }",
+        "      // the last tile's O += P V",
+        wv.replace("        ", "      ", 1),
+        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"]),
+        rv.replace("        ", "      ", 1),
+        "      ps_v.advance();",
+        "    }",
     ]
 
 

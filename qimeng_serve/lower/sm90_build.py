@@ -86,16 +86,23 @@ def opcode_counts(sass: str, opcodes=HOPPER_OPCODES) -> dict[str, int]:
 
 # ------------------------------------------------------------------ a directory of sm_90a kernels
 INDEX = "index.json"
-# the Hopper dense prefill programs: the plain schedule (f16, bf16), and the consumer warpgroups in
-# ping-pong (bf16: the variant the GPU check times against it)
-GOLDEN_SM90 = ("dense_prefill_sm90.tl", ("dense_prefill_sm90_pingpong.tl", ("bf16",)))
+# The Hopper dense prefill programs and what to build them for (None: every dtype / head size asked
+# for): the plain schedule, and two schedules the GPU check times against it in bf16: the consumer
+# warpgroups in ping-pong, and the softmax overlapped with the GEMMs (D <= 128: at D = 256 the second
+# score tile it keeps live spills).
+GOLDEN_SM90 = (
+    ("dense_prefill_sm90.tl", None, None),
+    ("dense_prefill_sm90_pingpong.tl", ("bf16",), None),
+    ("dense_prefill_sm90_overlap.tl", ("bf16",), (64, 128)),
+)
 
 
 def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 128, 256), softcap: float = 0.0,
                        toolchain: Toolchain | None = None, programs=None, progress=None) -> dict:
     """Lower and compile each Hopper dense prefill program (kernels_src/tl, GOLDEN_SM90 by default)
     for each dtype x head size into out_dir: `<entry>.cubin`, `<entry>.cu` and `index.json` (launch
-    metadata, ptxas report, SASS opcode counts). programs: TL files, or (TL file, dtypes) pairs.
+    metadata, ptxas report, SASS opcode counts). programs: (TL file, dtypes, head sizes) triples, None
+    meaning all of `dtypes` / `head_dims`.
 
     Causal or not, GQA ratio and lengths are run-time arguments, so one kernel per dtype x head size."""
     import json
@@ -109,16 +116,17 @@ def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 
     toolchain = toolchain or find_toolchain()
     tl_dir = KERNELS_INCLUDE.parent / "tl"
     jobs = []
-    for item in programs or GOLDEN_SM90:
-        path, kinds = (item, dtypes) if isinstance(item, (str, Path)) else (item[0], [x for x in item[1] if x in dtypes])
-        jobs.append((Path(path) if Path(path).is_absolute() else tl_dir / path, kinds))
+    for path, kinds, dims in programs or GOLDEN_SM90:
+        kinds = [x for x in dtypes if kinds is None or x in kinds]
+        dims = [x for x in head_dims if dims is None or x in dims]
+        jobs.append((Path(path) if Path(path).is_absolute() else tl_dir / path, kinds, dims))
     target = get_target("sm_90")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     index = {"schema": "qimeng-sm90a-kernels/1", "arch": "sm_90a", "kernels": {}}
-    for path, kinds in jobs:
+    for path, kinds, dims in jobs:
         program = parse_tl_file(path)
-        for dtype, d in ((dt, hd) for dt in kinds for hd in head_dims):
+        for dtype, d in ((dt, hd) for dt in kinds for hd in dims):
             spec = AttentionSpec("dense_prefill", dtype, d, 1, True, softcap=softcap)
             source = lower_sm90(program, target, spec, source_name=str(path))
             result = compile_sm90(source, toolchain, keep_dir=out_dir)

@@ -39,6 +39,7 @@ REG_MIN, REG_MAX, REG_STEP = 24, 256, 8  # setmaxnreg's range and granularity
 BARRIER_BYTES = 8  # one mbarrier
 SWIZZLE_ALIGN = 1024  # a 128-byte-swizzled tile starts on a 1024-byte boundary
 ROLE_NAMES = ("producer", "consumer")
+OVERLAPS = ("none", "softmax")  # intra-warpgroup overlap of the consumer (docs/tl.md §10)
 ROLE_STMTS = (ast.Role, ast.Wait, ast.Release)
 
 
@@ -327,6 +328,12 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
         if not (isinstance(wg, int) and isinstance(regs, int)):
             complete = False
             continue
+        overlap = ast.option(role.options, "overlap")
+        if overlap is not None and (overlap not in OVERLAPS or name == "producer"):
+            yield diag("setmaxnreg", _option_node(role, "overlap"), f"overlap={overlap} on the {name} role: the "
+                       f"consumer takes overlap={' or overlap='.join(OVERLAPS)}",
+                       "write `overlap=softmax` on `Role consumer` (the softmax of a KV tile runs while the GEMMs "
+                       "of its neighbours do), or drop it")
         schedule = ast.option(role.options, "schedule")
         if schedule == "pingpong" and (name == "producer" or wg != 2):
             yield diag("setmaxnreg", _option_node(role, "schedule"), f"schedule=pingpong on the {name} role with "

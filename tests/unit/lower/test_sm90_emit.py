@@ -96,3 +96,27 @@ def test_pingpong_needs_two_consumer_warpgroups():
     with pytest.raises(TLCheckError, match="ping-pong alternates"):
         lowered(PINGPONG.replace("CONSUMERS = 2", "CONSUMERS = 1").replace("WARPS = 8", "WARPS = 4")
                 .replace("BLOCK_M = 128", "BLOCK_M = 64"))
+
+
+OVERLAP = (GOLDEN_DIR / "dense_prefill_sm90_overlap.tl").read_text()
+
+
+def test_overlap_issues_the_next_score_gemm_with_the_previous_pv():
+    text = lowered(OVERLAP).text
+    loop = text[text.index("for (int t_n = n_hi - 2; t_n >= n_lo; --t_n)"):]
+    order = [loop.index(s) for s in ("c.issue_qk(S_next", "c.issue_pv(acc, P", "c.wait_gemms<1>(S_next)",
+                                     "c.online_softmax(S_next", "c.wait_gemms<0>(acc, P)", "c.rescale(acc)",
+                                     "P = c.reshape(S_next)")]
+    assert order == sorted(order)  # acc is rescaled only after the P V GEMM that writes it is done
+    assert "// the last tile's O += P V" in text and "if (n_hi > n_lo) {" in text
+
+
+def test_overlap_with_pingpong_is_refused():
+    text = OVERLAP.replace("overlap=softmax", "overlap=softmax, schedule=pingpong")
+    with pytest.raises(LoweringError, match="not lowered yet"):
+        lowered(text)
+
+
+def test_overlap_values_are_checked():
+    with pytest.raises(TLCheckError, match="overlap=fast"):
+        lowered(OVERLAP.replace("overlap=softmax", "overlap=fast"))

@@ -74,6 +74,32 @@ struct Consumer {
     gemm<false, true>(mma_pv, P, tOrV(_, _, _, stage), acc);
   }
 
+  // The same two GEMMs issued without waiting (overlap=softmax): S of the next KV tile and O += P V of
+  // the previous one run on the tensor cores while this warpgroup computes the softmax. wait_gemms<N>
+  // waits until at most N of this warpgroup's commit groups are still running.
+  __device__ __forceinline__ void issue_qk(TileS& S, SharedStorage<KT>& sm, int stage) {
+    using namespace cute;
+    Tensor sQ = make_tensor(make_smem_ptr(sm.q), typename KT::SmemLayoutQ{});
+    Tensor sK = make_tensor(make_smem_ptr(&sm.k[0][0]), typename KT::SmemLayoutK{});
+    auto thr = mma_qk.get_thread_slice(tid);
+    Tensor tSrQ = thr.partition_fragment_A(sQ);
+    Tensor tSrK = thr.partition_fragment_B(sK);
+    gemm_issue<true, false>(mma_qk, tSrQ, tSrK(_, _, _, stage), S);
+  }
+  template <class TP>
+  __device__ __forceinline__ void issue_pv(TileO& acc, TP const& P, SharedStorage<KT>& sm, int stage) {
+    using namespace cute;
+    Tensor sVt = make_tensor(make_smem_ptr(&sm.v[0][0]), typename KT::SmemLayoutVt{});
+    auto thr = mma_pv.get_thread_slice(tid);
+    Tensor tOrV = thr.partition_fragment_B(sVt);
+    gemm_issue<false, true>(mma_pv, P, tOrV(_, _, _, stage), acc);
+  }
+  template <int N, class... Ts>
+  __device__ __forceinline__ static void wait_gemms(Ts&... operands) {
+    cute::warpgroup_wait<N>();
+    (cute::warpgroup_fence_operand(operands), ...);
+  }
+
   // Compute S = softcap(S * softmax_scale, SOFTCAP) * LOG2E when soft-capped; otherwise the scale
   // is folded into the exponentials (returns the factor that takes S to the log2 domain).
   template <bool kSoftcap>

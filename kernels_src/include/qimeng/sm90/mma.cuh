@@ -27,10 +27,10 @@ __host__ __device__ constexpr auto acc_as_operand_a(Layout l) {
                      coalesce(make_layout(get<0, 1>(n), get<2>(l))));
 }
 
-// One warpgroup-wide GEMM: issue every k-block, wait for all of them. kZeroInit starts from C = 0;
-// kARegs: A is a register fragment (RS), fenced like the accumulator.
+// Issue one warpgroup-wide GEMM (every k-block) as one commit group, without waiting: the
+// accumulator (and a register A) must not be touched before a warpgroup_wait that covers the group.
 template <bool kZeroInit, bool kARegs, class TiledMma, class TA, class TB, class TC>
-__device__ __forceinline__ void gemm(TiledMma& mma, TA const& tA, TB const& tB, TC& tC) {
+__device__ __forceinline__ void gemm_issue(TiledMma& mma, TA const& tA, TB const& tB, TC& tC) {
   using namespace cute;
   if constexpr (kARegs) warpgroup_fence_operand(const_cast<TA&>(tA));
   warpgroup_fence_operand(tC);
@@ -42,6 +42,14 @@ __device__ __forceinline__ void gemm(TiledMma& mma, TA const& tA, TB const& tB, 
     mma.accumulate_ = GMMA::ScaleOut::One;
   }
   warpgroup_commit_batch();
+}
+
+// One warpgroup-wide GEMM: issue every k-block, wait for all of them. kZeroInit starts from C = 0;
+// kARegs: A is a register fragment (RS), fenced like the accumulator.
+template <bool kZeroInit, bool kARegs, class TiledMma, class TA, class TB, class TC>
+__device__ __forceinline__ void gemm(TiledMma& mma, TA const& tA, TB const& tB, TC& tC) {
+  using namespace cute;
+  gemm_issue<kZeroInit, kARegs>(mma, tA, tB, tC);
   warpgroup_wait<0>();
   warpgroup_fence_operand(tC);
   if constexpr (kARegs) warpgroup_fence_operand(const_cast<TA&>(tA));
