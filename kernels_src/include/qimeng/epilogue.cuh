@@ -53,11 +53,24 @@ __device__ __forceinline__ void normalize_and_store(AccO& acc_o, const SoftmaxSt
   constexpr int CPR = KT::kChunksPerRow, RPP = KT::kRowsPerPass, CH = KT::kChunk;
   const int cc = KT::tid() % CPR, r0 = KT::tid() / CPR;
   const ChunkOffsets<KT, typename KT::SmemLayoutQ, KT::kPassesQ> L(r0, cc * CH);
-  CUTE_UNROLL
-  for (int i = 0; i < KT::kPassesQ; ++i) {
-    const int r = r0 + i * RPP;
-    if (q.valid(r))
-      *reinterpret_cast<uint4*>(q.o_row(r) + cc * CH) = *reinterpret_cast<const uint4*>(sm.q + L(i));
+  if (q.rpt == 1) {
+    // One row pointer, stepped by RPP rows per pass.  Not q.o_row(r) per pass: the compiler shares
+    // that index arithmetic with copy_q_g2s's q.q_row(r) and keeps it (two registers per pass) from
+    // the prologue to here, across the KV loop.
+    const int valid_rows = q.rows - q.row0;
+    T* o = q.o + int64_t(q.row0 + r0) * q.o_tok + int64_t(q.head0) * q.o_head + cc * CH;
+    CUTE_UNROLL
+    for (int i = 0; i < KT::kPassesQ; ++i) {
+      if (r0 + i * RPP < valid_rows)
+        *reinterpret_cast<uint4*>(o + int64_t(i * RPP) * q.o_tok) = *reinterpret_cast<const uint4*>(sm.q + L(i));
+    }
+  } else {
+    CUTE_UNROLL
+    for (int i = 0; i < KT::kPassesQ; ++i) {
+      const int r = r0 + i * RPP;
+      if (q.valid(r))
+        *reinterpret_cast<uint4*>(q.o_row(r) + cc * CH) = *reinterpret_cast<const uint4*>(sm.q + L(i));
+    }
   }
 }
 

@@ -88,11 +88,16 @@ __device__ __forceinline__ void apply_mask(Acc& acc_s, const MaskInfo& m, int n_
   Tensor cS = make_identity_tensor(Shape<Int<KT::kMmaRows>, Int<KT::kMmaCols>>{});
   Tensor tScS = thr.partition_C(cS);
   const int col_base = blk0 + KT::warp_col0();
+  // This thread's first packed row, opaque: the per-row bounds below are computed here, for the
+  // few tiles that need a mask, instead of being hoisted out of the KV loop (2 registers per row
+  // held through every tile).  The other rows are constant offsets from it.
+  const int row_first = get<0>(tScS(make_coord(make_coord(0, 0), 0, 0)));
+  const int pr_first = opaque(m.row0 + row_first);
   CUTE_UNROLL
   for (int mi = 0; mi < size<1>(acc_s); ++mi) {
     CUTE_UNROLL
     for (int r = 0; r < 2; ++r) {
-      const int pr = m.row0 + get<0>(tScS(make_coord(make_coord(0, r), mi, 0)));
+      const int pr = pr_first + (get<0>(tScS(make_coord(make_coord(0, r), mi, 0))) - row_first);
       const int qi = m.rpt == 1 ? pr : pr / m.rpt;
       int hi = m.seqlen_k;
       if (m.causal) hi = min(hi, qi + m.offset + 1);

@@ -20,6 +20,16 @@
 
 namespace qm {
 
+// A copy of x that the compiler must treat as unknown.  Arithmetic derived from it is done where
+// it is needed (inside the KV loop, once per use) instead of being hoisted in front of the loop,
+// where every derived loop-invariant value would hold a register for the whole loop.
+template <class I>
+__device__ __forceinline__ I opaque(I x) {
+  static_assert(sizeof(I) == 4, "32-bit values");
+  asm volatile("" : "+r"(x));
+  return x;
+}
+
 template <class Arch_, class T_, int HEAD_DIM, int BLOCK_M, int BLOCK_N, int WARPS, int STAGES>
 struct Traits {
   using Arch = Arch_;
@@ -49,6 +59,11 @@ struct Traits {
   static constexpr int kRowsPerWarp = kDecode ? 16 : BLOCK_M / WARPS;
   // Q lives in registers when it costs <= 32 registers per thread, else it is re-read from smem.
   static constexpr bool kQInRegs = kRowsPerWarp * HEAD_DIM <= 2048;
+  // fp32 registers per thread of the O and S accumulators (192 at D = 128 with 128 x 64 on 4 warps)
+  static constexpr int kAccRegs = kRowsPerWarp * (HEAD_DIM + kMmaCols) / 32;
+  // Above 160 the SM80 O += P V starts a new basic block, so that ptxas does not interleave it with
+  // the softmax (gemm.cuh); at 160 and below the interleaving fits in the registers.
+  static constexpr bool kFencePV = kAccRegs > 160;
 
   using TiledMma = cute::TiledMMA<cute::MMA_Atom<typename Atoms::MmaOp>,
                                   cute::Layout<cute::Shape<cute::Int<kMmaWarpsM>, cute::_1, cute::_1>>,
@@ -103,16 +118,28 @@ struct Traits {
   __device__ static __forceinline__ int warp_col0() { return kDecode ? kMmaCols * (int(threadIdx.x) / 32) : 0; }
 };
 
-// shared-memory element offsets of this thread's 16-byte chunks (row r0 + i*kRowsPerPass, col)
+// Shared-memory element offsets of this thread's 16-byte chunks (row r0 + i*kRowsPerPass, col).
+// Row r + 8 of a tile sits exactly kSmemRow8 elements after row r (same swizzle phase, next 8x64
+// atom of the column panel), so only the rows r0 + j*RPP with j*RPP < 8 need the swizzled layout;
+// every other pass is one of those bases plus a constant that folds into the instruction.  (Each
+// pass's offset computed on its own cost one register per pass, live across the KV loop.)
 template <class KT, class SmemLayout, int PASSES>
 struct ChunkOffsets {
   static constexpr int RPP = KT::kRowsPerPass;
   static constexpr int P0 = RPP >= 8 ? 1 : 8 / RPP;
   static constexpr int NB = P0 < PASSES ? P0 : PASSES;
   static_assert(RPP >= 8 ? RPP % 8 == 0 : 8 % RPP == 0, "");
-  int r0, col;
-  __device__ __forceinline__ ChunkOffsets(int r0_, int col_) : r0(r0_), col(col_) {}
-  __device__ __forceinline__ int operator()(int i) const { return SmemLayout{}(r0 + i * RPP, col); }
+  static_assert(SmemLayout{}(8, 0) == KT::kSmemRow8 && SmemLayout{}(9, 24) == SmemLayout{}(1, 24) + KT::kSmemRow8,
+                "smem tiles: row r + 8 must be row r plus kSmemRow8 elements");
+  int base[NB];
+  CUTE_HOST_DEVICE ChunkOffsets(int r0, int col) {
+    CUTE_UNROLL
+    for (int j = 0; j < NB; ++j) base[j] = SmemLayout{}(r0 + j * RPP, col);
+  }
+  // i is a compile-time constant in the callers' unrolled loops
+  CUTE_HOST_DEVICE int operator()(int i) const {
+    return base[i % NB] + ((i / NB) * NB * RPP / 8) * KT::kSmemRow8;
+  }
 };
 
 }  // namespace qm
