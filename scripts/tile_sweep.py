@@ -17,6 +17,7 @@ SWEEP = ROOT / "registry-sweep"
 VARIANTS = {  # name: (head_dim, BLOCK_M, BLOCK_N, WARPS)
     "d64_128x64_w8": (64, 128, 64, 8), "d64_128x64_w4": (64, 128, 64, 4), "d64_128x32_w4": (64, 128, 32, 4),
     "d128_128x64_w8": (128, 128, 64, 8), "d128_128x32_w4": (128, 128, 32, 4), "d128_64x64_w4": (128, 64, 64, 4),
+    "d128_128x64_w4": (128, 128, 64, 4),  # spill-free since the building blocks' register diet (v0.6)
 }
 
 
