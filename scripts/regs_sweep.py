@@ -51,17 +51,21 @@ class Variant:
     archs: tuple[str, ...]
     tiles: dict[str, int] = field(default_factory=dict)  # params to force; empty = the program as shipped
     group: int = 1
+    defines: dict[str, int] = field(default_factory=dict)  # macros set before the building blocks
 
 
-def _dense(name: str, dtype: str, d: int, bm: int, bn: int, w: int) -> Variant:
+def _dense(name: str, dtype: str, d: int, bm: int, bn: int, w: int, **defines: int) -> Variant:
     return Variant(name, "dense_prefill_sm80.tl", "dense_prefill", dtype, d, SM80,
-                   {"BLOCK_M": bm, "BLOCK_N": bn, "WARPS": w})
+                   {"BLOCK_M": bm, "BLOCK_N": bn, "WARPS": w}, defines=defines)
 
 
 VARIANTS = [
     # the tile this work is after (FA2's at D = 128) and its neighbours
     _dense("d128_128x64_w4_f16", "f16", 128, 128, 64, 4),
     _dense("d128_128x64_w4_bf16", "bf16", 128, 128, 64, 4),
+    # the same without the basic-block fence before O += P V (traits.cuh, kFencePV): the schedule to
+    # time against the fenced one
+    _dense("d128_128x64_w4_f16_nofence", "f16", 128, 128, 64, 4, QM_FENCE_PV_ABOVE=1000),
     _dense("d128_128x32_w4_f16", "f16", 128, 128, 32, 4),
     _dense("d128_128x32_w4_bf16", "bf16", 128, 128, 32, 4),
     _dense("d64_128x64_w4_f16", "f16", 64, 128, 64, 4),
@@ -130,7 +134,7 @@ def compile_variant(v: Variant, arch: str, tc, want_sass: bool, workdir: Path) -
     spec = AttentionSpec(v.op, v.dtype, v.head_dim, v.group)
     src = lower(parse_tl(program_text(v)), target, spec)
     cu = workdir / f"{v.name}_{arch}.cu"
-    cu.write_text(src.text)
+    cu.write_text("".join(f"#define {k} {val}\n" for k, val in v.defines.items()) + src.text)
     t0 = time.monotonic()
     res = compile_source(cu, target, tc)
     dt = time.monotonic() - t0
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.list:
         for v in VARIANTS:
-            print(f"{v.name:30s} {v.program:24s} {','.join(v.archs):12s} {v.tiles or 'as shipped'}")
+            print(f"{v.name:30s} {v.program:24s} {','.join(v.archs):12s} {v.tiles or 'as shipped'} {v.defines or ''}")
         return 0
     jobs = [(v, a) for v in VARIANTS if not args.only or any(v.name.startswith(o) for o in args.only)
             for a in v.archs if not args.arch or a in args.arch]

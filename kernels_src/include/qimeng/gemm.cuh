@@ -10,9 +10,11 @@
 // SM80 recipe (ldmatrix x4, k = 16), written for register pressure (D = 128 with 128 x 64 tiles on
 // 4 warps holds 128 fp32 registers of O and 64 of S per thread):
 //   * each operand's ldmatrix addresses come from one register (LdsmOperand);
-//   * gemm_rs streams B one ldmatrix unit at a time through every k-step (A is all in registers);
 //   * O += P V may start a new basic block (Traits::kFencePV), so ptxas finishes the softmax
 //     before the MMAs instead of interleaving the two.
+// (The order of the MMAs and ldmatrix loads in the source changes nothing: ptxas reorders them.
+// Streaming B one ldmatrix unit through all k-steps, to hold fewer B registers, compiled to the
+// same register counts, or worse.)
 // SM75 (ldmatrix x2, k = 8) keeps CuTe's copies: its tiles fit without these changes.
 #pragma once
 #include "traits.cuh"
@@ -172,26 +174,11 @@ __device__ __forceinline__ void gemm_rs(Acc& acc, const FragA& rA, const typenam
       // live together (128 x 64 tiles at D = 128 spilled 56 B inside the KV loop).
       if (offB == 0xffffffffu) __trap();
     }
-    // A is in registers for every k-step, so B streams one ldmatrix unit (16 columns of S or O)
-    // through all k-steps before the next unit: 8 registers of B in flight, not one k-step plus
-    // the next (64 registers of V^T at D = 128).  A unit's MMAs accumulate into 2 x MMA_M
-    // independent tiles, enough to cover the MMA latency.
-    constexpr int kUnits = decltype(size<1>(trB))::value, kSteps = decltype(size<2>(rA))::value;
-    constexpr int kTilesPerUnit = decltype(size<1>(rB))::value / kUnits;
-    static_assert(kTilesPerUnit * kUnits == decltype(size<1>(rB))::value, "");
-    OpB::load(tileB, offB, 0, 0, trB(_, 0, 0));
+    ldsm_kstep<OpB>(tileB, offB, trB, 0);
     CUTE_UNROLL
-    for (int j = 0; j < kUnits; ++j) {
-      CUTE_UNROLL
-      for (int k = 0; k < kSteps; ++k) {
-        if (k + 1 < kSteps) OpB::load(tileB, offB, j, k + 1, trB(_, j, k + 1));
-        else if (j + 1 < kUnits) OpB::load(tileB, offB, j + 1, 0, trB(_, j + 1, 0));
-        CUTE_UNROLL
-        for (int n = j * kTilesPerUnit; n < (j + 1) * kTilesPerUnit; ++n) {
-          CUTE_UNROLL
-          for (int m = 0; m < size<1>(rA); ++m) cute::gemm(mma, rA(_, m, k), rB(_, n, k), acc(_, m, n));
-        }
-      }
+    for (int k = 0; k < size<2>(rA); ++k) {
+      if (k + 1 < size<2>(rA)) ldsm_kstep<OpB>(tileB, offB, trB, k + 1);
+      cute::gemm(mma, rA(_, _, k), rB(_, _, k), acc);
     }
   } else {
     Tensor tsB = thrB.partition_S(sB);

@@ -18,6 +18,10 @@
 #pragma once
 #include "arch_atoms.cuh"
 
+#ifndef QM_FENCE_PV_ABOVE
+#define QM_FENCE_PV_ABOVE 160   // see Traits::kFencePV
+#endif
+
 namespace qm {
 
 // A copy of x that the compiler must treat as unknown.  Arithmetic derived from it is done where
@@ -61,9 +65,10 @@ struct Traits {
   static constexpr bool kQInRegs = kRowsPerWarp * HEAD_DIM <= 2048;
   // fp32 registers per thread of the O and S accumulators (192 at D = 128 with 128 x 64 on 4 warps)
   static constexpr int kAccRegs = kRowsPerWarp * (HEAD_DIM + kMmaCols) / 32;
-  // Above 160 the SM80 O += P V starts a new basic block, so that ptxas does not interleave it with
-  // the softmax (gemm.cuh); at 160 and below the interleaving fits in the registers.
-  static constexpr bool kFencePV = kAccRegs > 160;
+  // Above QM_FENCE_PV_ABOVE (160) the SM80 O += P V starts a new basic block, so that ptxas does not
+  // interleave it with the softmax (gemm.cuh); at 160 and below the interleaving fits in the
+  // registers.  A source may define the macro before including qimeng.cuh, to time both schedules.
+  static constexpr bool kFencePV = kAccRegs > QM_FENCE_PV_ABOVE;
 
   using TiledMma = cute::TiledMMA<cute::MMA_Atom<typename Atoms::MmaOp>,
                                   cute::Layout<cute::Shape<cute::Int<kMmaWarpsM>, cute::_1, cute::_1>>,
