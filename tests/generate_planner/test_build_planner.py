@@ -50,11 +50,12 @@ def test_build_cli_shows_each_stage(cache_env, tmp_path):
 
 def test_a_kernel_past_the_spill_limit_goes_back_to_the_planner(cache_env, tmp_path, monkeypatch):
     """With a spill limit no kernel can meet (-1 B), every compiled program is past it: the build asks
-    the planner SPILL_RETRIES times for a program predicted to need fewer registers, compiles each
+    the planner SPILL_RETRIES (here 2) times for a program predicted to need fewer registers, compiles each
     with real nvcc, records every ptxas verdict, and finally rejects the kernel with the reason.
     (No shipped kernel spills since the building blocks' register diet, and `-maxrregcount` does not
     bind kernels with __launch_bounds__, so the limit is what makes ptxas's verdict fail here.)"""
     monkeypatch.setattr(pipeline, "SPILL_LIMIT_BYTES", -1)
+    monkeypatch.setattr(pipeline, "SPILL_RETRIES", 2)  # two replacements show the loop; each is an nvcc run
     report = pipeline.build_arch("sm_75", tmp_path / "reg", generator=Planner(use_cache=False), **JOB)
     (outcome,) = report.outcomes
     assert outcome.spilled and "limit -1 B" in outcome.rejected
