@@ -62,7 +62,13 @@ def nvcc_flags(target: Target) -> list[str]:
 
 def compile_source(source: Path, target: Target, toolchain: Toolchain) -> CompileResult:
     """Compile one .cu to a cubin for the target; keep the PTX nvcc made on the way."""
-    flags = nvcc_flags(target)
+    return run_nvcc(source, nvcc_flags(target), toolchain, target.arch,
+                    fix=f"read the generated source {source}; the lowering or a building block is at fault")
+
+
+def run_nvcc(source: Path, flags: list[str], toolchain: Toolchain, arch_label: str, *, fix: str) -> CompileResult:
+    """nvcc with these flags (they decide the binary) -> cubin, the kept PTX and the ptxas report.
+    `fix` is what a compile error tells the user to look at."""
     includes = [f"-I{toolchain.kernels_include}", f"-I{toolchain.cutlass_include}"]
     with tempfile.TemporaryDirectory(prefix="qimeng-nvcc-") as tmp:
         tmpdir = Path(tmp)
@@ -79,12 +85,11 @@ def compile_source(source: Path, target: Target, toolchain: Toolchain) -> Compil
         log = proc.stdout + proc.stderr
         if proc.returncode != 0:
             tail = "\n".join(log.strip().splitlines()[-25:])
-            raise CompileError(f"nvcc failed on {source} for {target.arch}:\n{tail}",
-                               fix=f"read the generated source {source}; the lowering or a building block is at fault")
+            raise CompileError(f"nvcc failed on {source} for {arch_label}:\n{tail}", fix=fix)
         ptx_files = sorted(tmpdir.glob("*.ptx"))
         if not ptx_files:
             raise CompileError(f"nvcc left no PTX for {source}", fix="check that --keep works with this nvcc")
-        return CompileResult(cubin.read_bytes(), ptx_files[0].read_bytes(), flags, parse_ptxas_report(log), log)
+        return CompileResult(cubin.read_bytes(), ptx_files[0].read_bytes(), list(flags), parse_ptxas_report(log), log)
 
 
 _ENTRY = re.compile(r"Compiling entry function '([^']+)' for '(\w+)'")

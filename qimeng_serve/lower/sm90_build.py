@@ -14,13 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from qimeng_serve.build.nvcc import (
-    BASE_FLAGS,
-    NVCC_TIMEOUT_S,
-    CompileError,
-    CompileResult,
-    parse_ptxas_report,
-)
+from qimeng_serve.build.nvcc import BASE_FLAGS, CompileResult, run_nvcc
 from qimeng_serve.build.toolchain import Toolchain, ToolchainError
 from qimeng_serve.lower.emit import CudaSource
 
@@ -37,29 +31,12 @@ def nvcc_flags_sm90a() -> list[str]:
 def compile_sm90(source: CudaSource, toolchain: Toolchain, keep_dir: Path | None = None) -> CompileResult:
     """nvcc the generated text for sm_90a: cubin, PTX, and the ptxas report per entry."""
     with tempfile.TemporaryDirectory(prefix="qimeng-sm90-") as tmp:
-        tmpdir = Path(tmp)
         name = source.entries[0].name if source.entries else "kernel"
-        cu = (keep_dir or tmpdir) / f"{name}.cu"
+        cu = (keep_dir or Path(tmp)) / f"{name}.cu"
         cu.parent.mkdir(parents=True, exist_ok=True)
         cu.write_text(source.text)
-        cubin = tmpdir / f"{name}.cubin"
-        argv = [str(toolchain.nvcc), *SM90A_FLAGS, f"-I{toolchain.kernels_include}", f"-I{toolchain.cutlass_include}",
-                "-cubin", "--keep", f"--keep-dir={tmpdir}", "-o", str(cubin), str(cu)]
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=NVCC_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise CompileError(f"nvcc ran longer than {NVCC_TIMEOUT_S} s on {cu}",
-                               fix="check the machine's load, or build fewer kernels at once") from None
-        except OSError as exc:
-            raise ToolchainError(f"cannot run {toolchain.nvcc}: {exc}", fix="check the CUDA toolkit installation") from None
-        log = proc.stdout + proc.stderr
-        if proc.returncode != 0:
-            tail = "\n".join(log.strip().splitlines()[-25:])
-            raise CompileError(f"nvcc failed on {cu.name} for sm_90a:\n{tail}",
-                               fix="the sm90 lowering or a building block in kernels_src/include/qimeng/sm90 is at fault")
-        ptx = sorted(tmpdir.glob("*.ptx"))
-        return CompileResult(cubin.read_bytes(), ptx[0].read_bytes() if ptx else b"", list(SM90A_FLAGS),
-                             parse_ptxas_report(log), log)
+        return run_nvcc(cu, list(SM90A_FLAGS), toolchain, "sm_90a",
+                        fix="the sm90 lowering or a building block in kernels_src/include/qimeng/sm90 is at fault")
 
 
 def sass_text(cubin: bytes, toolchain: Toolchain) -> str:
