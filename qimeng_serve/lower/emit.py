@@ -279,17 +279,13 @@ def _emit_loop(plan: KernelPlan, scope: Scope, spec: AttentionSpec) -> list[str]
     head = (f"for (int {n} = n_hi - 1; {n} >= n_lo; --{n})" if loop.reverse
             else f"for (int {n} = n_lo; {n} < n_hi; ++{n})")
     gemm_qk = r["gemm_qk"]
-    q_in_regs = loop.q_operand is not None and loop.q_operand == plan.q_regs
     lines = [
         f"  // Loop {loop.var} in {print_expr(loop.start)} .. {print_expr(loop.stop)} (order={'reverse' if loop.reverse else 'forward'}, schedule=pingpong)",
         f"  const int n_lo = {lo}, n_hi = {hi};",
         f"  qm::copy_kv_g2s<KT>(stage, kv.k, sm.k, n_hi > n_lo ? {first} : -1);  // {_tl(r['copy_k'])}, first iteration",
     ]
-    if q_in_regs:
-        lines += ["  auto rQ = qm::alloc_frag_q<KT>();",
-                  f"  qm::copy_q_s2r<KT>(rQ, sm.q);  // {_tl(plan.q_copies[1])}"]
-    gemm_call = ("qm::gemm_rs<KT, qm::OperandK>(S, rQ, sm.k)" if q_in_regs
-                 else "qm::gemm_ss<KT, qm::OperandK>(S, sm.q, sm.k)")
+    prelude, gemm_call = _q_operand(plan, loop, "sm.k")
+    lines += prelude
     lines += [
         f"  {head} {{",
         "    auto S = qm::alloc_acc_s<KT>();",
@@ -305,6 +301,15 @@ def _emit_loop(plan: KernelPlan, scope: Scope, spec: AttentionSpec) -> list[str]
     return lines + _emit_softmax_and_pv(loop, "sm.v")
 
 
+def _q_operand(plan: KernelPlan, loop, k_tile: str) -> tuple[list[str], str]:
+    """S = Q K^T's operands: Q loaded into registers once before the loop (`Copy rQ <- sQ`), or read
+    from shared memory by every k-step. Returns the lines before the loop and the gemm call."""
+    if loop.q_operand is not None and loop.q_operand == plan.q_regs:
+        return (["  auto rQ = qm::alloc_frag_q<KT>();", f"  qm::copy_q_s2r<KT>(rQ, sm.q);  // {_tl(plan.q_copies[1])}"],
+                f"qm::gemm_rs<KT, qm::OperandK>(S, rQ, {k_tile})")
+    return [], f"qm::gemm_ss<KT, qm::OperandK>(S, sm.q, {k_tile})"
+
+
 def _emit_loop_pairs(plan: KernelPlan, scope: Scope, spec: AttentionSpec) -> list[str]:
     """`pipeline=2`: two (K, V) buffer pairs; the pair of iteration n+1 loads during all of n."""
     loop = plan.loop
@@ -314,7 +319,6 @@ def _emit_loop_pairs(plan: KernelPlan, scope: Scope, spec: AttentionSpec) -> lis
     first, nxt = ("n_hi - 1", f"{n} > n_lo ? {n} - 1 : -1") if loop.reverse else ("n_lo", f"{n} + 1 < n_hi ? {n} + 1 : -1")
     head = (f"for (int {n} = n_hi - 1, it = 0; {n} >= n_lo; --{n}, ++it)" if loop.reverse
             else f"for (int {n} = n_lo, it = 0; {n} < n_hi; ++{n}, ++it)")
-    q_in_regs = loop.q_operand is not None and loop.q_operand == plan.q_regs
     lines = [
         f"  // Loop {loop.var} in {print_expr(loop.start)} .. {print_expr(loop.stop)} "
         f"(order={'reverse' if loop.reverse else 'forward'}, pipeline=2: two K/V buffer pairs)",
@@ -322,11 +326,8 @@ def _emit_loop_pairs(plan: KernelPlan, scope: Scope, spec: AttentionSpec) -> lis
         f"  qm::copy_kv_g2s<KT>(stage, kv.k, sm.k, n_hi > n_lo ? {first} : -1);  // {_tl(r['copy_k'])}, first iteration",
         f"  qm::copy_kv_g2s<KT>(stage, kv.v, sm.v, n_hi > n_lo ? {first} : -1);  // {_tl(r['copy_v'])}, first iteration",
     ]
-    if q_in_regs:
-        lines += ["  auto rQ = qm::alloc_frag_q<KT>();",
-                  f"  qm::copy_q_s2r<KT>(rQ, sm.q);  // {_tl(plan.q_copies[1])}"]
-    gemm_call = ("qm::gemm_rs<KT, qm::OperandK>(S, rQ, cur.k)" if q_in_regs
-                 else "qm::gemm_ss<KT, qm::OperandK>(S, sm.q, cur.k)")
+    prelude, gemm_call = _q_operand(plan, loop, "cur.k")
+    lines += prelude
     lines += [
         f"  {head} {{",
         "    const auto cur = qm::kv_stage<KT>(sm, it);",
