@@ -99,19 +99,145 @@ def validation_cases(quick: bool):
     return cases
 
 
+# ---------------------------------------------------------------- paged prefill (paged_prefill_sm90.tl)
+def is_paged(meta: dict) -> bool:
+    return str(meta.get("program", "")).startswith("paged_prefill")
+
+
+def prepare_paged(kernel, q, k_cache, v_cache, table, cu, seqlens_k, max_q: int, max_k: int, *, causal: bool,
+                  window: int = 0, out):
+    """A launcher for one paged call (vLLM layout: q [tokens, Hq, D], caches [blocks, page, Hkv, D])."""
+    from qimeng_serve.runtime.abi import AttnParams
+    from qimeng_serve.runtime.loader import num_sms
+    from qimeng_serve.runtime.tma_sm90 import paged_descs
+
+    tokens, hq, d = q.shape
+    _, page, hkv, _ = k_cache.shape
+    p = AttnParams()
+    p.q, p.k, p.v, p.o = q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), out.data_ptr()
+    p.cu_seqlens_q, p.seqlens_k, p.block_table = cu.data_ptr(), seqlens_k.data_ptr(), table.data_ptr()
+    p.q_token_stride, p.q_head_stride = q.stride(0), q.stride(1)
+    p.o_token_stride, p.o_head_stride = out.stride(0), out.stride(1)
+    p.k_batch_stride, p.k_token_stride, p.k_head_stride = k_cache.stride(0), k_cache.stride(1), k_cache.stride(2)
+    p.v_batch_stride, p.v_token_stride, p.v_head_stride = v_cache.stride(0), v_cache.stride(1), v_cache.stride(2)
+    p.block_table_stride = table.stride(0)
+    p.batch, p.heads_q, p.heads_kv = table.shape[0], hq, hkv
+    p.max_seqlen_q, p.max_seqlen_k, p.page_size = max_q, max_k, page
+    p.softmax_scale_log2, p.causal = LOG2E / math.sqrt(d), int(causal)
+    p.window_left = window - 1 if window > 0 else 0
+    descs = paged_descs(q, k_cache, v_cache, kernel.meta["dtype"], kernel.meta["tensor_maps"])
+    sizes = {"batch": p.batch, "heads_q": hq, "heads_kv": hkv, "max_seq_q": max_q, "max_seq_k": max_k,
+             "num_sms": num_sms(q.device.index)}
+    return lambda: kernel.launch(p, descs, sizes)
+
+
+LOG2E = 1.4426950408889634
+
+
+def paged_inputs(seqs, hkv: int, group: int, d: int, dt, page: int, gen, poison: bool = True):
+    """A varlen batch over a paged cache with a shuffled block table and spare blocks. poison: every
+    cache row that belongs to no sequence (spare blocks, the tail of each last page) holds NaN, so a
+    kernel that lets one reach O fails."""
+    import torch
+
+    blocks = [math.ceil(lk / page) for _, lk in seqs]
+    total = sum(blocks) + 5
+    kc = torch.randn(total, page, hkv, d, generator=gen, device="cuda").to(dt)
+    vc = torch.randn(total, page, hkv, d, generator=gen, device="cuda").to(dt)
+    used = torch.zeros(total, page, dtype=torch.bool, device="cuda")
+    perm = torch.randperm(total, generator=gen, device="cuda").to(torch.int32)
+    table = torch.zeros(len(seqs), max(blocks), dtype=torch.int32, device="cuda")
+    at = 0
+    for b, ((_, lk), n) in enumerate(zip(seqs, blocks)):
+        table[b, :n] = perm[at:at + n]
+        rows = torch.arange(n * page, device="cuda") < lk
+        used[perm[at:at + n].long()] = rows.view(n, page)
+        at += n
+    if poison:
+        kc[~used] = float("nan")
+        vc[~used] = float("nan")
+    lq = [q for q, _ in seqs]
+    cu = torch.tensor([0] + [sum(lq[:i + 1]) for i in range(len(lq))], dtype=torch.int32, device="cuda")
+    q = torch.randn(sum(lq), hkv * group, d, generator=gen, device="cuda").to(dt)
+    seqlens_k = torch.tensor([lk for _, lk in seqs], dtype=torch.int32, device="cuda")
+    return q, kc, vc, table, cu, seqlens_k
+
+
+def gather_pages(cache, row, lk: int, page: int):
+    """[Hkv, Lk, D] of one sequence through its block-table row."""
+    idx = row[: math.ceil(lk / page)].long()
+    return cache[idx].flatten(0, 1)[:lk].permute(1, 0, 2)
+
+
+def paged_cases(quick: bool):
+    """(label, seqs [(Lq, Lk)], group, causal, window, page)"""
+    mixed = [(1, 1), (17, 17), (127, 300), (128, 128), (129, 1000), (1000, 1000), (60, 4099)]
+    cases = []
+    for page in ((16, 256) if quick else (16, 64, 256)):
+        for g in ((1, 8) if quick else (1, 4, 8)):
+            cases.append((f"page {page} mixed g={g} causal", mixed, g, True, 0, page))
+        cases.append((f"page {page} mixed g=4 full", mixed, 4, False, 0, page))
+        cases.append((f"page {page} mixed g=1 causal window=64", mixed, 1, True, 64, page))
+    cases.append(("page 16 L=4099 g=8 full", [(4099, 4099)], 8, False, 0, 16))
+    return cases
+
+
+def worker_validate_paged(args, kernel) -> dict:
+    import torch
+
+    from qimeng_serve.validate import TOLERANCE, reference, rel_l2
+
+    dtype, d = kernel.meta["dtype"], kernel.meta["head_dim"]
+    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    tol = TOLERANCE[dtype]
+    gen = torch.Generator(device="cuda").manual_seed(args.seed)
+    results = []
+    cases = paged_cases(args.quick)
+    if args.sanitize:
+        cases = [c for c in cases if c[0] in ("page 16 mixed g=4 full", "page 256 mixed g=8 causal")] or cases[:1]
+    for label, seqs, g, causal, window, page in cases:
+        row = {"case": label}
+        try:
+            q, kc, vc, table, cu, seqlens_k = paged_inputs(seqs, 2, g, d, dt, page, gen)
+            out = torch.full_like(q, float("nan"))  # poison: every element must be written
+            prepare_paged(kernel, q, kc, vc, table, cu, seqlens_k, max(s[0] for s in seqs), max(s[1] for s in seqs),
+                          causal=causal, window=window, out=out)()
+            torch.cuda.synchronize()
+            outs, refs = [], []
+            for b, (lq, lk) in enumerate(seqs):
+                qb = q[cu[b]:cu[b + 1]].permute(1, 0, 2)
+                refs.append(reference(qb, gather_pages(kc, table[b], lk, page), gather_pages(vc, table[b], lk, page),
+                                      causal=causal, scale=1.0 / math.sqrt(d), window=window).flatten())
+                outs.append(out[cu[b]:cu[b + 1]].permute(1, 0, 2).flatten())
+            out_all, ref_all = torch.cat(outs), torch.cat(refs)
+            err = rel_l2(out_all, ref_all)
+            row.update(rel_l2=err, ok=err <= tol, nan=bool(torch.isnan(out_all).any()))
+        except Exception as exc:
+            row.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    return {"kernel": kernel.name, "tolerance": tol, "cases": results,
+            "passed": sum(r.get("ok", False) for r in results), "total": len(results)}
+
+
 def worker_validate(args) -> dict:
     import torch
 
     from qimeng_serve.validate import TOLERANCE, reference, rel_l2
 
     kernel = _load(args.kernels, args.kernel)
+    if is_paged(kernel.meta):
+        return worker_validate_paged(args, kernel)
     dtype, d = kernel.meta["dtype"], kernel.meta["head_dim"]
     dt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
     tol = TOLERANCE[dtype]
     gen = torch.Generator(device="cuda").manual_seed(args.seed)
     b, hkv = 2, 2
     results = []
-    for label, lq, lk, g, causal, window in validation_cases(args.quick):
+    cases = validation_cases(args.quick)
+    if args.sanitize:  # under compute-sanitizer every launch is slow: a few cases that reach every path
+        cases = [c for c in cases if c[0] in ("L=129 g=4 causal", "L=1000 g=1 full", "Lq=129 Lk=700 g=1 causal window=200")]
+    for label, lq, lk, g, causal, window in cases:
         row = {"case": label}
         try:
             q = torch.randn(b, hkv * g, lq, d, generator=gen, device="cuda").to(dt)
@@ -133,6 +259,24 @@ def worker_validate(args) -> dict:
             "passed": sum(r.get("ok", False) for r in results), "total": len(results)}
 
 
+def timed(timer, fn, conv):
+    """(figure, None) or (None, why): an anchor that refuses a shape says why in the report."""
+    try:
+        fn()
+        return conv(timer.median_ms(fn)), None
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def fa3_varlen():
+    """vLLM's FlashAttention-3 (vllm.vllm_flash_attn, fa_version=3) when the vLLM payload is on the path."""
+    try:
+        from vllm.vllm_flash_attn import flash_attn_varlen_func
+    except Exception:
+        return None
+    return flash_attn_varlen_func
+
+
 def worker_bench(args) -> dict:
     import torch
     from torch.nn.attention import SDPBackend
@@ -152,6 +296,9 @@ def worker_bench(args) -> dict:
     dt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
     timer = Timer()
     roof = measure_ceilings(timer)
+    fa3 = fa3_varlen()
+    if is_paged(kernel.meta):
+        return bench_paged(args, kernel, dt, timer, roof, fa3)
     rows = []
     for length in args.lengths:
         for causal in (False, True):
@@ -174,8 +321,63 @@ def worker_bench(args) -> dict:
                 except Exception as exc:  # ours failing is a finding, not a missing anchor
                     row["ours"], row["ours_error"] = None, f"{type(exc).__name__}: {exc}"
                 row["fa2"] = conv(_try(timer, _sdpa, SDPBackend.FLASH_ATTENTION, q, k, v, causal))
+                if fa3 is not None:  # FA3 takes varlen [tokens, H, D]: the copies are made before timing
+                    qf, kf, vf = (t.transpose(1, 2).reshape(b * length, h, d).contiguous() for t in (q, k, v))
+                    cu = torch.arange(0, (b + 1) * length, length, dtype=torch.int32, device="cuda")
+                    of = torch.empty_like(qf)
+                    row["fa3"], row["fa3_error"] = timed(timer, lambda: fa3(
+                        qf, kf, vf, length, cu, length, cu_seqlens_k=cu, causal=causal, out=of, fa_version=3), conv)
+                    del qf, kf, vf, of
                 row["cudnn"] = conv(_try(timer, _sdpa, SDPBackend.CUDNN_ATTENTION, q, k, v, causal))
                 row["flex"] = conv(_try(timer, _flex, q, k, v, causal)) if args.flex else None
+            except Exception as exc:
+                row["error"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            torch.cuda.empty_cache()
+    return {"kernel": kernel.name, "roofline": roof, "rows": rows}
+
+
+def bench_paged(args, kernel, dt, timer, roof, fa3) -> dict:
+    """Paged prefill beside FA3's paged prefill (vLLM's, same cache and block table) and cuDNN's dense
+    SDPA on the same sequences: B*L = 16k tokens, H*D = 2048, page 16 (vLLM's default), a whole
+    prompt per sequence (Lq = Lk), block table shuffled."""
+    import torch
+    from torch.nn.attention import SDPBackend
+
+    from qimeng_serve.bench import _checked, _sdpa, _tflops, _try
+
+    d = kernel.meta["head_dim"]
+    rows = []
+    for length in args.lengths:
+        for causal in (False, True):
+            b, h = TOKENS // length, HIDDEN // d
+            row = {"kernel": kernel.name, "program": kernel.meta.get("program"), "dtype": kernel.meta["dtype"],
+                   "head_dim": d, "batch": b, "heads": h, "seqlen": length, "causal": causal, "page": 16}
+            try:
+                gen = torch.Generator(device="cuda").manual_seed(0)
+                q, kc, vc, table, cu, seqlens_k = paged_inputs([(length, length)] * b, h, 1, d, dt, 16, gen,
+                                                               poison=False)
+                out = torch.empty_like(q)
+
+                def conv(ms, b=b, h=h, length=length, causal=causal):
+                    return None if ms is None else _checked(_tflops(b, h, length, length, d, causal, ms), roof,
+                                                            "TFLOPS")
+
+                run = prepare_paged(kernel, q, kc, vc, table, cu, seqlens_k, length, length, causal=causal, out=out)
+                try:
+                    run()
+                    row["ours"] = conv(timer.median_ms(run))
+                except Exception as exc:
+                    row["ours"], row["ours_error"] = None, f"{type(exc).__name__}: {exc}"
+                if fa3 is not None:
+                    row["fa3_paged"], row["fa3_error"] = timed(timer, lambda: fa3(
+                        q, kc, vc, length, cu, length, seqused_k=seqlens_k, block_table=table, causal=causal,
+                        out=out, fa_version=3), conv)
+                qd = q.view(b, length, h, d).transpose(1, 2)
+                kd = torch.randn(b, h, length, d, dtype=dt, device="cuda")
+                row["cudnn"] = conv(_try(timer, _sdpa, SDPBackend.CUDNN_ATTENTION, qd, kd, kd, causal))
+                del kd
             except Exception as exc:
                 row["error"] = f"{type(exc).__name__}: {exc}"
             rows.append(row)
@@ -284,6 +486,51 @@ def step_validate(rep: Report, args) -> None:
                  f"{len(bad)} of {data['total']} cases fail, e.g. {bad[0]}", worst_rel_l2=worst)
 
 
+SANITIZE_TIMEOUT_S = 240
+
+
+def step_sanitize(rep: Report, args) -> None:
+    """compute-sanitizer memcheck and racecheck on the named kernels, each over a few validation cases
+    (the worker's --sanitize set), in a child process under the tool; the tool's summary line and
+    the tail of its report go into the report."""
+    import re
+    import shutil
+
+    tool = shutil.which("compute-sanitizer")
+    if tool is None:
+        rep.step("sanitize", False, 0, "compute-sanitizer is not on PATH")
+        return
+    rep.data.setdefault("sanitize", {})
+    for kernel in args.sanitize:
+        for check in ("memcheck", "racecheck"):
+            t = time.time()
+            name = f"{check} {kernel}"
+            if _left(args) < 60:
+                rep.step(name, False, 0, "skipped: the time budget (--budget-s) is spent")
+                continue
+            result = args.out / f".sanitize_{kernel}.json"
+            argv = [tool, "--tool", check, *(["--racecheck-report", "all"] if check == "racecheck" else []),
+                    sys.executable, __file__, "--worker", "validate", "--sanitize", "1", "--kernel", kernel,
+                    "--kernels", str(args.kernels), "--result", str(result), "--seed", str(args.seed)]
+            try:
+                proc = subprocess.run(argv, capture_output=True, text=True,
+                                      timeout=min(SANITIZE_TIMEOUT_S, _left(args)), check=False)
+                text = proc.stdout + proc.stderr
+            except subprocess.TimeoutExpired as exc:
+                rep.step(name, False, time.time() - t, f"timed out after {exc.timeout:.0f} s")
+                continue
+            summary = [ln.strip() for ln in text.splitlines() if re.search(r"(ERROR|RACECHECK) SUMMARY", ln)]
+            cases = json.loads(result.read_text()) if result.is_file() else {}
+            result.unlink(missing_ok=True)
+            errors = [int(x) for ln in summary for x in re.findall(r"(\d+) error", ln)]
+            hazards = [int(x) for ln in summary for x in re.findall(r"(\d+) hazard", ln)]
+            ok = bool(summary) and not any(errors) and not any(hazards) and proc.returncode == 0 and \
+                bool(cases.get("cases")) and all(c.get("ok") for c in cases["cases"])
+            rep.data["sanitize"][name] = {"summary": summary, "returncode": proc.returncode,
+                                          "cases": cases.get("cases"), "tail": _tail(text, 3000)}
+            rep.step(name, ok, time.time() - t, None if ok else f"{summary or 'no summary'}; exit {proc.returncode}")
+
+
 def step_bench(rep: Report, args) -> None:
     # D = 128 first (the anchors' headline), each program beside the other; FlexAttention, an anchor
     # that compiles per shape, last and once per dtype x head size
@@ -324,7 +571,7 @@ def _fmt_row(row: dict) -> str:
     if "error" in row:
         return f"{head}: {row['error']}"
     return (f"{head}  ours {f(row.get('ours'))}  FA2 {f(row.get('fa2'))}  cuDNN {f(row.get('cudnn'))}  "
-            f"flex {f(row.get('flex'))} TFLOPS")
+            f"FA3 {f(row.get('fa3', row.get('fa3_paged')))}  flex {f(row.get('flex'))} TFLOPS")
 
 
 def main(argv=None) -> int:
@@ -341,6 +588,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lengths", default=",".join(map(str, BENCH_LENGTHS)))
     ap.add_argument("--flex", choices=("all", "d128", "none"), default="d128",
                     help="which head sizes also time FlexAttention (it compiles per shape: slow)")
+    ap.add_argument("--sanitize", default="", help="kernel names (comma-separated) to run under compute-sanitizer "
+                    "memcheck and racecheck")
     ap.add_argument("--no-validate", action="store_true")
     ap.add_argument("--no-bench", action="store_true")
     ap.add_argument("--budget-s", type=float, default=560, help="stop starting new steps after this many seconds")
@@ -352,6 +601,7 @@ def main(argv=None) -> int:
     ap.add_argument("--with-flex", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
+        args.sanitize = bool(args.sanitize)  # worker: the short case list for compute-sanitizer
         if args.worker == "bench":
             args.lengths = [int(x) for x in args.lengths.split(",")]
             args.flex = args.with_flex
@@ -362,6 +612,7 @@ def main(argv=None) -> int:
     args.bench_dtypes = args.bench_dtypes.split(",")
     args.head_dims = [int(x) for x in args.head_dims.split(",")]
     args.programs = args.programs.split(",") if args.programs else None
+    args.sanitize = [x for x in args.sanitize.split(",") if x]
     args.lengths = [int(x) for x in args.lengths.split(",")]
     if args.quick:
         args.lengths = [x for x in args.lengths if x in (1024, 4096, 16384)] or args.lengths
@@ -372,6 +623,8 @@ def main(argv=None) -> int:
     if gpu and built:
         if not args.no_validate:
             step_validate(rep, args)
+        if args.sanitize:
+            step_sanitize(rep, args)
         if not args.no_bench:
             step_bench(rep, args)
     steps = rep.data["steps"]

@@ -74,9 +74,9 @@ def lower_sm90(program: ast.Program, target: Target, spec: AttentionSpec, source
     if spec.dtype not in _CPP_DTYPE:
         raise LoweringError(f"the sm90 building blocks take f16 and bf16 inputs, not {spec.dtype}", None,
                             fix="build f16 or bf16 kernels for sm_90")
-    if spec.op != "dense_prefill":
-        raise LoweringError(f"the Hopper lowering implements dense_prefill, not {spec.op}", None,
-                            fix="use the FA2 programs (emit.lower) for the paged ops on sm_90")
+    if spec.op not in ("dense_prefill", "paged_prefill"):
+        raise LoweringError(f"the Hopper lowering implements dense_prefill and paged_prefill, not {spec.op}", None,
+                            fix="use the FA2 programs (emit.lower) for paged_decode on sm_90")
     if spec.sliding_window == 1:
         raise LoweringError("a sliding window of 1 key (the diagonal only) is not lowered", None,
                             fix="use a window of at least 2 keys, or none")
@@ -185,7 +185,7 @@ def _plan_consumer(role: ast.Role, p_loop: ast.Loop) -> dict:
 def smem_bytes(head_dim: int, block_m: int, block_n: int, stages: int) -> int:
     """sizeof(qm::sm90::SharedStorage<KT>) + 1024 (aligning dynamic shared memory by hand)."""
     tiles = 2 * head_dim * (block_m + 2 * stages * block_n)
-    barriers = BARRIER_BYTES * (1 + 4 * stages)
+    barriers = BARRIER_BYTES * (2 + 4 * stages)
     return -(-(tiles + barriers) // SWIZZLE_ALIGN) * SWIZZLE_ALIGN + SWIZZLE_ALIGN
 
 
@@ -197,6 +197,19 @@ def _role_int(role: ast.Role, key: str, params: dict[str, int]) -> int:
     return value
 
 
+@dataclass
+class _Shape:
+    """What every part of the kernel text needs to know about the program's schedule."""
+
+    bm: int
+    bn: int
+    wgs: int
+    persistent: bool
+    paged: bool
+    pingpong: bool
+    overlap: bool
+
+
 def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -> tuple[list[str], Sm90Entry]:
     scope = _scope(plan.kernel, spec, params)
     bm, bn, d, stages = params["BLOCK_M"], params["BLOCK_N"], spec.head_dim, params.get("STAGES", 1)
@@ -204,43 +217,81 @@ def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -
     p_regs, c_regs = _role_int(plan.producer, "regs", params), _role_int(plan.consumer, "regs", params)
     if _role_int(plan.producer, "warpgroups", params) != 1:
         raise _refuse(plan.producer, "the producer is one warpgroup", "use warpgroups=1")
-    if ast.option(plan.consumer.options, "schedule") == "pingpong" and wgs != 2:
-        raise _refuse(plan.consumer, f"schedule=pingpong alternates two consumer warpgroups, not {wgs}",
-                      "use warpgroups=2, or drop schedule=pingpong")
+    pingpong = ast.option(plan.consumer.options, "schedule") == "pingpong"
+    if pingpong and wgs < 2:
+        raise _refuse(plan.consumer, f"schedule=pingpong passes turns between consumer warpgroups; there is {wgs}",
+                      "use warpgroups=2 or more, or drop schedule=pingpong")
     if bm != 64 * wgs or d % 64 or bn % 16 or bn > 256:
         raise _refuse(plan.kernel, f"BLOCK_M={bm}, BLOCK_N={bn}, D={d} with {wgs} consumer warpgroups is not a tile "
                       "the sm90 blocks implement", "BLOCK_M = 64 per consumer warpgroup, BLOCK_N a multiple of 16 "
                       "up to 256, D a multiple of 64")
+    tiles = ast.option(plan.kernel.options, "tiles") or "grid"
+    k = plan.kernel
+    if len(k.grid) != 3:
+        raise _refuse(k, "the Hopper kernels have a 3-dimensional grid (query block, head, sequence)",
+                      "grid (m_block : ..., q_head : heads_q, b : batch)")
+    shape = _Shape(bm, bn, wgs, tiles == "persistent", spec.op == "paged_prefill", pingpong,
+                   _overlap(plan.consumer, params))
     threads = WARPGROUP_THREADS * (wgs + 1)
     smem = smem_bytes(d, bm, bn, stages)
     kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}>")
-    k = plan.kernel
     out = [f"// ---- kernel {k.name} (TL line {k.span.line}): {threads} threads = 1 producer + {wgs} consumer warpgroups",
            f"extern \"C\" __global__ void __launch_bounds__({threads}, 1) {name}(const qm::AttnParams p, "
            "const __grid_constant__ qm::sm90::TmaDescs tma) {",
            f"  using KT = {kt};",
            f"  static_assert(qm::sm90::smem_bytes<KT>() == {smem}, \"launch metadata and building blocks disagree on "
-           "shared memory\");",
-           "  // grid (" + ", ".join(f"{g.name} : {print_expr(g.extent)}" for g in k.grid) + ")"]
-    if len(k.grid) > 3:
-        raise _refuse(k, "a grid has at most 3 dimensions", "fold dimensions together")
-    for g, axis in zip(k.grid, ("blockIdx.x", "blockIdx.y", "blockIdx.z")):
-        out.append(f"  const int {scalar_name(g.name)} = {axis};")
-    for let in plan.lets:
-        out += [f"  // let {let.name} = {print_expr(let.value)}", f"  const int {scalar_name(let.name)} = {scope.cpp(let.value)};"]
+           "shared memory\");"]
     shared = ", ".join(f"{a.name}" + (f" x {ast.option(a.options, 'stages')}" if ast.option(a.options, "stages") else "")
                        for a in plan.shared.values())
     out += [f"  // Allocate {shared} (shared, 128-byte swizzled) and their stage barriers",
             "  extern __shared__ char smem_raw[];",
             "  auto& sm = qm::sm90::shared_storage<KT>(smem_raw);",
-            "  qm::sm90::init_barriers<KT>(sm);",
-            f"  const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};"]
-    out += _emit_producer(plan, scope, bn)
-    out += _emit_consumer(plan, scope, spec, bn)
+            "  qm::sm90::init_barriers<KT>(sm);"]
+    grid = "grid (" + ", ".join(f"{g.name} : {print_expr(g.extent)}" for g in k.grid) + ")"
+    extents = [scope.cpp(g.extent) for g in k.grid]
+    if shape.persistent:
+        out += [f"  // {grid} with tiles=persistent: one CTA per SM walks the tiles, the last query blocks first",
+                f"  const qm::sm90::TileScheduler tiles({extents[0]}, {extents[1]}, {extents[2]}, p.max_seqlen_k, "
+                f"{d} * 2);",
+                "  const int tile_first = blockIdx.x, tile_step = gridDim.x;"]
+    else:
+        out += [f"  // {grid}: one CTA per tile",
+                "  const qm::sm90::GridTile tiles;",
+                "  const int tile_first = 0, tile_step = 1;"]
+    out += _emit_producer(plan, scope, shape)
+    out += _emit_consumer(plan, scope, spec, shape)
     out.append("}")
-    grid = [host_formula(g.extent, params) for g in k.grid]
-    entry = Sm90Entry(name, k.name, "attn", threads, grid, smem, tensor_maps={"q": bm, "k": bn, "v": bn})
+    formulas = [host_formula(g.extent, params) for g in k.grid]
+    if shape.persistent:
+        launch_grid = [f"min(num_sms, ({formulas[0]}) * ({formulas[1]}) * ({formulas[2]}))"]
+    else:
+        launch_grid = formulas
+    entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps={"q": bm, "k": bn, "v": bn})
     return out, entry
+
+
+def _overlap(role: ast.Role, params: dict[str, int]) -> bool:
+    """overlap=softmax, or overlap=PARAM with the param 1 (so `params when D = ...` can turn it off)."""
+    value = ast.option(role.options, "overlap")
+    return value == "softmax" or bool(params.get(value or "", 0))
+
+
+def _tile_head(plan: _Plan, scope: Scope, pad: str) -> list[str]:
+    """The tile loop's head and the tile's coordinates, lets and KV range (the same in both roles)."""
+    k = plan.kernel
+    out = [f"{pad}for (int tile_t = tile_first, iter = 0; tile_t < tiles.count; tile_t += tile_step) {{",
+           f"{pad}  const qm::sm90::Tile tile = tiles.at(tile_t);"]
+    for g, field_ in zip(k.grid, ("m_block", "head", "batch")):
+        out.append(f"{pad}  const int {scalar_name(g.name)} = tile.{field_};")
+    for let in plan.lets:
+        out += [f"{pad}  // let {let.name} = {print_expr(let.value)}",
+                f"{pad}  const int {scalar_name(let.name)} = {scope.cpp(let.value)};"]
+    q = plan.q_copy.src
+    out += [f"{pad}  const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};",
+            f"{pad}  if ({scope.cpp(q.indices[2].lo)} >= {_seqlen_q(plan, scope)}) continue;  // a query block past "
+            "this sequence (varlen batches)",
+            f"{pad}  const int q_iter = iter++;  // the tiles this CTA loads a Q for: the parity of sQ's barriers"]
+    return out
 
 
 def _loop_head(loop: ast.Loop, var: str) -> str:
@@ -261,7 +312,7 @@ def _kv_row(copy: ast.Copy, loop: ast.Loop, scope: Scope, bn: int) -> tuple[str,
     return scope.cpp(rows.lo), scope.cpp(view.indices[1]), scope.cpp(view.indices[0])
 
 
-def _emit_producer(plan: _Plan, scope: Scope, bn: int) -> list[str]:
+def _emit_producer(plan: _Plan, scope: Scope, shape: _Shape) -> list[str]:
     q = plan.q_copy.src
     rows = q.indices[2] if len(q.indices) == 3 else None
     if not isinstance(rows, ast.Slice) or isinstance(q.indices[1], ast.Slice):
@@ -270,25 +321,41 @@ def _emit_producer(plan: _Plan, scope: Scope, bn: int) -> list[str]:
         raise _refuse(plan.store, "O must be written at the rows Q was read from",
                       f"Copy O[{', '.join(print_expr(i) if not isinstance(i, ast.Slice) else print_expr(i.lo) + ' : ' + print_expr(i.hi) for i in q.indices)}] <- acc")
     n = scalar_name(plan.p_loop.var)
-    k_row, k_head, k_b = _kv_row(plan.kv_copies["K"], plan.p_loop, scope, bn)
-    v_row, v_head, v_b = _kv_row(plan.kv_copies["V"], plan.p_loop, scope, bn)
+    k_row, k_head, k_b = _kv_row(plan.kv_copies["K"], plan.p_loop, scope, shape.bn)
+    v_row, v_head, v_b = _kv_row(plan.kv_copies["V"], plan.p_loop, scope, shape.bn)
+    b = scope.cpp(q.indices[0])
+    if shape.paged:
+        # key j of sequence b lives in row j % page of page block_table[b, j / page]: one box per page
+        kv_len = _kv_len(plan, scope)
+        pages = [f"        const qm::sm90::PagedRows pages(p, {k_b}, {kv_len});  // K and V share the block table"]
+        copy_k = (f"qm::sm90::produce_kv_paged<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, pages, {k_row}, "
+                  f"{k_head});")
+        copy_v = (f"qm::sm90::produce_kv_paged<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, pages, {v_row}, "
+                  f"{v_head});")
+    else:
+        pages = []
+        copy_k = f"qm::sm90::produce_kv<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, {k_row}, {k_head}, {k_b});"
+        copy_v = f"qm::sm90::produce_kv<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, {v_row}, {v_head}, {v_b});"
     r = plan.producer
     return [
         f"  if (qm::sm90::warpgroup_index() == 0) {{  // {_role_text(r)}",
         "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
         "    if (qm::sm90::elected_producer()) {",
         "      qm::sm90::prefetch_tma_descs(tma);",
-        f"      qm::sm90::produce_q<KT>(tma, sm, {scope.cpp(rows.lo)}, {scope.cpp(q.indices[1])}, {scope.cpp(q.indices[0])});"
-        f"  // {_tl(plan.q_copy)}",
-        "      qm::sm90::PipeState<KT::kStages> ps_k, ps_v;",
-        f"      {_loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
+        "      qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
+        *_tile_head(plan, scope, "      "),
+        f"        // {_tl(plan.q_copy)} (varlen rows: from the sequence's first token; once the last tile's Q is "
+        "released)",
+        f"        qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, {scope.cpp(rows.lo)}), "
+        f"{scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
+        *pages,
+        f"        {_loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
         f"{print_expr(plan.p_loop.stop)}",
-        f"        qm::sm90::produce_kv<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, {k_row}, {k_head}, {k_b});"
-        f"  // {_tl(plan.kv_copies['K'])}",
-        "        ps_k.advance();",
-        f"        qm::sm90::produce_kv<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, {v_row}, {v_head}, {v_b});"
-        f"  // {_tl(plan.kv_copies['V'])}",
-        "        ps_v.advance();",
+        f"          {copy_k}  // {_tl(plan.kv_copies['K'])}",
+        "          ps_k.advance();",
+        f"          {copy_v}  // {_tl(plan.kv_copies['V'])}",
+        "          ps_v.advance();",
+        "        }",
         "      }",
         "    }",
     ]
@@ -298,7 +365,14 @@ def _buffer_of(plan: _Plan, tensor: str) -> str:
     return plan.kv_copies[tensor].dst.id
 
 
-def _emit_consumer(plan: _Plan, scope: Scope, spec: AttentionSpec, bn: int) -> list[str]:
+def _kv_len(plan: _Plan, scope: Scope) -> str:
+    kw = {k: v for k, v in plan.roles["mask"].value.kwargs}
+    if "kv_len" not in kw:
+        raise _refuse(plan.roles["mask"], "mask needs kv_len=", "mask(S, kv_len=Lk, ...)")
+    return scope.cpp(kw["kv_len"])
+
+
+def _emit_consumer(plan: _Plan, scope: Scope, spec: AttentionSpec, shape: _Shape) -> list[str]:
     r = plan.roles
     sk, sv = _buffer_of(plan, "K"), _buffer_of(plan, "V")
     for buf in (sk, sv):
@@ -317,62 +391,43 @@ def _emit_consumer(plan: _Plan, scope: Scope, spec: AttentionSpec, bn: int) -> l
     mask = r["mask"].value
     kw = {k: v for k, v in mask.kwargs}
     zero = ast.Num(0)
-    if "kv_len" not in kw:
-        raise _refuse(r["mask"], "mask needs kv_len=", "mask(S, kv_len=Lk, ...)")
+    kv_len = _kv_len(plan, scope)
     q0 = plan.q_copy.src.indices[2].lo
     n = scalar_name(plan.c_loop.var)
     q_len = _seqlen_q(plan, scope)
-    pingpong = ast.option(plan.consumer.options, "schedule") == "pingpong"
-    last = f"{n} == n_lo" if ast.option(plan.c_loop.options, "order") == "reverse" else f"{n} == n_hi - 1"
-    turn_start = ["    const qm::sm90::PingPong turn(c.tid);  // schedule=pingpong: the GEMMs of S take turns",
-                  "    if (n_hi > n_lo) turn.start();  // no tiles, no turns"] if pingpong else []
-    wait_turn = ["      turn.wait_turn();"] if pingpong else []
-    pass_turn = [f"      turn.pass_turn({last});"] if pingpong else []
+    turns = shape.pingpong
     head = [
         f"  }} else {{  // {_role_text(plan.consumer)}",
         "    qm::sm90::consumer_registers<KT>();  // setmaxnreg.inc",
-        "    qm::sm90::Consumer<KT> c(threadIdx.x - qm::sm90::kWarpgroupThreads);  // m (init=-inf), l (init=0)",
-        "    auto acc = c.alloc_acc();  // init=0",
-        f"    // {print_expr(mask)}",
-        f"    const qm::sm90::MaskArgs mk{{{scope.cpp(q0)}, {scope.cpp(kw['kv_len'])}, {scope.cpp(kw.get('causal', zero))}, "
-        f"{scope.cpp(kw.get('offset', zero))}, {scope.cpp(kw.get('window', zero))}}};",
-        f"    qm::sm90::wait_full(&sm.q_full, 0, 0);  // {_tl(plan.q_wait)}",
+        "    qm::sm90::Consumer<KT> c(threadIdx.x - qm::sm90::kWarpgroupThreads);",
         "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;",
     ]
-    tail = [
-        f"    // {_tl(plan.normalize)}; {_tl(plan.store)} (rows < seqlen_q only)",
-        f"    c.normalize_and_store(acc, p, {scope.cpp(plan.q_copy.src.indices[0])}, "
-        f"{scope.cpp(plan.q_copy.src.indices[1])}, {scope.cpp(q0)}, {q_len});",
-        "  }",
+    if turns:
+        head += [f"    const qm::sm90::PingPong<{shape.wgs}> turn(c.tid);  // schedule=pingpong: the warpgroups take "
+                 "turns issuing their GEMMs",
+                 "    turn.start();"]
+    head += [
+        *_tile_head(plan, scope, "    "),
+        "      c.reset();  // m (init=-inf), l (init=0)",
+        "      auto acc = c.alloc_acc();  // init=0",
+        f"      // {print_expr(mask)}",
+        f"      const qm::sm90::MaskArgs mk{{{scope.cpp(q0)}, {kv_len}, {scope.cpp(kw.get('causal', zero))}, "
+        f"{scope.cpp(kw.get('offset', zero))}, {scope.cpp(kw.get('window', zero))}}};",
+        f"      qm::sm90::wait_q(sm, q_iter);  // {_tl(plan.q_wait)}",
     ]
-    steps = _ConsumerSteps(plan, n, "true" if softcap else "false")
-    if ast.option(plan.consumer.options, "overlap") == "softmax":
-        if pingpong:
-            raise _refuse(plan.consumer, "overlap=softmax together with schedule=pingpong is not lowered yet",
-                          "use one of the two")
-        return head + _overlapped_loop(plan, steps, n) + tail
-    return head + [
-        *turn_start,
-        f"    {_loop_head(plan.c_loop, n)} {{  // Loop {plan.c_loop.var}",
-        "      auto S = c.alloc_s();",
-        f"      qm::sm90::wait_full(sm.k_full, ps_k.stage, ps_k.phase);  // {_tl(plan.waits[sk])}",
-        *wait_turn,
-        f"      c.gemm_qk(S, sm, ps_k.stage);  // {_tl(r['gemm_qk'])}",
-        *pass_turn,
-        f"      qm::sm90::release(sm.k_empty, ps_k.stage);  // {_tl(plan.releases[sk])}",
-        "      ps_k.advance();",
-        f"      const float scale = c.scores<{'true' if softcap else 'false'}>(S, p);  // {_tl(scale)}",
-        f"      c.mask(S, mk, {n});  // {_tl(r['mask'])}",
-        f"      c.online_softmax(S, scale);  // {_tl(r['m_new'])}; {_tl(r['alpha'])}; {_tl(r['exp'])}; "
-        f"{_tl(r['l_update'])}; {_tl(r['m_update'])}",
-        f"      c.rescale(acc);  // {_tl(r['rescale'])}",
-        f"      auto P = c.reshape(S);  // {_tl(r['reshape'])}",
-        f"      qm::sm90::wait_full(sm.v_full, ps_v.stage, ps_v.phase);  // {_tl(plan.waits[sv])}",
-        f"      c.gemm_pv(acc, P, sm, ps_v.stage);  // {_tl(r['gemm_pv'])}",
-        f"      qm::sm90::release(sm.v_empty, ps_v.stage);  // {_tl(plan.releases[sv])}",
-        "      ps_v.advance();",
+    tail = [
+        "      if (n_hi <= n_lo) qm::sm90::release_q(sm);  // no KV tile: sQ was never read",
+        f"      // {_tl(plan.normalize)}; {_tl(plan.store)} (rows < seqlen_q only)",
+        f"      c.normalize_and_store(acc, p, {scope.cpp(plan.q_copy.src.indices[0])}, "
+        f"{scope.cpp(plan.q_copy.src.indices[1])}, {scope.cpp(q0)}, {q_len});",
         "    }",
-    ] + tail
+    ]
+    if turns:
+        tail.append("    turn.finish();")
+    tail.append("  }")
+    steps = _ConsumerSteps(plan, n, "true" if softcap else "false", shape, kv_len)
+    loop = _overlapped_loop(plan, steps, n) if shape.overlap else _plain_loop(plan, steps, n)
+    return head + loop + tail
 
 
 @dataclass
@@ -382,69 +437,120 @@ class _ConsumerSteps:
     plan: _Plan
     n: str
     softcap: str
+    shape: _Shape
+    kv_len: str
 
-    def line(self, call: str, stmt, pad: str = "      ") -> str:
+    def line(self, call: str, stmt, pad: str) -> str:
         return f"{pad}{call}  // {_tl(stmt)}"
 
-    def softmax(self, s: str, pad: str) -> list[str]:
+    def softmax(self, s: str, pad: str, n: str | None = None) -> list[str]:
         r = self.plan.roles
         return [
             self.line(f"const float scale = c.scores<{self.softcap}>({s}, p);", r["scale"], pad),
-            self.line(f"c.mask({s}, mk, {self.n});", r["mask"], pad),
+            self.line(f"c.mask({s}, mk, {n or self.n});", r["mask"], pad),
             f"{pad}c.online_softmax({s}, scale);  // {_tl(r['m_new'])}; {_tl(r['alpha'])}; {_tl(r['exp'])}; "
             f"{_tl(r['l_update'])}; {_tl(r['m_update'])}",
         ]
+
+    def wait(self, buf: str, ring: str, pad: str) -> str:
+        return self.line(f"qm::sm90::wait_full(sm.{ring}_full, ps_{ring}.stage, ps_{ring}.phase);",
+                         self.plan.waits[buf], pad)
+
+    def release(self, buf: str, ring: str, pad: str) -> list[str]:
+        return [self.line(f"qm::sm90::release(sm.{ring}_empty, ps_{ring}.stage);", self.plan.releases[buf], pad),
+                f"{pad}ps_{ring}.advance();"]
+
+    def v_tail(self, tile: str, pad: str) -> list[str]:
+        """Paged K/V: zero the V rows of a tile past kv_len before O += P V reads them."""
+        if not self.shape.paged:
+            return []
+        return [f"{pad}c.zero_rows_past(sm, ps_v.stage, {self.kv_len} - ({tile}) * KT::kBlockN);  // whole pages "
+                "were copied: rows past kv_len hold other tokens"]
+
+    def turn(self, what: str, pad: str) -> list[str]:
+        return [f"{pad}turn.{what}();"] if self.shape.pingpong else []
+
+
+def _plain_loop(plan: _Plan, st: _ConsumerSteps, n: str) -> list[str]:
+    r = plan.roles
+    sk, sv = _buffer_of(plan, "K"), _buffer_of(plan, "V")
+    last = f"{n} == n_lo" if ast.option(plan.c_loop.options, "order") == "reverse" else f"{n} == n_hi - 1"
+    pad = "        "
+    return [
+        f"      {_loop_head(plan.c_loop, n)} {{  // Loop {plan.c_loop.var}",
+        f"{pad}auto S = c.alloc_s();",
+        st.wait(sk, "k", pad),
+        *st.turn("wait_turn", pad),
+        st.line("c.issue_qk(S, sm, ps_k.stage);", r["gemm_qk"], pad),
+        *st.turn("pass_turn", pad),
+        f"{pad}c.wait_gemms<0>(S);",
+        f"{pad}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
+        *st.release(sk, "k", pad),
+        *st.softmax("S", pad),
+        st.line("c.rescale(acc);", r["rescale"], pad),
+        st.line("auto P = c.reshape(S);", r["reshape"], pad),
+        st.wait(sv, "v", pad),
+        *st.v_tail(n, pad),
+        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], pad),
+        *st.release(sv, "v", pad),
+        "      }",
+    ]
 
 
 def _overlapped_loop(plan: _Plan, st: _ConsumerSteps, n: str) -> list[str]:
     """overlap=softmax: a software pipeline over the KV tiles. Tile n's S GEMM and the previous tile's
     O += P V are issued together; the softmax of tile n runs while O += P V is still on the tensor
-    cores; acc is rescaled once that GEMM is done. Same arithmetic, in the same order per tile."""
+    cores; acc is rescaled once that GEMM is done. Same arithmetic, in the same order per tile. Under
+    schedule=pingpong the warpgroup holds the turn while it issues the two GEMMs."""
     r = plan.roles
     sk, sv = _buffer_of(plan, "K"), _buffer_of(plan, "V")
     reverse = ast.option(plan.c_loop.options, "order") == "reverse"
     first = "n_hi - 1" if reverse else "n_lo"
     rest = (f"for (int {n} = n_hi - 2; {n} >= n_lo; --{n})" if reverse
             else f"for (int {n} = n_lo + 1; {n} < n_hi; ++{n})")
-    wk = st.line("qm::sm90::wait_full(sm.k_full, ps_k.stage, ps_k.phase);", plan.waits[sk], "        ")
-    wv = st.line("qm::sm90::wait_full(sm.v_full, ps_v.stage, ps_v.phase);", plan.waits[sv], "        ")
-    rk = st.line("qm::sm90::release(sm.k_empty, ps_k.stage);", plan.releases[sk], "        ")
-    rv = st.line("qm::sm90::release(sm.v_empty, ps_v.stage);", plan.releases[sv], "        ")
+    prev = f"{n} + 1" if reverse else f"{n} - 1"
+    last = f"{n} == n_lo" if reverse else f"{n} == n_hi - 1"
+    p1, p2 = "        ", "          "
     return [
-        f"    // Loop {plan.c_loop.var} in {print_expr(plan.c_loop.start)} .. {print_expr(plan.c_loop.stop)}, "
+        f"      // Loop {plan.c_loop.var} in {print_expr(plan.c_loop.start)} .. {print_expr(plan.c_loop.stop)}, "
         "overlap=softmax: the softmax of a tile runs while the previous tile's O += P V does",
-        "    if (n_hi > n_lo) {",
-        f"      int {n} = {first};  // the first tile: S, softmax, P",
-        "      auto S = c.alloc_s();",
-        wk.replace("        ", "      ", 1),
-        st.line("c.gemm_qk(S, sm, ps_k.stage);", r["gemm_qk"]),
-        rk.replace("        ", "      ", 1),
-        "      ps_k.advance();",
-        *st.softmax("S", "      "),
-        st.line("c.rescale(acc);", r["rescale"]),
-        st.line("auto P = c.reshape(S);", r["reshape"]),
-        f"      {rest} {{",
-        "        auto S_next = c.alloc_s();",
-        wk,
-        st.line("c.issue_qk(S_next, sm, ps_k.stage);", r["gemm_qk"], "        "),
-        wv,
-        st.line("c.issue_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], "        ") + " (previous tile)",
-        "        c.wait_gemms<1>(S_next);  // S of this tile is done; O += P V may still run",
-        rk,
-        "        ps_k.advance();",
-        *st.softmax("S_next", "        "),
-        "        c.wait_gemms<0>(acc, P);  // O += P V of the previous tile is done",
-        rv,
-        "        ps_v.advance();",
-        st.line("c.rescale(acc);", r["rescale"], "        "),
-        st.line("P = c.reshape(S_next);", r["reshape"], "        "),
+        "      if (n_hi > n_lo) {",
+        f"{p1}int {n} = {first};  // the first tile: S, softmax, P",
+        f"{p1}auto S = c.alloc_s();",
+        st.wait(sk, "k", p1),
+        *st.turn("wait_turn", p1),
+        st.line("c.issue_qk(S, sm, ps_k.stage);", r["gemm_qk"], p1),
+        *st.turn("pass_turn", p1),
+        f"{p1}c.wait_gemms<0>(S);",
+        f"{p1}if (n_hi - n_lo == 1) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
+        *st.release(sk, "k", p1),
+        *st.softmax("S", p1),
+        st.line("c.rescale(acc);", r["rescale"], p1),
+        st.line("auto P = c.reshape(S);", r["reshape"], p1),
+        f"{p1}{rest} {{",
+        f"{p2}auto S_next = c.alloc_s();",
+        st.wait(sk, "k", p2),
+        st.wait(sv, "v", p2) + " (previous tile)",
+        *st.v_tail(prev, p2),
+        *st.turn("wait_turn", p2),
+        st.line("c.issue_qk(S_next, sm, ps_k.stage);", r["gemm_qk"], p2),
+        st.line("c.issue_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p2) + " (previous tile)",
+        *st.turn("pass_turn", p2),
+        f"{p2}c.wait_gemms<1>(S_next);  // S of this tile is done; O += P V may still run",
+        f"{p2}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
+        *st.release(sk, "k", p2),
+        *st.softmax("S_next", p2),
+        f"{p2}c.wait_gemms<0>(acc, P);  // O += P V of the previous tile is done",
+        *st.release(sv, "v", p2),
+        st.line("c.rescale(acc);", r["rescale"], p2),
+        st.line("P = c.reshape(S_next);", r["reshape"], p2),
+        f"{p1}}}",
+        f"{p1}// the last tile's O += P V",
+        st.wait(sv, "v", p1),
+        *st.v_tail("n_lo" if reverse else "n_hi - 1", p1),
+        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p1),
+        *st.release(sv, "v", p1),
         "      }",
-        "      // the last tile's O += P V",
-        wv.replace("        ", "      ", 1),
-        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"]),
-        rv.replace("        ", "      ", 1),
-        "      ps_v.advance();",
-        "    }",
     ]
 
 

@@ -71,6 +71,8 @@ GOLDEN_SM90 = (
     ("dense_prefill_sm90.tl", None, None),
     ("dense_prefill_sm90_pingpong.tl", ("bf16",), None),
     ("dense_prefill_sm90_overlap.tl", ("bf16",), (64, 128)),
+    ("dense_prefill_sm90_fa3.tl", None, None),
+    ("paged_prefill_sm90.tl", None, None),
 )
 
 
@@ -104,7 +106,7 @@ def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 
     for path, kinds, dims in jobs:
         program = parse_tl_file(path)
         for dtype, d in ((dt, hd) for dt in kinds for hd in dims):
-            spec = AttentionSpec("dense_prefill", dtype, d, 1, True, softcap=softcap)
+            spec = AttentionSpec(program.op or "dense_prefill", dtype, d, 1, True, softcap=softcap)
             source = lower_sm90(program, target, spec, source_name=str(path))
             result = compile_sm90(source, toolchain, keep_dir=out_dir)
             entry = source.entries[0]

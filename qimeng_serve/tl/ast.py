@@ -213,6 +213,7 @@ class Kernel:
     grid: tuple[GridDim, ...]
     body: tuple[Stmt, ...]
     span: Span | None = _NO_SPAN
+    options: Options = ()  # `with tiles=persistent` (Hopper): how CTAs map to the grid's tiles
 
 
 @dataclass(frozen=True)

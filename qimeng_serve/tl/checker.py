@@ -48,6 +48,7 @@ RULES: tuple[tuple[str, Rule, bool], ...] = (
     ("tma", hopper.rule_tma, False),
     ("setmaxnreg", hopper.rule_setmaxnreg, False),
     ("smem-stages", hopper.rule_smem_stages, False),
+    ("kernel-tiles", hopper.rule_kernel_tiles, True),
 )
 
 FORMS = ("auto", "sketch", "program")

@@ -140,8 +140,9 @@ class _ToAst(Transformer):
     def kernel(self, meta, c):
         name = str(c[0])
         grid = tuple(x for x in c[1:] if isinstance(x, ast.GridDim))
-        body = [x for x in c[1:] if not isinstance(x, ast.GridDim)]
-        return ast.Kernel(name, grid, _attach_inline(body), _span(meta))
+        rest = [x for x in c[1:] if not isinstance(x, ast.GridDim)]
+        opts = rest.pop(0) if rest and isinstance(rest[0], tuple) else ()
+        return ast.Kernel(name, grid, _attach_inline(rest), _span(meta), opts)
 
     def program_decl(self, meta, c):
         return ast.ProgramDecl(str(c[0]), _span(meta))

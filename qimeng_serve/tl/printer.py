@@ -101,7 +101,8 @@ def _print_item(item, depth: int) -> list[str]:
         return ["", f"params{guard} {{", *_print_block(item.items, depth + 1), "}"]
     if isinstance(item, ast.Kernel):
         grid = ", ".join(f"{g.name} : {print_expr(g.extent)}" for g in item.grid)
-        return ["", f"kernel {item.name} grid ({grid}) {{", *_print_block(item.body, depth + 1), "}"]
+        head = f"kernel {item.name} grid ({grid}){_print_options(item.options)} {{"
+        return ["", head, *_print_block(item.body, depth + 1), "}"]
     return _print_stmt(item, depth)
 
 

@@ -50,6 +50,10 @@ def _param_node(ctx: Context, name: str):
 
 def _warps(ctx: Context) -> Iterator[Diagnostic]:
     w = ctx.values["WARPS"]
+    # warp-specialised kernels (Roles) count whole consumer warpgroups: 4, 8, 12 warps
+    specialised = any(k.statements(ast.Role) for k in ctx.kernels)
+    if specialised and w >= 4 and w % 4 == 0 and w * 32 <= ctx.target.max_threads_per_block:
+        return
     if w < 1 or w & (w - 1) or w * 32 > ctx.target.max_threads_per_block:
         yield diag("tiles", _param_node(ctx, "WARPS"), f"WARPS = {w}: use a power of two with "
                    f"WARPS * 32 <= {ctx.target.max_threads_per_block} threads", "use WARPS = 4 (or 8)")

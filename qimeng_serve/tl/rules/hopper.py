@@ -40,6 +40,7 @@ BARRIER_BYTES = 8  # one mbarrier
 SWIZZLE_ALIGN = 1024  # a 128-byte-swizzled tile starts on a 1024-byte boundary
 ROLE_NAMES = ("producer", "consumer")
 OVERLAPS = ("none", "softmax")  # intra-warpgroup overlap of the consumer (docs/tl.md §10)
+TILE_MODES = ("grid", "persistent")  # `kernel ... with tiles=`: a CTA per grid tile, or one per SM walking them
 ROLE_STMTS = (ast.Role, ast.Wait, ast.Release)
 
 
@@ -329,16 +330,18 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
             complete = False
             continue
         overlap = ast.option(role.options, "overlap")
+        if overlap is not None and overlap not in OVERLAPS and isinstance(ctx.values.get(overlap), int):
+            overlap = OVERLAPS[1] if ctx.values[overlap] else OVERLAPS[0]  # a param: 1 = softmax, 0 = none
         if overlap is not None and (overlap not in OVERLAPS or name == "producer"):
             yield diag("setmaxnreg", _option_node(role, "overlap"), f"overlap={overlap} on the {name} role: the "
                        f"consumer takes overlap={' or overlap='.join(OVERLAPS)}",
                        "write `overlap=softmax` on `Role consumer` (the softmax of a KV tile runs while the GEMMs "
                        "of its neighbours do), or drop it")
         schedule = ast.option(role.options, "schedule")
-        if schedule == "pingpong" and (name == "producer" or wg != 2):
+        if schedule == "pingpong" and (name == "producer" or wg < 2):
             yield diag("setmaxnreg", _option_node(role, "schedule"), f"schedule=pingpong on the {name} role with "
-                       f"warpgroups={wg}: ping-pong alternates the GEMMs of two consumer warpgroups",
-                       "put it on `Role consumer with warpgroups=2`, or drop it")
+                       f"warpgroups={wg}: ping-pong passes the turn to issue GEMMs between consumer warpgroups",
+                       "put it on `Role consumer with warpgroups=2` (or 3), or drop it")
         if wg < 1 or (name == "producer" and wg != 1):
             yield diag("setmaxnreg", _option_node(role, "warpgroups"), f"Role {name} has warpgroups={wg}",
                        "the producer is one warpgroup; the consumer one or more")
@@ -376,6 +379,24 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
                    f"raise regs= (at most {REG_MAX}, within the register file) or shrink BLOCK_N / D tiles")
 
 
+# ---------------------------------------------------------------- how CTAs cover the grid
+def rule_kernel_tiles(ctx: Context) -> Iterator[Diagnostic]:
+    """`kernel ... with tiles=persistent`: one CTA per SM walks the grid's tiles; it needs the producer
+    role (which loads the next tile while the consumers finish this one). The only kernel option."""
+    for k in ctx.kernels:
+        for o in k.kernel.options:
+            if o.key != "tiles":
+                yield diag("roles", o, f"unknown kernel option {o.key}=", "a kernel takes `with tiles=persistent` "
+                           "or no options")
+            elif o.value not in TILE_MODES:
+                yield diag("roles", o, f"tiles={o.value}: a kernel's tiles are `grid` (a CTA per tile) or "
+                           "`persistent` (a CTA per SM)", "write `with tiles=persistent`, or drop the option")
+            elif o.value == "persistent" and not roles_of(k):
+                yield diag("roles", o, "tiles=persistent needs warp specialisation: the producer role loads the "
+                           "next tile while the consumers finish the current one",
+                           "add `Role producer` / `Role consumer` (kernels_src/tl/dense_prefill_sm90.tl), or drop it")
+
+
 # ---------------------------------------------------------------- shared memory with stages and barriers
 def rule_smem_stages(ctx: Context) -> Iterator[Diagnostic]:
     if ctx.sketch:
@@ -399,7 +420,7 @@ def _smem(ctx: Context, k: KernelInfo) -> Iterator[Diagnostic]:
         stages = _int_option(ctx, a, "stages") or 1
         stages = stages if isinstance(stages, int) else 1
         size = math.prod(dims) * DTYPE_BYTES.get(ctx.dtype(a.dtype), 4)
-        barriers = (2 * stages if a.name in fills and fills[a.name].loops else 1) if a.name in fills else 0
+        barriers = (2 * stages if a.name in fills and fills[a.name].loops else 2) if a.name in fills else 0
         plain += size * stages
         padded += math.ceil(size / SWIZZLE_ALIGN) * SWIZZLE_ALIGN * stages + barriers * BARRIER_BYTES
         parts.append(f"{a.name} {stages} x {size} B")

@@ -86,14 +86,18 @@ PINGPONG = (GOLDEN_DIR / "dense_prefill_sm90_pingpong.tl").read_text()
 def test_pingpong_takes_turns_around_the_score_gemm():
     text = lowered(PINGPONG).text
     assert "qm_dense_prefill_sm90_pingpong_attn_bf16_hd128" in text
-    wait, gemm, hand = text.index("turn.wait_turn();"), text.index("c.gemm_qk(S, sm"), text.index("turn.pass_turn(t_n == n_lo);")
-    assert wait < gemm < hand  # the turn spans S = Q K^T only: the softmax overlaps the other's GEMM
-    assert "if (n_hi > n_lo) turn.start();" in text
+    text = text[text.index("qm::sm90::consumer_registers"):]
+    order = [text.index(s) for s in ("turn.start();", "for (int tile_t", "turn.wait_turn();", "c.issue_qk(S, sm",
+                                     "turn.pass_turn();", "c.wait_gemms<0>(S);", "c.online_softmax(S", "turn.finish();")]
+    # the turn spans issuing S = Q K^T only: the softmax overlaps the other warpgroup's GEMM; the
+    # first turn is handed out once before the tiles and the one left over is taken after them
+    assert order == sorted(order)
+    assert text.count("turn.wait_turn();") == text.count("turn.pass_turn();") == 1
     assert "turn" not in lowered().text  # the plain schedule has none
 
 
 def test_pingpong_needs_two_consumer_warpgroups():
-    with pytest.raises(TLCheckError, match="ping-pong alternates"):
+    with pytest.raises(TLCheckError, match="ping-pong passes the turn"):
         lowered(PINGPONG.replace("CONSUMERS = 2", "CONSUMERS = 1").replace("WARPS = 8", "WARPS = 4")
                 .replace("BLOCK_M = 128", "BLOCK_M = 64"))
 
@@ -111,10 +115,78 @@ def test_overlap_issues_the_next_score_gemm_with_the_previous_pv():
     assert "// the last tile's O += P V" in text and "if (n_hi > n_lo) {" in text
 
 
-def test_overlap_with_pingpong_is_refused():
-    text = OVERLAP.replace("overlap=softmax", "overlap=softmax, schedule=pingpong")
-    with pytest.raises(LoweringError, match="not lowered yet"):
-        lowered(text)
+def test_overlap_with_pingpong_holds_the_turn_over_both_gemms():
+    text = lowered(OVERLAP.replace("overlap=softmax", "overlap=softmax, schedule=pingpong")).text
+    loop = text[text.index("for (int t_n = n_hi - 2; t_n >= n_lo; --t_n)"):]
+    order = [loop.index(s) for s in ("turn.wait_turn();", "c.issue_qk(S_next", "c.issue_pv(acc, P",
+                                     "turn.pass_turn();", "c.wait_gemms<1>(S_next)")]
+    assert order == sorted(order)
+    # one turn per KV tile: the first tile's S GEMM, then one per loop iteration
+    assert text.count("turn.wait_turn();") == text.count("turn.pass_turn();") == 2
+
+
+def test_overlap_can_come_from_a_param():
+    on = OVERLAP.replace("overlap=softmax", "overlap=OVERLAP").replace("STAGES = 2", "STAGES = 2\n  OVERLAP = 1")
+    off = on.replace("OVERLAP = 1", "OVERLAP = 0")
+    assert "c.issue_pv(acc, P" in lowered(on).text
+    assert "c.issue_pv(acc, P" not in lowered(off).text and "c.gemm_pv(acc, P" in lowered(off).text
+
+
+FA3 = (GOLDEN_DIR / "dense_prefill_sm90_fa3.tl").read_text()
+PAGED = (GOLDEN_DIR / "paged_prefill_sm90.tl").read_text()
+
+
+def test_persistent_tiles_walk_the_grid_from_one_cta_per_sm():
+    src = lowered(FA3)
+    (entry,) = src.entries
+    assert entry.grid == ["min(num_sms, (cdiv(max_seq_q, 128)) * (heads_q) * (batch))"]
+    text = src.text
+    assert "qm::sm90::TileScheduler tiles(qm::cdiv(p.max_seqlen_q, 128), p.heads_q, p.batch, p.max_seqlen_k" in text
+    assert text.count("for (int tile_t = tile_first, iter = 0; tile_t < tiles.count; tile_t += tile_step)") == 2
+    # sQ's barriers flip once per tile that loads a Q: a skipped tile must not count
+    for role in (text[:text.index("consumer_registers")], text[text.index("consumer_registers"):]):
+        skip, count = role.index("continue;"), role.index("const int q_iter = iter++;")
+        assert skip < count
+    assert "qm::sm90::wait_q(sm, q_iter);" in text and "q_batch(p, t_b), q_iter);" in text
+    # the consumers hand sQ back after the tile's last S GEMM, or at once when the tile has no KV tile
+    assert "if (t_n == n_lo) qm::sm90::release_q(sm);" in text
+    assert "if (n_hi <= n_lo) qm::sm90::release_q(sm);" in text
+    grid = lowered().text
+    assert "const qm::sm90::GridTile tiles;" in grid and "TileScheduler" not in grid
+
+
+def test_fa3_program_turns_overlap_off_at_head_size_256():
+    assert "c.issue_pv(acc, P" in lowered(FA3, d=128).text
+    text = lowered(FA3, d=256).text
+    assert "c.issue_pv(acc, P" not in text and "turn.wait_turn();" in text
+    assert "qm::sm90::Traits<qm::sm90::bf16, 256, 128, 64, 2, 2, 24, 240>" in text
+
+
+def test_kernel_options_are_checked():
+    with pytest.raises(TLCheckError, match="unknown kernel option"):
+        lowered(FA3.replace("with tiles=persistent", "with tiles=persistent, order=fast"))
+    with pytest.raises(TLCheckError, match="tiles=forever"):
+        lowered(FA3.replace("tiles=persistent", "tiles=forever"))
+
+
+def test_paged_prefill_copies_one_box_per_page_and_clears_the_v_tail():
+    src = lower_sm90(parse_tl(PAGED), SM90_TARGET, AttentionSpec("paged_prefill", "f16", 128))
+    text = src.text
+    assert src.entries[0].name == "qm_paged_prefill_sm90_attn_f16_hd128"
+    assert "const qm::sm90::PagedRows pages(p, t_b, t_Lk);" in text
+    assert text.count("qm::sm90::produce_kv_paged<KT>(") == 2 and "produce_kv<KT>(" not in text
+    # before every O += P V of a tile that may hold rows past Lk: the loop's (previous tile) and the last
+    assert text.count("c.zero_rows_past(sm, ps_v.stage, t_Lk - (") == 2
+    assert "c.zero_rows_past(sm, ps_v.stage, t_Lk - (t_n + 1) * KT::kBlockN)" in text
+    assert "c.zero_rows_past(sm, ps_v.stage, t_Lk - (n_lo) * KT::kBlockN)" in text
+    assert "zero_rows_past" not in lowered(FA3).text  # dense: TMA fills rows past the end with zeros
+    assert "qm::sm90::q_row(p, t_b, t_q0)" in text  # varlen rows from cu_seqlens_q
+
+
+def test_paged_decode_is_refused():
+    with pytest.raises(LoweringError, match="paged_decode"):
+        lower_sm90(parse_tl(PAGED.replace("op paged_prefill", "op paged_decode")), SM90_TARGET,
+                   AttentionSpec("paged_decode", "f16", 128, 16))
 
 
 def test_overlap_values_are_checked():

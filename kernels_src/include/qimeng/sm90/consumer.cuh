@@ -46,6 +46,15 @@ struct Consumer {
     }
   }
 
+  // a new query tile (tiles=persistent): m = -inf, l = 0 again
+  __device__ __forceinline__ void reset() {
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      m[r] = -INFINITY;
+      l[r] = 0.f;
+    }
+  }
+
   __device__ __forceinline__ TileS alloc_s() const { return TileS{}; }
   __device__ __forceinline__ TileO alloc_acc() const {
     TileO acc;
@@ -186,6 +195,25 @@ struct Consumer {
     return P;
   }
 
+  // Paged K/V: a TMA box copies whole pages, so the rows of the last tile past kv_len hold whatever
+  // the cache holds there, NaN included, and P = 0 times NaN is NaN in O += P V. The consumer
+  // threads zero those V rows of the slot before the GEMM reads it (a swizzle permutes 16-byte units
+  // inside a 128-byte row only, so whole rows are found at their unswizzled place), then order the
+  // writes before the GMMA's (async proxy) reads. Every consumer thread calls it for the same tile.
+  __device__ __forceinline__ void zero_rows_past(SharedStorage<KT>& sm, int stage, int valid_rows) const {
+    if (valid_rows >= KT::kBlockN) return;
+    constexpr int kChunkRows = KT::kBlockN, kUnits = kSwizzleCols * sizeof(T) / 16;  // 16-byte units per row
+    const int rows = KT::kBlockN - (valid_rows > 0 ? valid_rows : 0);
+    const int total = (KT::kHeadDim / kSwizzleCols) * rows * kUnits;
+    uint4* base = reinterpret_cast<uint4*>(sm.v[stage]);
+    for (int i = tid; i < total; i += KT::kConsumerThreads) {
+      const int unit = i % kUnits, row = (i / kUnits) % rows, chunk = i / (kUnits * rows);
+      base[(chunk * kChunkRows + (KT::kBlockN - rows) + row) * kUnits + unit] = make_uint4(0, 0, 0, 0);
+    }
+    cutlass::arch::fence_view_async_shared();
+    consumers_sync<KT>();
+  }
+
   // Compute acc = acc / nonzero(l); Copy O[b, h, q0 : q0 + BLOCK_M] <- acc (rows < seqlen_q only),
   // two neighbouring columns per 4-byte store.
   __device__ __forceinline__ void normalize_and_store(TileO& acc, const AttnParams& p, int b, int h, int q0,
@@ -195,7 +223,10 @@ struct Consumer {
     auto cO = make_identity_tensor(Shape<typename KT::BM, typename KT::HD>{});
     Tensor tOcO = mma_pv.get_thread_slice(tid).partition_C(cO);
     Tensor co = make_tensor(tOcO.data(), acc_rowcol(tOcO.layout()));
-    T* out = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
+    // varlen rows (cu_seqlens_q set) start at the sequence's first token of a [tokens, heads, D] O
+    T* out = static_cast<T*>(p.o) + h * p.o_head_stride +
+             (p.cu_seqlens_q ? static_cast<int64_t>(p.cu_seqlens_q[b]) * p.o_token_stride
+                             : static_cast<int64_t>(b) * p.o_batch_stride);
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
       float sum = l[r];

@@ -8,3 +8,4 @@
 #include "pipeline.cuh"
 #include "mma.cuh"
 #include "consumer.cuh"
+#include "scheduler.cuh"

@@ -35,6 +35,7 @@ template <class KT>
 __device__ __forceinline__ void init_barriers(SharedStorage<KT>& sm) {
   if (threadIdx.x == 0) {
     TxBarrier::init(&sm.q_full, 1);
+    Barrier::init(&sm.q_empty, KT::kConsumerThreads);
     CUTE_UNROLL
     for (int s = 0; s < KT::kStages; ++s) {
       TxBarrier::init(&sm.k_full[s], 1);
@@ -65,9 +66,12 @@ __device__ __forceinline__ void consumer_registers() {
 // ---- producer: one elected thread issues every copy
 __device__ __forceinline__ bool elected_producer() { return threadIdx.x == 0; }
 
-// Copy sQ <- Q[b, h, row0 : row0 + BLOCK_M] with via=tma (filled once, never released)
+// Copy sQ <- Q[b, h, row0 : row0 + BLOCK_M] with via=tma, for the CTA's tile number `iter` (0, 1, ...
+// under tiles=persistent): once the consumers released the previous tile's Q.
 template <class KT>
-__device__ __forceinline__ void produce_q(const TmaDescs& tma, SharedStorage<KT>& sm, int row0, int h, int b) {
+__device__ __forceinline__ void produce_q(const TmaDescs& tma, SharedStorage<KT>& sm, int row0, int h, int b,
+                                          int iter = 0) {
+  Barrier::wait(&sm.q_empty, (static_cast<uint32_t>(iter) & 1u) ^ 1u);
   TxBarrier::arrive_and_expect_tx(&sm.q_full, KT::kQBytes);
   tma_load_tile<KT::kBlockM, KT::kHeadDim>(&tma.q, &sm.q_full, sm.q, row0, h, b);
 }
@@ -83,6 +87,47 @@ __device__ __forceinline__ void produce_kv(const CUtensorMap* map, uint64_t* ful
   tma_load_tile<KT::kBlockN, KT::kHeadDim>(map, &full[ps.stage], tiles[ps.stage], row0, h, b);
 }
 
+// Where a query tile's rows are in Q's tensor map: a dense batch maps (D, positions, heads, batch);
+// a varlen batch (cu_seqlens_q set) maps [tokens, heads, D] as one sequence, rows from its first token.
+__device__ __forceinline__ int q_row(const AttnParams& p, int b, int row0) {
+  return p.cu_seqlens_q ? p.cu_seqlens_q[b] + row0 : row0;
+}
+__device__ __forceinline__ int q_batch(const AttnParams& p, int b) { return p.cu_seqlens_q ? 0 : b; }
+
+// The pages of sequence b (paged K/V): key j is row j % page of page block_table[b, j / page]. K and
+// V maps view the cache as (D, row in page, head, page); a box holds min(page, BLOCK_N) rows.
+struct PagedRows {
+  const int* table;  // this sequence's row of the block table
+  int page;
+  int last_page;  // the page of the sequence's last key: tiles past it re-read it (masked anyway)
+  __device__ __forceinline__ PagedRows(const AttnParams& p, int b, int kv_len)
+      : table(p.block_table + static_cast<int64_t>(b) * p.block_table_stride), page(p.page_size),
+        last_page(kv_len > 0 ? (kv_len - 1) / p.page_size : 0) {}
+};
+
+// Copy sK <- K[b, h, row0 : row0 + BLOCK_N] with via=tma from paged K: BLOCK_N / box_rows boxes per
+// 64-column chunk, each from the page that holds its rows; one full barrier for all of them.
+template <class KT, class T>
+__device__ __forceinline__ void produce_kv_paged(const CUtensorMap* map, uint64_t* full, uint64_t* empty,
+                                                 T (*tiles)[KT::kBlockN * KT::kHeadDim], PipeState<KT::kStages> ps,
+                                                 const PagedRows& pages, int row0, int h) {
+  Barrier::wait(&empty[ps.stage], ps.phase ^ 1u);
+  TxBarrier::arrive_and_expect_tx(&full[ps.stage], KT::kKVBytes);
+  const int box = pages.page < KT::kBlockN ? pages.page : KT::kBlockN;  // the map's box rows
+  for (int r = 0; r < KT::kBlockN; r += box) {
+    const int key = row0 + r;
+    int pg = key / pages.page;
+    pg = pg < pages.last_page ? pg : pages.last_page;
+    const int block = pages.table[pg];
+    CUTE_UNROLL
+    for (int chunk = 0; chunk < KT::kHeadDim / kSwizzleCols; ++chunk) {
+      cute::SM90_TMA_LOAD_4D::copy(map, &full[ps.stage], static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL),
+                                   tiles[ps.stage] + chunk * KT::kBlockN * kSwizzleCols + r * kSwizzleCols,
+                                   chunk * kSwizzleCols, key % pages.page, h, block);
+    }
+  }
+}
+
 // ---- consumer: every consumer thread waits and releases
 // Wait sX: the slot's copy has landed
 __device__ __forceinline__ void wait_full(uint64_t* full, int stage, uint32_t phase) {
@@ -90,22 +135,43 @@ __device__ __forceinline__ void wait_full(uint64_t* full, int stage, uint32_t ph
 }
 // Release sX: this thread is done reading the slot (its GMMAs completed)
 __device__ __forceinline__ void release(uint64_t* empty, int stage) { Barrier::arrive(&empty[stage]); }
+// sQ of tile number `iter` has landed / this thread's last S GEMM of the tile is done with it
+template <class KT>
+__device__ __forceinline__ void wait_q(SharedStorage<KT>& sm, int iter) {
+  Barrier::wait(&sm.q_full, static_cast<uint32_t>(iter) & 1u);
+}
+template <class KT>
+__device__ __forceinline__ void release_q(SharedStorage<KT>& sm) { Barrier::arrive(&sm.q_empty); }
 
-// ---- ping-pong between two consumer warpgroups (TL: `Role consumer with ..., schedule=pingpong`)
-// The warpgroups take turns on the tensor cores for S = Q K^T: while one runs its GEMM the other
-// runs its softmax. Two named barriers, one per warpgroup's turn, each completed by the owner's 128
-// threads (sync) and the other warpgroup's 128 (arrive). Warpgroup 1 gives warpgroup 0 the first
-// turn and skips its last hand-over, so every barrier phase gets exactly one arrive and one sync.
+// Named barrier of all consumer threads (user id 0): they wait for each other, not for the producer.
+constexpr uint32_t kConsumerBarrier = 0;
+template <class KT>
+__device__ __forceinline__ void consumers_sync() {
+  cutlass::arch::NamedBarrier::sync(KT::kConsumerThreads, kConsumerBarrier);
+}
+
+// ---- ping-pong between the consumer warpgroups (TL: `Role consumer with ..., schedule=pingpong`)
+// The warpgroups take turns issuing their GEMMs: while one runs its GEMMs the others run their
+// softmax. The turn goes round the warpgroups (0, 1, .., W-1, 0, ...) through one named barrier per
+// warpgroup, each completed by its owner's 128 threads (sync) and the previous warpgroup's 128
+// (arrive). The last warpgroup hands warpgroup 0 the first turn (start); every turn is passed on,
+// across tiles under tiles=persistent; warpgroup 0 takes the one turn left over at the end (finish),
+// so every barrier phase gets exactly one arrive and one sync.
+template <int WGS>
 struct PingPong {
   static constexpr uint32_t kThreads = 2 * kWarpgroupThreads;
-  int wg;  // 0 or 1: the consumer warpgroup
+  static constexpr uint32_t kFirstId = 1;  // user id 0: kConsumerBarrier (CUTLASS offsets user ids past its own)
+  int wg;  // 0 .. WGS - 1: the consumer warpgroup
   __device__ __forceinline__ explicit PingPong(int consumer_tid) : wg(consumer_tid / kWarpgroupThreads) {}
   __device__ __forceinline__ void start() const {
-    if (wg == 1) cutlass::arch::NamedBarrier::arrive(kThreads, 0);
+    if (wg == WGS - 1) cutlass::arch::NamedBarrier::arrive(kThreads, kFirstId);
   }
-  __device__ __forceinline__ void wait_turn() const { cutlass::arch::NamedBarrier::sync(kThreads, wg); }
-  __device__ __forceinline__ void pass_turn(bool last) const {
-    if (!(wg == 1 && last)) cutlass::arch::NamedBarrier::arrive(kThreads, 1 - wg);
+  __device__ __forceinline__ void wait_turn() const { cutlass::arch::NamedBarrier::sync(kThreads, kFirstId + wg); }
+  __device__ __forceinline__ void pass_turn() const {
+    cutlass::arch::NamedBarrier::arrive(kThreads, kFirstId + (wg + 1) % WGS);
+  }
+  __device__ __forceinline__ void finish() const {
+    if (wg == 0) cutlass::arch::NamedBarrier::sync(kThreads, kFirstId);
   }
 };
 

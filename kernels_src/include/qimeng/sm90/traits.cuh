@@ -77,6 +77,7 @@ struct SharedStorage {
   alignas(1024) T k[KT::kStages][KT::kBlockN * KT::kHeadDim];
   alignas(1024) T v[KT::kStages][KT::kBlockN * KT::kHeadDim];
   alignas(8) uint64_t q_full;
+  uint64_t q_empty;
   uint64_t k_full[KT::kStages];
   uint64_t k_empty[KT::kStages];
   uint64_t v_full[KT::kStages];
