@@ -18,3 +18,9 @@ def default_registry() -> Path:
         return REPO_ROOT / "registry"
     data = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
     return data / "qimeng-serve" / "registry"
+
+
+def sm90a_enabled() -> bool:
+    """False when QIMENG_NO_SM90A is set (1/true/yes): KernelSet then ignores the Hopper (sm90a)
+    kernels of a bundle and runs the portable ones (A/B comparisons, a safety valve)."""
+    return os.environ.get("QIMENG_NO_SM90A", "").strip().lower() not in ("1", "true", "yes", "on")

@@ -6,19 +6,33 @@ import ctypes
 
 from qimeng_serve.runtime.abi import AttnParams
 from qimeng_serve.runtime.formula import evaluate
-from qimeng_serve.runtime.loader import LoadedKernel, check, driver
+from qimeng_serve.runtime.loader import LoadedKernel, RuntimeLoadError, check, driver
+
+TMA_ABI = "attn_params+tma_descs"  # (const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs tma)
 
 
-def launch(kernel: LoadedKernel, params: AttnParams, sizes: dict[str, int], stream=None) -> None:
+def launch(kernel: LoadedKernel, params: AttnParams, sizes: dict[str, int], stream=None, descs=None) -> None:
+    """One launch. `descs` (runtime.tma_sm90.TmaDescs) is the second parameter of kernels whose manifest
+    entry says `"abi": "attn_params+tma_descs"` (the sm90a ones), and only of those."""
     import torch
 
-    drv = driver()
     launch_meta = kernel.meta["launch"]
+    two_params = kernel.meta.get("abi") == TMA_ABI
+    if two_params != (descs is not None):
+        raise RuntimeLoadError(f"{kernel.name} takes {'AttnParams and TmaDescs' if two_params else 'AttnParams only'}, "
+                               f"the launch passed {'both' if descs is not None else 'AttnParams only'}",
+                               fix="launch sm90a kernels through KernelSet (it encodes their TMA maps)")
+    drv = driver()
     grid = [evaluate(f, sizes) for f in launch_meta["grid"]] + [1, 1]
     if min(grid[:3]) <= 0:
         return  # an empty batch: nothing to launch
     handle = (stream or torch.cuda.current_stream()).cuda_stream
-    args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
+    if two_params:
+        from qimeng_serve.runtime.tma_sm90 import launch_args
+
+        args, _keep = launch_args(params, descs)  # _keep: both parameters stay alive through the call
+    else:
+        args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
     check(drv.cuLaunchKernel(kernel.function, grid[0], grid[1], grid[2], launch_meta["threads"], 1, 1,
                              launch_meta["smem_bytes"], drv.CUstream(handle), ctypes.addressof(args), 0),
           f"launching {kernel.name}")

@@ -8,18 +8,35 @@ Layouts:
 - paged: q [tokens, Hq, D] (sequence b = rows cu_seqlens_q[b] .. cu_seqlens_q[b+1]),
   k_cache / v_cache [num_blocks, page_size, Hkv, D] (any strides), block_table [B, max_blocks] int32,
   seqlens_k [B] int32 (context + new tokens) -> out [tokens, Hq, D].
+
+Two kinds of kernel: the portable ones (one AttnParams parameter; SASS or PTX) and, in sm_90
+bundles on an sm_90 GPU, the Hopper ones (manifest `"variant": "sm90a"`: TMA + GMMA, a second
+TmaDescs parameter). `find` prefers the sm90a kernel of a (family, role, head size) when it was
+loaded and the call fits its tensor maps (page size, 16-byte alignment, head size), else the
+portable one. QIMENG_NO_SM90A=1 switches the sm90a kernels off.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import MappingProxyType
 
 from qimeng_serve.build.bundle import read_manifest
+from qimeng_serve.env import sm90a_enabled
 from qimeng_serve.errors import QimengError
 from qimeng_serve.runtime.abi import AttnParams
 from qimeng_serve.runtime.launch import launch
-from qimeng_serve.runtime.loader import LoadedKernel, load_bundle
+from qimeng_serve.runtime.loader import LoadedKernel, is_sm90a, load_bundle, num_sms
+from qimeng_serve.runtime.tma_sm90 import (
+    TmaMapError,
+    dense_descs,
+    dense_tile_maps,
+    paged_descs,
+    paged_tile_maps,
+)
 
 LOG2E = 1.4426950408889634
 _TORCH_DTYPE = {"f16": "float16", "bf16": "bfloat16"}
@@ -29,30 +46,115 @@ class NoKernelError(QimengError):
     """The bundle has no kernel for the asked op, dtype and head size."""
 
 
+class CallDoesNotFit(NoKernelError):
+    """A pinned kernel (KernelSet.pinned) cannot run this call (an sm90a kernel and its tensor maps)."""
+
+
+# which tensor-map layout an sm90a kernel takes -> the geometry check and the encoder for it
+_TMA_MAPS = {"dense": dense_tile_maps, "paged": paged_tile_maps}
+_TMA_DESCS = {"dense": dense_descs, "paged": paged_descs}
+
+
+def sm90a_fit(meta: dict, layout: str, dtype: str, q, k, v) -> str:
+    """'' when the sm90a kernel of manifest entry `meta` can run a call on these tensors (`layout`:
+    dense q/k/v [B, H, L, D], or paged q [tokens, Hq, D] with caches [blocks, page, Hkv, D]), else why
+    not. Pure: reads shapes, strides and data_ptr(), no GPU."""
+    if meta.get("tma_layout") != layout:
+        return f"its tensor maps are {meta.get('tma_layout')!r}, the call is {layout}"
+    try:
+        _TMA_MAPS[layout](q, k, v, dtype, meta["tensor_maps"])
+    except TmaMapError as exc:
+        return exc.message
+    return ""
+
+
+def _key(meta: dict) -> tuple[str, str, int]:
+    return meta["family"], meta["role"], meta["spec"]["head_dim"]
+
+
 class KernelSet:
     """Every kernel of one bundle, loaded once, found by (family, role, head size)."""
+
+    # set by __init__; class defaults keep a KernelSet made without loading (tests) usable
+    _sm90a: Mapping = MappingProxyType({})
+    _pinned: LoadedKernel | None = None
+    last_kernel = ""
 
     def __init__(self, bundle: Path, prefer: str = "auto") -> None:
         self.path = Path(bundle)
         self.manifest = read_manifest(self.path)
         self.dtype = self.manifest["dtype"]
-        self.kernels: dict[str, LoadedKernel] = load_bundle(self.path, prefer=prefer)
-        self._by_key = {(k.meta["family"], k.meta["role"], k.meta["spec"]["head_dim"]): k for k in self.kernels.values()}
+        self.sm90a_enabled = sm90a_enabled()
+        self.skipped: dict[str, str] = {}  # kernels of the bundle not loaded here -> why (doctor, validate)
+        self.kernels: dict[str, LoadedKernel] = load_bundle(self.path, prefer=prefer, skipped=self.skipped,
+                                                            sm90a=self.sm90a_enabled)
+        self._by_key = {_key(k.meta): k for k in self.kernels.values() if not is_sm90a(k.meta)}
+        self._sm90a = {_key(k.meta): k for k in self.kernels.values() if is_sm90a(k.meta)}
         # the logits soft-cap compiled into this bundle's kernels (one value per kernel set)
         self.softcap = max((float(k.meta["spec"].get("softcap", 0.0)) for k in self.kernels.values()), default=0.0)
+        self._kv_maps: dict = {}  # encoded K/V cache tensor maps (tma_sm90.paged_descs): vLLM's caches never move
+        self._pinned: LoadedKernel | None = None
+        self.last_kernel = ""  # the kernel the last dense_prefill / paged_prefill / paged_decode call ran
 
-    def find(self, family: str, role: str, head_dim: int, softcap: float = 0.0) -> LoadedKernel:
-        kernel = self._by_key.get((family, role, head_dim))
-        if kernel is None:
-            have = sorted(f"{f}/{r}/hd{d}" for f, r, d in self._by_key)
+    def find(self, family: str, role: str, head_dim: int, softcap: float = 0.0,
+             fits: Callable[[LoadedKernel], str] | None = None) -> LoadedKernel:
+        """The kernel for (family, role, head size): the sm90a one when it was loaded and `fits(kernel)`
+        says '' (the caller can build its tensor maps for this call), else the portable one. Without
+        `fits` (a caller that launches with AttnParams only) always the portable one."""
+        key = (family, role, head_dim)
+        if self._pinned is not None and _key(self._pinned.meta) == key:
+            candidates = [self._pinned]
+        else:
+            fast = self._sm90a.get(key) if fits is not None else None
+            candidates = [k for k in (fast, self._by_key.get(key)) if k is not None]
+        if not candidates:
+            have = sorted({f"{f}/{r}/hd{d}" for f, r, d in (*self._by_key, *self._sm90a)})
             raise NoKernelError(f"{self.path.name} has no {family} {role} kernel for head size {head_dim} (it has {', '.join(have)})",
                                 fix=f"build it: qimeng-serve build --arch {self.manifest['arch']}")
-        built = float(kernel.meta["spec"].get("softcap", 0.0))
-        if built != float(softcap):
-            # the soft-cap is compiled into a kernel: running it with another one gives wrong logits
-            raise NoKernelError(f"{kernel.name} was built for logits soft-cap {built:g}, the call asks for {softcap:g}",
-                                fix="use a bundle built for this model's soft-cap")
-        return kernel
+        misfits = []
+        for kernel in candidates:
+            if is_sm90a(kernel.meta):
+                why = fits(kernel) if fits is not None else "this call launches with AttnParams only"
+                if why:
+                    misfits.append(f"{kernel.name}: {why}")
+                    continue
+            built = float(kernel.meta["spec"].get("softcap", 0.0))
+            if built != float(softcap):
+                # the soft-cap is compiled into a kernel: running it with another one gives wrong logits
+                raise NoKernelError(f"{kernel.name} was built for logits soft-cap {built:g}, the call asks for {softcap:g}",
+                                    fix="use a bundle built for this model's soft-cap")
+            return kernel
+        raise CallDoesNotFit(f"no {family} {role} kernel for head size {head_dim} in {self.path.name} fits this "
+                             f"call: {'; '.join(misfits)}",
+                             fix="pass 16-byte aligned tensors (strides multiples of 8 elements), or rebuild with "
+                             "the portable kernels (they take any page size)")
+
+    @contextmanager
+    def pinned(self, name: str):
+        """Calls within run kernel `name` for its (family, role, head size), sm90a or portable, with no
+        fallback (a call it cannot take raises CallDoesNotFit): how validate and bench reach each kernel."""
+        kernel = self.kernels[name]
+        before, self._pinned = self._pinned, kernel
+        try:
+            yield kernel
+        finally:
+            self._pinned = before
+
+    def _run(self, kernel: LoadedKernel, p: AttnParams, device, layout: str = "", tensors=()) -> None:
+        """Launch one kernel: the sm90a ones with their tensor maps (K/V maps of paged calls cached)."""
+        descs = None
+        if is_sm90a(kernel.meta):
+            cache = {"cache": self._kv_maps} if layout == "paged" else {}
+            descs = _TMA_DESCS[layout](*tensors, self.dtype, kernel.meta["tensor_maps"], **cache)
+        launch(kernel, p, self._sizes(p, device), descs=descs)
+        self.last_kernel = kernel.name
+
+    def _sizes(self, p: AttnParams, device) -> dict[str, int]:
+        index = getattr(device, "index", None)
+        return {**_sizes(p), "num_sms": num_sms(index)}
+
+    def _fits(self, layout: str, q, k, v) -> Callable[[LoadedKernel], str]:
+        return lambda kernel: sm90a_fit(kernel.meta, layout, self.dtype, q, k, v)
 
     # -------------------------------------------------------------- dense
     def dense_prefill(self, q, k, v, *, causal: bool, softmax_scale: float | None = None, window: int = 0,
@@ -70,8 +172,8 @@ class KernelSet:
         p.k_batch_stride, p.k_head_stride, p.k_token_stride = k.stride(0), k.stride(1), k.stride(2)
         p.v_batch_stride, p.v_head_stride, p.v_token_stride = v.stride(0), v.stride(1), v.stride(2)
         p.batch, p.heads_q, p.heads_kv, p.max_seqlen_q, p.max_seqlen_k = b, hq, hkv, lq, lk
-        kernel = self.find("dense_prefill", "attn", d, softcap)
-        launch(kernel, p, _sizes(p))
+        kernel = self.find("dense_prefill", "attn", d, softcap, fits=self._fits("dense", q, k, v))
+        self._run(kernel, p, q.device, "dense", (q, k, v))
         return out
 
     # -------------------------------------------------------------- paged
@@ -83,7 +185,8 @@ class KernelSet:
         out = torch.empty_like(q) if out is None else out
         p = self._paged_params(q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q,
                                max_seqlen_k, causal, softmax_scale, window, softcap, out)
-        launch(self.find("paged_prefill", "attn", q.shape[-1], softcap), p, _sizes(p))
+        kernel = self.find("paged_prefill", "attn", q.shape[-1], softcap, fits=self._fits("paged", q, k_cache, v_cache))
+        self._run(kernel, p, q.device, "paged", (q, k_cache, v_cache))
         return out
 
     def decode_workspace(self, total_q: int, heads_q: int, head_dim: int, max_seqlen_k: int, device):
@@ -118,9 +221,9 @@ class KernelSet:
             raise QimengError(f"decode workspace holds {o_part.shape[0]} splits, {p.num_splits} needed",
                               fix="size it with decode_workspace(..., max_seqlen_k) for the longest context")
         p.o_partial, p.lse = o_part.data_ptr(), lse.data_ptr()
-        sizes = _sizes(p)
-        launch(split_kernel, p, sizes)
-        launch(combine, p, sizes)
+        self._run(split_kernel, p, q.device)
+        self._run(combine, p, q.device)
+        self.last_kernel = split_kernel.name
         return out
 
     def _paged_params(self, q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q, max_seqlen_k,

@@ -16,7 +16,7 @@ from pathlib import Path
 from qimeng_serve.errors import QimengError
 from qimeng_serve.runtime.abi import AttnParams
 from qimeng_serve.runtime.formula import evaluate
-from qimeng_serve.runtime.loader import check, driver
+from qimeng_serve.runtime.loader import check, driver, num_sms
 from qimeng_serve.runtime.tma_sm90 import dense_descs, launch_args
 
 LOG2E = 1.4426950408889634
@@ -64,13 +64,16 @@ class Sm90Kernel:
             raise QimengError("out must be shaped like q, of its dtype, with a contiguous head dimension",
                               fix="pass torch.empty_like(q)")
         descs = dense_descs(q, k, v, self.meta["dtype"], self.meta["tensor_maps"])
-        sizes = {"batch": b, "heads_q": hq, "heads_kv": hkv, "max_seq_q": lq, "max_seq_k": lk}
+        sizes = {"batch": b, "heads_q": hq, "heads_kv": hkv, "max_seq_q": lq, "max_seq_k": lk,
+                 "num_sms": num_sms(q.device.index)}
         return lambda: self.launch(p, descs, sizes)
 
     def launch(self, params: AttnParams, descs, sizes: dict[str, int], stream=None) -> None:
         import torch
 
         drv = driver()
+        if "num_sms" not in sizes:  # a persistent grid's formula names the GPU's multiprocessor count
+            sizes = {**sizes, "num_sms": num_sms()}
         grid = [evaluate(f, sizes) for f in self.meta["grid"]] + [1, 1]
         if min(grid[:3]) <= 0:
             return

@@ -8,7 +8,9 @@ parameters, `(const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs
 Each map views a [batch, heads, positions, D] tensor (any strides, D contiguous) as the 4-D tensor
 (D, positions, heads, batch) with a {64, rows, 1, 1} box and the 128-byte swizzle; positions past
 the end read as zeros (the kernels' masks hide them). The geometry is plain Python (tile_map), the
-encoding needs the CUDA driver (encode).
+encoding needs the CUDA driver (encode). Paged calls (vLLM's layout) map Q [tokens, Hq, D] as
+[1, Hq, tokens, D] and each K/V cache [num_blocks, page, Hkv, D] as [num_blocks, Hkv, page, D]
+(paged_descs), so a box reads part of one page of one KV head.
 """
 
 from __future__ import annotations
@@ -103,13 +105,87 @@ def pack_descs(q: bytes, k: bytes, v: bytes) -> TmaDescs:
     return descs
 
 
+def dense_tile_maps(q, k, v, dtype: str, rows: dict[str, int]) -> tuple[TileMap, TileMap, TileMap]:
+    """The geometry of dense_descs (no driver): raises TmaMapError for a tensor TMA cannot describe."""
+    return tuple(tile_map(t.shape, t.stride(), dtype, rows[name], t.data_ptr())
+                 for name, t in (("q", q), ("k", k), ("v", v)))
+
+
 def dense_descs(q, k, v, dtype: str, rows: dict[str, int]) -> TmaDescs:
     """Maps for torch tensors q [B, Hq, Lq, D], k / v [B, Hkv, Lk, D]; rows = the kernel's boxes."""
-    maps = []
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        tm = tile_map(t.shape, t.stride(), dtype, rows[name], t.data_ptr())
-        maps.append(encode(tm, t.data_ptr()))
-    return pack_descs(*maps)
+    maps = dense_tile_maps(q, k, v, dtype, rows)
+    return pack_descs(*(encode(tm, t.data_ptr()) for tm, t in zip(maps, (q, k, v))))
+
+
+# ------------------------------------------------------------------ paged tensors (vLLM's layout)
+def paged_q_map(shape, strides, dtype: str, rows: int, address: int = 0) -> TileMap:
+    """Q (or O) of a paged call, [tokens, Hq, D], seen as a [1, Hq, tokens, D] tensor: the kernel reads
+    rows cu_seqlens_q[b] + i of head h as position cu_seqlens_q[b] + i of batch 0."""
+    tokens, hq, d = (int(x) for x in shape)
+    s_tok, s_head, s_d = (int(x) for x in strides)
+    # the batch dimension has extent 1, so its stride is never used; one past the tokens keeps it aligned
+    batch_stride = max(tokens, 1) * s_tok
+    return tile_map((1, hq, tokens, d), (batch_stride, s_head, s_tok, s_d), dtype, rows, address)
+
+
+def paged_kv_rows(page_size: int, block_n: int) -> int:
+    """Box rows of a K/V cache map: one page, or one BLOCK_N tile when pages are larger."""
+    return min(int(page_size), int(block_n))
+
+
+def paged_kv_map(shape, strides, dtype: str, rows: int, address: int = 0) -> TileMap:
+    """A K or V cache [num_blocks, page, Hkv, D] (any strides) seen as [num_blocks, Hkv, page, D]:
+    a box reads `rows` slots of one page and one KV head."""
+    blocks, page, hkv, d = (int(x) for x in shape)
+    s_block, s_slot, s_head, s_d = (int(x) for x in strides)
+    return tile_map((blocks, hkv, page, d), (s_block, s_head, s_slot, s_d), dtype, rows, address)
+
+
+def paged_page_fit(page_size: int, block_n: int) -> str:
+    """'' when the sm90a paged kernel handles this page size with its BLOCK_N, else why not: a box row
+    count is a multiple of 8 (swizzle atom), and a K/V tile is whole pages or a whole part of one."""
+    page, bn = int(page_size), int(block_n)
+    if page <= 0 or page % 8:
+        return f"page size {page} is not a multiple of 8"
+    if max(page, bn) % min(page, bn):
+        return f"page size {page} and the kernel's BLOCK_N {bn} do not divide one another"
+    return ""
+
+
+def paged_tile_maps(q, k_cache, v_cache, dtype: str, rows: dict[str, int]) -> tuple[TileMap, TileMap, TileMap]:
+    """The geometry of paged_descs (no driver); raises TmaMapError for a tensor or page size TMA cannot take."""
+    page = int(k_cache.shape[1])
+    why = paged_page_fit(page, rows["k"])
+    if why:
+        raise TmaMapError(why, fix="use a page size that is a multiple of 8 and divides (or is a multiple of) "
+                          f"{rows['k']}; other calls run the portable kernel")
+    kv_rows = paged_kv_rows(page, rows["k"])
+    return (paged_q_map(q.shape, q.stride(), dtype, rows["q"], q.data_ptr()),
+            paged_kv_map(k_cache.shape, k_cache.stride(), dtype, kv_rows, k_cache.data_ptr()),
+            paged_kv_map(v_cache.shape, v_cache.stride(), dtype, kv_rows, v_cache.data_ptr()))
+
+
+def paged_descs(q, k_cache, v_cache, dtype: str, rows: dict[str, int], cache: dict | None = None) -> TmaDescs:
+    """Maps for a paged call: q [tokens, Hq, D], k_cache / v_cache [num_blocks, page, Hkv, D].
+
+    `cache` (a dict the caller keeps) holds the encoded K/V maps, keyed by (data_ptr, shape, strides,
+    dtype, rows): a KV cache that never moves (vLLM's) is encoded once. Q changes every call."""
+    qm, km, vm = paged_tile_maps(q, k_cache, v_cache, dtype, rows)
+    blobs = [encode(qm, q.data_ptr())]
+    for tm, t in ((km, k_cache), (vm, v_cache)):
+        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()), dtype, tm.box[1])
+        blob = cache.get(key) if cache is not None else None
+        if blob is None:
+            blob = encode(tm, t.data_ptr())
+            if cache is not None:
+                if len(cache) >= KV_MAP_CACHE_SIZE:
+                    cache.pop(next(iter(cache)))  # the oldest: a KV cache that went away
+                cache[key] = blob
+        blobs.append(blob)
+    return pack_descs(*blobs)
+
+
+KV_MAP_CACHE_SIZE = 1024  # two per layer: room for any model's KV cache tensors
 
 
 def launch_args(params: AttnParams, descs: TmaDescs):

@@ -1,0 +1,172 @@
+"""Which kernel runs a call, without a GPU: the loader's sm90a skip decision per compute capability,
+KernelSet.find's choice between an sm90a kernel and the portable one (page sizes, alignment, pinning,
+QIMENG_NO_SM90A), the paged TMA map geometry, and the launch ABI guard. (Loading and launching need
+the GPU; the validate and bench commands exercise them there.)"""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from qimeng_serve.env import sm90a_enabled
+from qimeng_serve.runtime import ops
+from qimeng_serve.runtime.abi import AttnParams
+from qimeng_serve.runtime.launch import launch
+from qimeng_serve.runtime.loader import RuntimeLoadError, sm90a_skip_reason
+from qimeng_serve.runtime.ops import CallDoesNotFit, KernelSet, NoKernelError, sm90a_fit
+from qimeng_serve.runtime.tma_sm90 import (
+    paged_kv_map,
+    paged_kv_rows,
+    paged_page_fit,
+    paged_q_map,
+)
+
+BLOCK_N = 128
+SM90A_META = {"variant": "sm90a", "abi": "attn_params+tma_descs", "family": "paged_prefill", "role": "attn",
+              "spec": {"head_dim": 64, "softcap": 0.0}, "tma_layout": "paged",
+              "tensor_maps": {"q": 128, "k": BLOCK_N, "v": BLOCK_N}, "launch": {"grid": ["1"], "threads": 384,
+                                                                              "smem_bytes": 1 << 16}}
+PORTABLE_META = {"family": "paged_prefill", "role": "attn", "spec": {"head_dim": 64, "softcap": 0.0},
+                 "launch": {"grid": ["1"], "threads": 128, "smem_bytes": 1 << 15}}
+
+
+class Loaded:
+    def __init__(self, name, meta):
+        self.name, self.meta, self.method = name, meta, "test"
+
+
+def _kernel_set(*kernels) -> KernelSet:
+    """A KernelSet over fake loaded kernels (no cubins, no GPU): only the choice is under test."""
+    ks = KernelSet.__new__(KernelSet)
+    ks.dtype, ks.path, ks.manifest = "f16", Path("qimeng-default-sm_90-f16.safetensors"), {"arch": "sm_90"}
+    ks.kernels = {k.name: k for k in kernels}
+    ks._by_key = {ops._key(k.meta): k for k in kernels if "variant" not in k.meta}
+    ks._sm90a = {ops._key(k.meta): k for k in kernels if "variant" in k.meta}
+    return ks
+
+
+FAST, SLOW = Loaded("qm_paged_prefill_sm90a_attn_f16_hd64", SM90A_META), Loaded("qm_paged_prefill_sm90_attn_f16_hd64", PORTABLE_META)
+
+
+def _paged(page: int, tokens: int = 37, hq: int = 8, hkv: int = 2, d: int = 64, offset: int = 0):
+    """CPU tensors in vLLM's layout: q [tokens, Hq, D], K/V halves of a [blocks, 2, page, Hkv, D] cache."""
+    q = torch.zeros(tokens * hq * d + offset, dtype=torch.float16)[offset:].view(tokens, hq, d)
+    cache = torch.zeros(6, 2, page, hkv, d, dtype=torch.float16)
+    return q, cache[:, 0], cache[:, 1]
+
+
+# ------------------------------------------------------------------ the loader's decision
+@pytest.mark.parametrize("capability, loads", [((8, 0), False), ((8, 6), False), ((9, 0), True), ((10, 0), False),
+                                               ((12, 0), False)])
+def test_sm90a_kernels_load_on_compute_capability_9_0_only(capability, loads):
+    why = sm90a_skip_reason(SM90A_META, capability)
+    assert (why == "") == loads
+    if not loads:
+        assert "9.0" in why and f"{capability[0]}.{capability[1]}" in why
+    assert sm90a_skip_reason(PORTABLE_META, capability) == ""  # portable kernels: SASS or PTX as before
+
+
+def test_sm90a_kernels_never_load_from_ptx_nor_when_switched_off():
+    assert "no PTX" in sm90a_skip_reason(SM90A_META, (9, 0), prefer="ptx")
+    assert sm90a_skip_reason(SM90A_META, (9, 0), prefer="sass") == ""
+    assert "QIMENG_NO_SM90A" in sm90a_skip_reason(SM90A_META, (9, 0), enabled=False)
+    assert sm90a_skip_reason(PORTABLE_META, (9, 0), prefer="ptx", enabled=False) == ""
+
+
+@pytest.mark.parametrize("value, enabled", [(None, True), ("", True), ("0", True), ("1", False), ("true", False)])
+def test_qimeng_no_sm90a(monkeypatch, value, enabled):
+    if value is None:
+        monkeypatch.delenv("QIMENG_NO_SM90A", raising=False)
+    else:
+        monkeypatch.setenv("QIMENG_NO_SM90A", value)
+    assert sm90a_enabled() is enabled
+
+
+# ------------------------------------------------------------------ paged tensor maps
+def test_paged_q_map_views_tokens_as_positions_of_one_batch():
+    q, _, _ = _paged(16)
+    tm = paged_q_map(q.shape, q.stride(), "f16", 128, q.data_ptr())
+    assert tm.dims == (64, 37, 8, 1)  # (D, tokens, heads, batch 1)
+    assert tm.strides == (8 * 64 * 2, 64 * 2, 37 * 8 * 64 * 2)  # bytes: token, head, (unused) batch
+    assert tm.box == (64, 128, 1, 1)
+
+
+@pytest.mark.parametrize("page, rows", [(16, 16), (128, 128), (256, 128)])
+def test_paged_kv_map_views_each_page_per_head(page, rows):
+    _, k, _ = _paged(page)
+    assert paged_kv_rows(page, BLOCK_N) == rows
+    tm = paged_kv_map(k.shape, k.stride(), "f16", rows, k.data_ptr())
+    assert tm.dims == (64, page, 2, 6)  # (D, slot in page, KV head, page)
+    # K is a strided half of vLLM's cache: page stride = 2 pages of K and V
+    assert tm.strides == (2 * 64 * 2, 64 * 2, 2 * page * 2 * 64 * 2)
+    assert tm.box == (64, rows, 1, 1)
+
+
+@pytest.mark.parametrize("page, fits", [(8, True), (16, True), (32, True), (128, True), (256, True), (512, True),
+                                        (1, False), (4, False), (12, False), (24, False), (48, False), (384, True)])
+def test_page_sizes_the_paged_kernel_takes(page, fits):
+    why = paged_page_fit(page, BLOCK_N)
+    assert (why == "") == fits, why
+
+
+# ------------------------------------------------------------------ KernelSet.find: sm90a or portable
+@pytest.mark.parametrize("page, chosen", [(16, FAST), (64, FAST), (256, FAST), (12, SLOW), (24, SLOW), (5, SLOW)])
+def test_paged_calls_fall_back_to_the_portable_kernel_by_page_size(page, chosen):
+    ks = _kernel_set(FAST, SLOW)
+    q, k, v = _paged(page)
+    assert ks.find("paged_prefill", "attn", 64, fits=ks._fits("paged", q, k, v)) is chosen
+
+
+def test_unaligned_tensors_fall_back_too():
+    ks = _kernel_set(FAST, SLOW)
+    q, k, v = _paged(16, offset=1)  # q starts 2 bytes into its storage: TMA needs 16-byte aligned addresses
+    why = sm90a_fit(FAST.meta, "paged", "f16", q, k, v)
+    assert "16-byte aligned" in why
+    assert ks.find("paged_prefill", "attn", 64, fits=ks._fits("paged", q, k, v)) is SLOW
+    q, k, v = _paged(16)
+    assert sm90a_fit(FAST.meta, "paged", "f16", q, k, v) == ""
+    assert "tensor maps are 'paged'" in sm90a_fit(FAST.meta, "dense", "f16", q, k, v)
+
+
+def test_without_a_fit_check_the_portable_kernel_is_found():
+    ks = _kernel_set(FAST, SLOW)
+    assert ks.find("paged_prefill", "attn", 64) is SLOW  # a caller that can only pass AttnParams
+
+
+def test_an_sm90a_kernel_alone_that_does_not_fit_is_an_error():
+    ks = _kernel_set(FAST)
+    q, k, v = _paged(16)
+    assert ks.find("paged_prefill", "attn", 64, fits=ks._fits("paged", q, k, v)) is FAST
+    q, k, v = _paged(12)
+    with pytest.raises(CallDoesNotFit, match="page size 12 is not a multiple of 8"):
+        ks.find("paged_prefill", "attn", 64, fits=ks._fits("paged", q, k, v))
+    with pytest.raises(NoKernelError, match="has no paged_prefill attn kernel for head size 128"):
+        ks.find("paged_prefill", "attn", 128)
+
+
+def test_pinned_kernels_run_without_fallback():
+    ks = _kernel_set(FAST, SLOW)
+    q16, k16, v16 = _paged(16)
+    q12, k12, v12 = _paged(12)
+    with ks.pinned(SLOW.name):  # validate / bench reach the portable kernel even where sm90a fits
+        assert ks.find("paged_prefill", "attn", 64, fits=ks._fits("paged", q16, k16, v16)) is SLOW
+    with ks.pinned(FAST.name):
+        assert ks.find("paged_prefill", "attn", 64, fits=ks._fits("paged", q16, k16, v16)) is FAST
+        with pytest.raises(CallDoesNotFit):
+            ks.find("paged_prefill", "attn", 64, fits=ks._fits("paged", q12, k12, v12))
+    assert ks._pinned is None
+
+
+def test_launch_sizes_name_the_multiprocessor_count(monkeypatch):
+    monkeypatch.setattr(ops, "num_sms", lambda index: 132)
+    p = AttnParams()
+    p.batch, p.heads_q, p.heads_kv, p.max_seqlen_q, p.max_seqlen_k = 2, 8, 2, 100, 300
+    sizes = _kernel_set()._sizes(p, torch.device("cpu"))
+    assert sizes == {"batch": 2, "heads_q": 8, "heads_kv": 2, "max_seq_q": 100, "max_seq_k": 300, "num_sms": 132}
+
+
+def test_launch_refuses_the_wrong_parameter_form():
+    with pytest.raises(RuntimeLoadError, match="takes AttnParams and TmaDescs"):
+        launch(FAST, AttnParams(), {})
+    with pytest.raises(RuntimeLoadError, match="takes AttnParams only"):
+        launch(SLOW, AttnParams(), {}, descs=object())
