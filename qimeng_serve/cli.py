@@ -118,14 +118,17 @@ def build(
     tune: TuneOpt = False,
     tune_top: TuneTopOpt = 4,
     validate: Annotated[bool, typer.Option("--validate/--no-validate", help="Validate the bundles when a CUDA GPU is visible.")] = True,
+    hopper: Annotated[bool, typer.Option("--hopper/--no-hopper", help="sm_90: also build the Hopper (sm_90a, TMA + GMMA) kernels of the families that have a `<family>_sm90.tl` program, into the same bundle.")] = True,
 ) -> None:
     """Build the default kernel set for a GPU architecture: stage 1 writes a TL program per kernel (the
     offline planner by default), stage 2 lowers it to CUDA on CuTe, nvcc makes cubins (+PTX), and one
     bundle per dtype goes into the registry. Needs nvcc, not a GPU; plans and unchanged kernels come
-    from the cache. On a machine with a GPU the bundles are validated too (`qimeng-serve validate`)."""
+    from the cache. On a machine with a GPU the bundles are validated too (`qimeng-serve validate`).
+    sm_90 bundles also hold sm_90a kernels (H100 / H200 only) beside the portable ones; --no-hopper
+    leaves them out."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from qimeng_serve.build.kernel_set import default_jobs
+    from qimeng_serve.build.kernel_set import default_jobs, hopper_jobs
     from qimeng_serve.build.pipeline import build_arch
     from qimeng_serve.cli_generate import stage1_generator, validate_if_gpu
     from qimeng_serve.env import default_registry
@@ -133,26 +136,33 @@ def build(
 
     archs = list(PRIMARY_ARCHS) if arch == "all" else [get_target(arch).arch]
     reg = registry or default_registry()
-    total = sum(len(default_jobs(get_target(a), dtype, head_dim, family, softcap)) for a in archs)
+    total = 0
+    for a in archs:
+        portable = default_jobs(get_target(a), dtype, head_dim, family, softcap)
+        total += len(portable) + (len(hopper_jobs(get_target(a), portable)) if hopper else 0)
     gen = stage1_generator(generator, model=model, api_key=api_key, base_url=base_url, tune=tune, tune_top=tune_top,
                            archs=archs)
     table = Table(title=f"qimeng-serve build -> {reg}")
     for col in ("arch", "kernel", "regs", "smem KB", "spills", "SASS / PTX", "cache", "result"):
         table.add_column(col)
     bundles, rejected, not_generated = [], [], []
+    hopper_ok = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err) as progress:
         stage1 = progress.add_task(f"stage 1: TL programs ({generator})", total=total)
         task = progress.add_task("stage 2: lower to CUDA + nvcc", total=total)
 
         def on_generated(job, error):
-            progress.update(stage1, advance=1, description=f"stage 1 ({generator}): {job.label}")
+            # the sm90a jobs' program is their Hopper TL file (not planned)
+            progress.update(stage1, advance=1, description=f"stage 1 ({'golden' if job.variant else generator}): {job.label}")
             if error:
                 progress.update(task, advance=1)  # nothing to lower for this job
 
         def on_kernel(o):
             progress.update(task, advance=1, description=f"stage 2 + nvcc: {o.arch} {o.job.label}")
             targets = " / ".join(",".join(v) for v in o.observed.values())
+            if not o.source.entries:  # stage 2 refused the program: nothing was compiled
+                table.add_row(o.arch, o.job.label, "-", "-", "-", "-", "-", "[red]rejected[/]")
             for e in o.source.entries:
                 r = o.result.resources.get(e.name)
                 table.add_row(o.arch, e.name, str(r.registers if r else "?"),
@@ -161,11 +171,17 @@ def build(
 
         for a in archs:
             report = build_arch(a, reg, dtypes=dtype, head_dims=head_dim, families=family, softcap=softcap,
-                                jobs_limit=jobs, generator=gen, on_generated=on_generated, on_kernel=on_kernel)
+                                jobs_limit=jobs, generator=gen, hopper=hopper, on_generated=on_generated,
+                                on_kernel=on_kernel)
             bundles += report.bundles
             rejected += [o for o in report.outcomes if o.rejected]
             not_generated += [(a, job, why) for job, why in report.not_generated]
+            hopper_ok += sum(len(o.source.entries) for o in report.outcomes if o.job.variant and not o.rejected)
     out.print(table)
+    if hopper_ok:
+        out.print(f"sm90a: {hopper_ok} Hopper kernel(s) (TMA + GMMA, sm_90a SASS) in the sm_90 bundles beside the "
+                  "portable ones; they run on H100 / H200 (compute capability 9.0), other GPUs use the portable "
+                  "kernels' compute_90 PTX", markup=False, highlight=False)
     for a, job, why in not_generated:
         err.print(f"error: stage 1 made no program for {a} {job.label}: {why}", markup=False, highlight=False)
     for b in bundles:
@@ -240,6 +256,9 @@ def validate(
             for c in checks:
                 if not c.ok:
                     err.print(f"failed: {name} {c.case}: rel. L2 {c.rel_l2:.3e}", markup=False)
+        for name, why in report.skipped.items():  # e.g. sm90a kernels on a GPU that is not compute capability 9.0
+            table.add_row(bundle.parts[-3] + "/" + bundle.parts[-2], name, "0", "-", "-", "[yellow]skipped[/]")
+            err.print(f"skipped: {name}: {why}", markup=False, highlight=False)
     update_index(reg)
     out.print(table)
     if failed:
@@ -283,13 +302,15 @@ def bench(
     kernel_sets = {dt: KernelSet(path, prefer="sass") for dt, path in bundles.items()}
     rows = run_bench(kernel_sets, out_dir, quick=quick)
     table = Table(title=f"qimeng-serve bench on {torch.cuda.get_device_name()} ({arch} SASS)")
-    for col in ("config", "dtype", "B", "Hq/Hkv", "L", "D", "causal", "unit", "qimeng", "FA2", "cuDNN", "Flex", "SDPA", "vs FA2"):
+    for col in ("config", "dtype", "B", "Hq/Hkv", "L", "D", "causal", "unit", "kernel", "qimeng", "FA2", "cuDNN", "Flex", "SDPA", "vs FA2"):
         table.add_column(col)
+    loaded = {name: k for ks in kernel_sets.values() for name, k in ks.kernels.items()}
     for r in rows:
         anchor = r.fa2 if r.unit == "TFLOPS" else r.sdpa
         ratio = f"{r.ours / anchor:.2f}x" if r.ours and anchor else "-"
+        kind = loaded[r.kernel].meta.get("variant", "portable") if r.kernel in loaded else "-"
         table.add_row(r.tag, r.dtype, str(r.batch), f"{r.heads_q}/{r.heads_kv}", str(r.seqlen), str(r.head_dim),
-                      "yes" if r.causal else "no", r.unit, fmt(r.ours), fmt(r.fa2), fmt(r.cudnn), fmt(r.flex),
+                      "yes" if r.causal else "no", r.unit, kind, fmt(r.ours), fmt(r.fa2), fmt(r.cudnn), fmt(r.flex),
                       fmt(r.sdpa), ratio)
     out.print(table)
     from qimeng_serve.bench import REJECTED
@@ -299,12 +320,12 @@ def bench(
     device = torch.cuda.get_device_name()
     for dt, path in bundles.items():
         manifest = read_manifest(path)
-        for meta in manifest["kernels"].values():
-            mine = [vars(r) for r in rows if r.dtype == dt and r.head_dim == meta["spec"]["head_dim"]
-                    and ((meta["family"] == "dense_prefill" and r.unit == "TFLOPS")
-                         or (meta["role"] == "split" and r.unit == "GB/s"))]
+        for name, meta in manifest["kernels"].items():
+            # by name: the rows a kernel really ran (a kernel that did not run keeps its earlier figures)
+            mine = [vars(r) for r in rows if r.dtype == dt and r.kernel == name]
             if mine:
-                meta["benchmark"] = {"device": device, "method": f"{arch} SASS", "rows": mine}
+                method = loaded[name].method if name in loaded else f"{arch} SASS"
+                meta["benchmark"] = {"device": device, "method": method, "rows": mine}
         write_manifest(path, manifest)
     from qimeng_serve.registry.index import update_index
 

@@ -5,11 +5,17 @@ and page size are run-time arguments of each kernel, so they multiply nothing he
 soft-cap is compiled in, and the default set is built without it. Stage 1 fills each job's program
 from a generator: the planner (default), the LLM generator, or the golden programs of
 kernels_src/tl/ (`--generator golden`, hand-written and measured: the planner's regression baseline).
+
+On sm_90 a family may also have a Hopper program, `kernels_src/tl/<family>_sm90.tl` (exactly that
+name; `_pingpong` / `_overlap` variants are experiments, not shipped): a warp-specialised TMA + GMMA
+program that the planner does not know. Each such family gets extra jobs (variant "sm90a") whose
+program is that file (HopperPrograms, recorded as golden); they are lowered by emit_sm90 and compiled
+for sm_90a into the same bundle, next to the portable kernels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qimeng_serve.build.toolchain import REPO_ROOT
@@ -33,10 +39,17 @@ def kernel_set_name(softcap: float = 0.0) -> str:
 DECODE_GROUP = 16
 
 
+HOPPER_ARCH = "sm_90"  # the one target whose bundle also carries sm_90a kernels
+SM90A = "sm90a"  # the job / manifest variant of those kernels
+# the tensor-map layout each Hopper family's kernels take (runtime.tma_sm90: dense_descs / paged_descs)
+TMA_LAYOUT = {"dense_prefill": "dense", "paged_prefill": "paged"}
+
+
 @dataclass(frozen=True)
 class KernelJob:
     spec: AttentionSpec
     generated: GeneratedProgram | None = None  # stage 1's program; None until a generator has run
+    variant: str = ""  # "" (portable: the SM75/SM80 recipe) or "sm90a" (Hopper: TMA + GMMA, sm_90a SASS only)
 
     @property
     def program(self) -> ast.Program:
@@ -51,7 +64,7 @@ class KernelJob:
 
     @property
     def label(self) -> str:
-        return f"{self.spec.op} {self.spec.dtype} hd{self.spec.head_dim}"
+        return f"{self.spec.op} {self.spec.dtype} hd{self.spec.head_dim}" + (f" {self.variant}" if self.variant else "")
 
 
 class GoldenPrograms:
@@ -67,6 +80,52 @@ class GoldenPrograms:
         text = print_tl(program)
         record = GenerationRecord("golden", {"file": path.name})
         return GeneratedProgram(spec, target.arch, "", program, text, record, name=path.name)
+
+
+def hopper_program_path(family: str, tl_dir: Path = GOLDEN_DIR) -> Path | None:
+    """kernels_src/tl/<family>_sm90.tl when it exists, else None (the family has no Hopper kernel yet)."""
+    path = Path(tl_dir) / f"{family}_sm90.tl"
+    return path if path.is_file() else None
+
+
+def hopper_variant_program(program: ast.Program) -> ast.Program:
+    """The Hopper program under a name of its own: the planner names its sm_90 programs `<family>_sm90`,
+    as the Hopper files are named, and entry names (qm_<program>_<kernel>_<dtype>_hd<D>) must not
+    collide in one bundle. `dense_prefill_sm90` -> `dense_prefill_sm90a`."""
+    name = program.name or "hopper"
+    new = f"{name}a" if name.endswith("_sm90") else f"{name}_sm90a"
+    items = tuple(replace(i, name=new) if isinstance(i, ast.ProgramDecl) else i for i in program.items)
+    if not any(isinstance(i, ast.ProgramDecl) for i in items):
+        items = (ast.ProgramDecl(new), *items)
+    return ast.Program(items)
+
+
+class HopperPrograms:
+    """Stage 1 of the sm90a jobs: the family's Hopper program file (not planned; recorded as golden)."""
+
+    name = "golden"
+
+    def __init__(self, tl_dir: Path = GOLDEN_DIR) -> None:
+        self.tl_dir = tl_dir
+
+    def generate(self, spec: AttentionSpec, target: Target) -> GeneratedProgram:
+        path = hopper_program_path(spec.op, self.tl_dir)
+        if path is None:
+            raise QimengError(f"no Hopper program for {spec.op} ({spec.op}_sm90.tl) in {self.tl_dir}",
+                              fix="build with --no-hopper, or add the program")
+        original = parse_tl_file(path)
+        program = hopper_variant_program(original)
+        record = GenerationRecord("golden", {"file": path.name, "variant": SM90A, "program": original.name})
+        return GeneratedProgram(spec, target.arch, "", program, print_tl(program), record, name=path.name)
+
+
+def hopper_jobs(target: Target, jobs: list[KernelJob], tl_dir: Path = GOLDEN_DIR) -> list[KernelJob]:
+    """The sm90a jobs that go with `jobs` (already filtered by family, dtype, head size): one per job
+    whose family has a Hopper program, on sm_90 only. Their programs come from HopperPrograms."""
+    if target.arch != HOPPER_ARCH:
+        return []
+    return [replace(job, generated=None, variant=SM90A) for job in jobs
+            if not job.variant and job.spec.op in TMA_LAYOUT and hopper_program_path(job.spec.op, tl_dir)]
 
 
 def generator_for(name: str, **options) -> Generator:

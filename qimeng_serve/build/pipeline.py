@@ -4,6 +4,11 @@ Stage 1 asks a generator (the planner by default, kernel_set.generator_for) for 
 program; stage 2 lowers it; nvcc compiles in parallel through the content-addressed cache; a kernel
 that spills registers is rejected with the reason. The manifest keeps each program's text, its hash
 and the generator's record of how it was made.
+
+On sm_90 the bundle also gets the Hopper kernels (kernel_set.hopper_jobs: `<family>_sm90.tl`, lowered
+by emit_sm90 and compiled for sm_90a through the same cache and spill check), as extra entries with
+`"variant": "sm90a"` beside the portable kernels, which stay: their compute_90 PTX serves GPUs that
+cannot run sm_90a SASS. `hopper=False` (`build --no-hopper`) leaves them out.
 """
 
 from __future__ import annotations
@@ -19,8 +24,17 @@ from typing import Callable
 from qimeng_serve import __version__
 from qimeng_serve.build import cache
 from qimeng_serve.build.bundle import BUNDLE_SCHEMA, bundle_filename, read_blob, read_manifest, write_bundle
-from qimeng_serve.build.inspect import observed_targets
-from qimeng_serve.build.kernel_set import KernelJob, default_jobs, generator_for, kernel_set_name
+from qimeng_serve.build.inspect import observed_targets, sass_archs
+from qimeng_serve.build.kernel_set import (
+    SM90A,
+    TMA_LAYOUT,
+    HopperPrograms,
+    KernelJob,
+    default_jobs,
+    generator_for,
+    hopper_jobs,
+    kernel_set_name,
+)
 from qimeng_serve.build.nvcc import CompileError, CompileResult, compile_source, nvcc_flags
 from qimeng_serve.build.toolchain import Toolchain, find_toolchain
 from qimeng_serve.errors import QimengError
@@ -65,6 +79,8 @@ class BuildReport:
 
 def compile_job(job: KernelJob, target: Target, toolchain: Toolchain, workdir: Path) -> KernelOutcome:
     """Stage 2 and nvcc for one job whose program stage 1 has made."""
+    if job.variant == SM90A:
+        return compile_hopper_job(job, target, toolchain, workdir)
     source = lower(job.program, target, job.spec, source_name=job.source_name)
     flags = nvcc_flags(target)
     key = cache.build_key(source.text, target.arch, flags, toolchain.fingerprint(),
@@ -77,21 +93,60 @@ def compile_job(job: KernelJob, target: Target, toolchain: Toolchain, workdir: P
         try:
             hit = compile_source(cu, target, toolchain)
         except CompileError as exc:  # one bad candidate must not sink the others: report it, keep going
-            keep = Path(tempfile.gettempdir()) / "qimeng-failed" / cu.name
-            keep.parent.mkdir(parents=True, exist_ok=True)
-            keep.write_text(source.text)
-            empty = CompileResult(b"", b"", nvcc_flags(target), {}, exc.message)
-            return KernelOutcome(target.arch, job, source, empty, False, {"sass": [], "ptx": []},
-                                 rejected=f"nvcc failed on {keep}: {_first_error(exc.message)}")
+            return _nvcc_failed(target, job, source, flags, exc)
         cache.store(key, hit)
     outcome = KernelOutcome(target.arch, job, source, hit, cached, observed_targets(hit.cubin, hit.ptx, toolchain))
-    spilling = [r for r in hit.resources.values() if r.spill_stores + r.spill_loads > SPILL_LIMIT_BYTES]
+    return _reject_spills(outcome)
+
+
+def compile_hopper_job(job: KernelJob, target: Target, toolchain: Toolchain, workdir: Path) -> KernelOutcome:
+    """Stage 2 (emit_sm90.lower_sm90) and nvcc for sm_90a (sm90_build.compile_sm90) for one sm90a job,
+    through the same content-addressed cache and spill check as compile_job. A program the Hopper
+    lowering refuses is reported as rejected (the portable kernel of its family still ships)."""
+    from qimeng_serve.lower.emit_sm90 import lower_sm90
+    from qimeng_serve.lower.sm90_build import compile_sm90, nvcc_flags_sm90a
+
+    flags = nvcc_flags_sm90a()
+    try:
+        source = lower_sm90(job.program, target, job.spec, source_name=job.source_name)
+    except QimengError as exc:  # TL check or lowering refusal: the Hopper program is not ready for this spec
+        empty = CompileResult(b"", b"", flags, {}, exc.message)
+        return KernelOutcome(target.arch, job, CudaSource("", [], {}, ""), empty, False, {"sass": [], "ptx": []},
+                             rejected=f"the sm90a lowering refused {job.source_name} for {job.label}: {exc.message}")
+    key = cache.build_key(source.text, "sm_90a", flags, toolchain.fingerprint(),
+                          cache.headers_digest(toolchain.kernels_include))
+    hit = cache.load(key)
+    cached = hit is not None
+    if hit is None:
+        try:
+            hit = compile_sm90(source, toolchain, keep_dir=workdir / SM90A)
+        except CompileError as exc:
+            return _nvcc_failed(target, job, source, flags, exc)
+        cache.store(key, hit)
+    # the cubin is the artifact: compute_90a PTX runs on no other GPU, so none goes into the bundle
+    observed = {"sass": sass_archs(hit.cubin, toolchain), "ptx": []}
+    return _reject_spills(KernelOutcome(target.arch, job, source, hit, cached, observed))
+
+
+def _nvcc_failed(target: Target, job: KernelJob, source: CudaSource, flags: list[str],
+                 exc: CompileError) -> KernelOutcome:
+    """The outcome of a source nvcc rejected, kept under $TMP/qimeng-failed for a look."""
+    keep = Path(tempfile.gettempdir()) / "qimeng-failed" / f"{source.entries[0].name}.cu"
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    keep.write_text(source.text)
+    empty = CompileResult(b"", b"", list(flags), {}, exc.message)
+    return KernelOutcome(target.arch, job, source, empty, False, {"sass": [], "ptx": []},
+                         rejected=f"nvcc failed on {keep}: {_first_error(exc.message)}")
+
+
+def _reject_spills(outcome: KernelOutcome) -> KernelOutcome:
+    spilling = [r for r in outcome.result.resources.values() if r.spill_stores + r.spill_loads > SPILL_LIMIT_BYTES]
     if spilling:
         r = spilling[0]
         outcome.spilled = True
         outcome.rejected = (f"{r.name} spills {r.spill_stores} B stores / {r.spill_loads} B loads at "
                             f"{r.registers} registers (limit {SPILL_LIMIT_BYTES} B): the program from "
-                            f"{job.source_name} needs smaller tiles")
+                            f"{outcome.job.source_name} needs smaller tiles")
     return outcome
 
 
@@ -118,20 +173,24 @@ def _first_error(log: str) -> str:
 
 def build_arch(arch: str, registry: Path, *, dtypes: list[str] | None = None, head_dims: list[int] | None = None,
                families: list[str] | None = None, softcap: float = 0.0, jobs_limit: int | None = None,
-               generator: Generator | None = None,
+               generator: Generator | None = None, hopper: bool = True,
                on_generated: Callable[[KernelJob, str], None] | None = None,
                on_kernel: Callable[[KernelOutcome], None] | None = None) -> BuildReport:
     """Build the default kernel set of arch into registry. on_generated(job, error) follows stage 1 of
-    each job (error '' on success), on_kernel(outcome) stage 2 and nvcc."""
+    each job (error '' on success), on_kernel(outcome) stage 2 and nvcc. On sm_90, hopper=True adds
+    the sm90a kernels of the families that have a Hopper program (same family / dtype / head filters)."""
     target = get_target(arch)
     toolchain = find_toolchain()
     jobs = default_jobs(target, dtypes, head_dims, families, softcap)
+    extra = hopper_jobs(target, jobs) if hopper else []
     generator = generator or generator_for("planner")
     report = BuildReport(target.arch)
     jobs = _generate(jobs, target, generator, report, on_generated)
+    extra = _generate(extra, target, HopperPrograms(), report, on_generated)  # no planner: the program file
     workers = jobs_limit or max(1, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="qimeng-build-") as tmp, ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(_compile_with_feedback, job, target, toolchain, Path(tmp), generator) for job in jobs]
+        futures += [pool.submit(compile_hopper_job, job, target, toolchain, Path(tmp)) for job in extra]
         for fut in futures:
             outcome = fut.result()
             report.outcomes.append(outcome)
@@ -186,11 +245,17 @@ def manifest_record(record: GenerationRecord) -> dict:
 def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[KernelOutcome], toolchain: Toolchain,
                   kernel_set: str, not_generated: list[tuple[KernelJob, str]] = ()) -> Path:
     kernels, blobs = {}, {}
-    rejected = [{"program": None, "spec": j.spec.to_dict(), "reason": f"stage 1 made no program: {why}"}
-                for j, why in not_generated]
-    for o in outcomes:
+    rejected = [{"program": None, "spec": j.spec.to_dict(), "reason": f"stage 1 made no program: {why}",
+                 **({"variant": j.variant} if j.variant else {})} for j, why in not_generated]
+    # portable kernels first: an sm90a entry never displaces one of them
+    for o in sorted(outcomes, key=lambda o: o.job.variant == SM90A):
+        variant = {"variant": o.job.variant} if o.job.variant else {}
+        collide = [e.name for e in o.source.entries if e.name in kernels]
+        if collide and not o.rejected:
+            o.rejected = f"entry name {collide[0]} is already taken by another kernel of the bundle"
         if o.rejected:
-            rejected.append({"program": o.job.program.name, "spec": o.job.spec.to_dict(), "reason": o.rejected})
+            rejected.append({"program": o.job.program.name, "spec": o.job.spec.to_dict(), "reason": o.rejected,
+                             **variant})
             continue
         tl_text = print_tl(o.job.program)
         generated = o.job.generated
@@ -217,8 +282,19 @@ def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[Ker
             }
             # one module holds every entry of a TL program: the same cubin under each entry name
             blobs[f"{entry.name}.cubin"] = o.result.cubin
-            blobs[f"{entry.name}.ptx"] = o.result.ptx
             blobs[f"{entry.name}.cu"] = o.source.text.encode()
+            if o.job.variant == SM90A:
+                # sm_90a SASS only (no PTX: compute_90a runs on no other GPU); the TmaDescs parameter
+                del kernels[entry.name]["tensors"]["ptx"]
+                kernels[entry.name].update({
+                    "variant": SM90A,
+                    "abi": entry.abi,
+                    "tensor_maps": dict(entry.tensor_maps),
+                    "tma_layout": TMA_LAYOUT[o.job.spec.op],
+                    "nvcc_flags": list(o.result.flags),
+                })
+            else:
+                blobs[f"{entry.name}.ptx"] = o.result.ptx
     manifest = {
         "schema": BUNDLE_SCHEMA,
         "kernel_set": kernel_set,

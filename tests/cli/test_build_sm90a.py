@@ -1,0 +1,177 @@
+"""`build --arch sm_90` ships the Hopper (sm_90a) kernels in the sm_90 bundle, beside the portable
+ones (real nvcc, no GPU). One Hopper kernel is compiled (bf16, D = 64) and reused: the module's
+build cache makes every later build of it a hit."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from qimeng_serve.build import pipeline
+from qimeng_serve.build.bundle import read_blob, read_manifest
+from qimeng_serve.build.kernel_set import (
+    HopperPrograms,
+    KernelJob,
+    default_jobs,
+    hopper_jobs,
+    hopper_program_path,
+    hopper_variant_program,
+)
+from qimeng_serve.cli import app
+from qimeng_serve.registry.index import read_index
+from qimeng_serve.spec import AttentionSpec
+from qimeng_serve.targets import get_target
+from qimeng_serve.tl.parser import parse_tl_file
+from tests.conftest import GOLDEN_DIR
+
+needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
+ONE = {"dtypes": ["bf16"], "head_dims": [64], "families": ["dense_prefill"]}
+CLI_ONE = ["--arch", "sm_90", "--family", "dense_prefill", "--dtype", "bf16", "--head-dim", "64"]
+BUNDLE = Path("sm_90/bf16/qimeng-default-sm_90-bf16.safetensors")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("qimeng-cache")
+        mp.setenv("QIMENG_CACHE_DIR", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def built(cache_dir, tmp_path_factory):
+    """One sm_90 build of dense prefill bf16 D=64: the portable kernel and the Hopper one."""
+    reg = tmp_path_factory.mktemp("reg")
+    report = pipeline.build_arch("sm_90", reg, **ONE)
+    return reg, report
+
+
+def _sm90a(manifest):
+    return {n: m for n, m in manifest["kernels"].items() if m.get("variant") == "sm90a"}
+
+
+# ------------------------------------------------------------------ which jobs (no nvcc)
+def test_hopper_jobs_follow_the_filters_and_the_arch():
+    sm90 = get_target("sm_90")
+    dense = default_jobs(sm90, ["f16", "bf16"], [64, 128], ["dense_prefill"])
+    extra = hopper_jobs(sm90, dense)
+    assert [(j.spec, j.variant) for j in extra] == [(j.spec, "sm90a") for j in dense]
+    assert all(j.generated is None and j.label.endswith(" sm90a") for j in extra)
+    assert hopper_jobs(sm90, default_jobs(sm90, ["f16"], [64], ["paged_decode"])) == []
+    sm80 = get_target("sm_80")
+    assert hopper_jobs(sm80, default_jobs(sm80, ["f16"], [64], ["dense_prefill"])) == []
+
+
+def test_only_the_family_sm90_file_is_a_hopper_program(tmp_path):
+    sm90 = get_target("sm_90")
+    jobs = default_jobs(sm90, ["f16"], [64], ["dense_prefill", "paged_prefill"])
+    for alt in ("dense_prefill_sm90_pingpong.tl", "dense_prefill_sm90_overlap.tl"):  # experiments, not shipped
+        shutil.copy(GOLDEN_DIR / alt, tmp_path / alt)
+    assert hopper_program_path("dense_prefill", tmp_path) is None and hopper_jobs(sm90, jobs, tmp_path) == []
+    shutil.copy(GOLDEN_DIR / "dense_prefill_sm90.tl", tmp_path / "paged_prefill_sm90.tl")  # once it appears
+    assert [j.spec.op for j in hopper_jobs(sm90, jobs, tmp_path)] == ["paged_prefill"]
+
+
+def test_hopper_entries_get_a_name_of_their_own():
+    """The planner names its sm_90 programs `<family>_sm90`, like the Hopper file: the bundle's entry
+    names (qm_<program>_<kernel>_<dtype>_hd<D>) would collide without the rename."""
+    program = parse_tl_file(GOLDEN_DIR / "dense_prefill_sm90.tl")
+    assert program.name == "dense_prefill_sm90"
+    assert hopper_variant_program(program).name == "dense_prefill_sm90a"
+    generated = HopperPrograms().generate(AttentionSpec("dense_prefill", "bf16", 64), get_target("sm_90"))
+    assert generated.record.generator == "golden" and generated.name == "dense_prefill_sm90.tl"
+    assert generated.record.details == {"file": "dense_prefill_sm90.tl", "variant": "sm90a",
+                                        "program": "dense_prefill_sm90"}
+
+
+def test_a_program_the_hopper_lowering_refuses_is_a_rejection_not_a_crash(tmp_path):
+    program = hopper_variant_program(parse_tl_file(GOLDEN_DIR / "dense_prefill_sm90.tl"))
+    generated = HopperPrograms().generate(AttentionSpec("dense_prefill", "f16", 64), get_target("sm_90"))
+    job = KernelJob(AttentionSpec("paged_decode", "f16", 64, 16), generated, "sm90a")  # no Hopper decode
+    assert job.program.name == program.name
+    outcome = pipeline.compile_hopper_job(job, get_target("sm_90"), None, tmp_path)
+    assert outcome.rejected.startswith("the sm90a lowering refused dense_prefill_sm90.tl")
+    assert outcome.source.entries == [] and not outcome.spilled
+
+
+# ------------------------------------------------------------------ the bundle (nvcc)
+@needs_nvcc
+def test_the_sm90_bundle_holds_the_hopper_kernel_beside_the_portable_one(built):
+    reg, report = built
+    assert not report.not_generated and not [o.rejected for o in report.outcomes if o.rejected]
+    assert sorted(o.job.variant for o in report.outcomes) == ["", "sm90a"]
+    manifest = read_manifest(reg / BUNDLE)
+    (name, meta), = _sm90a(manifest).items()
+    (portable,) = [n for n in manifest["kernels"] if n != name]
+    assert name == "qm_dense_prefill_sm90a_attn_bf16_hd64" and portable != name
+    assert set(manifest["kernels"][portable]["tensors"]) == {"cubin", "ptx", "cuda"}  # still ships compute_90 PTX
+    assert meta["family"] == "dense_prefill" and meta["role"] == "attn" and meta["spec"]["head_dim"] == 64
+    assert meta["abi"] == "attn_params+tma_descs" and meta["tma_layout"] == "dense"
+    assert set(meta["tensor_maps"]) == {"q", "k", "v"} and all(isinstance(r, int) for r in meta["tensor_maps"].values())
+    assert meta["tensors"] == {"cubin": f"{name}.cubin", "cuda": f"{name}.cu"}  # no PTX: compute_90a runs nowhere else
+    assert "-gencode=arch=compute_90a,code=sm_90a" in meta["nvcc_flags"]
+    assert meta["observed"]["ptx"] == []
+    assert meta["tl"]["generator"] == "golden" and meta["tl"]["file"] == "dense_prefill_sm90.tl"
+    assert "program dense_prefill_sm90a" in meta["tl"]["source"]
+    assert meta["resources"]["spill_stores"] + meta["resources"]["spill_loads"] <= pipeline.SPILL_LIMIT_BYTES
+    # every field a portable entry has, the sm90a entry has too
+    assert set(manifest["kernels"][portable]) <= set(meta)
+    assert meta["validation"] is None and meta["benchmark"] is None
+    cubin = read_blob(reg / BUNDLE, meta["tensors"]["cubin"])
+    assert cubin[:4] == b"\x7fELF" and read_blob(reg / BUNDLE, meta["tensors"]["cuda"]).startswith(b"// Generated")
+    assert f"{name}(const qm::AttnParams p".encode() in read_blob(reg / BUNDLE, meta["tensors"]["cuda"])
+
+
+@needs_nvcc
+def test_the_hopper_sass_is_really_in_the_bundle(built):
+    from qimeng_serve.build.toolchain import find_toolchain
+    from qimeng_serve.lower.sm90_build import opcode_counts, sass_text
+
+    toolchain = find_toolchain()
+    if toolchain.cuobjdump is None:
+        pytest.skip("cuobjdump is missing: pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm")
+    reg, _ = built
+    manifest = read_manifest(reg / BUNDLE)
+    (meta,) = _sm90a(manifest).values()
+    assert meta["observed"] == {"sass": ["sm_90a"], "ptx": []}
+    counts = opcode_counts(sass_text(read_blob(reg / BUNDLE, meta["tensors"]["cubin"]), toolchain))
+    assert counts["HGMMA"] > 0 and counts["UTMALDG"] > 0, counts
+
+
+@needs_nvcc
+def test_the_index_lists_sm90a_sass_and_passes_its_schema(built):
+    reg, _ = built
+    index = read_index(reg / "index.json")  # jsonschema-validated (registry/index.schema.json)
+    (entry,) = index["bundles"]
+    assert entry["path"] == BUNDLE.as_posix() and entry["ptx"] == ["compute_90"]
+    from qimeng_serve.build.toolchain import find_toolchain
+
+    assert "sm_90" in entry["sass"] or find_toolchain().cuobjdump is None
+    assert "sm_90a" in entry["sass"] or find_toolchain().cuobjdump is None
+    assert entry["validation"]["total"] == 2
+
+
+@needs_nvcc
+def test_a_rebuild_takes_the_hopper_kernel_from_the_cache(built, tmp_path):
+    report = pipeline.build_arch("sm_90", tmp_path / "again", **ONE)
+    assert [o.cached for o in report.outcomes if o.job.variant == "sm90a"] == [True]
+    reg, _ = built
+    assert (tmp_path / "again" / BUNDLE).read_bytes() == (reg / BUNDLE).read_bytes()
+
+
+@needs_nvcc
+def test_build_cli_shows_the_hopper_kernels_and_no_hopper_leaves_them_out(built, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["build", *CLI_ONE, "--registry", str(tmp_path / "with")])
+    assert result.exit_code == 0, result.output
+    assert "sm90a: 1 Hopper kernel(s)" in result.output and "sm_90a" in result.output
+    assert len(_sm90a(read_manifest(tmp_path / "with" / BUNDLE))) == 1
+    result = runner.invoke(app, ["build", *CLI_ONE, "--no-hopper", "--registry", str(tmp_path / "without")])
+    assert result.exit_code == 0, result.output
+    assert "sm90a" not in result.output
+    kernels = read_manifest(tmp_path / "without" / BUNDLE)["kernels"]
+    assert len(kernels) == 1 and not _sm90a({"kernels": kernels})
+    # --no-hopper over a bundle that had them: the rebuilt family/head size has none left
+    result = runner.invoke(app, ["build", *CLI_ONE, "--no-hopper", "--registry", str(tmp_path / "with")])
+    assert result.exit_code == 0 and not _sm90a(read_manifest(tmp_path / "with" / BUNDLE))
