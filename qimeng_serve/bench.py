@@ -1,5 +1,8 @@
 """`qimeng-serve bench` (needs a GPU): our kernels beside the anchors, measured in the same run.
 
+Each row names the kernel that ran (`Row.kernel`): the one KernelSet picks, which on an H100 / H200
+is the sm90a kernel for dense prefill; `QIMENG_NO_SM90A=1 qimeng-serve bench` times the portable ones.
+
 Anchors: PyTorch SDPA's flash backend (FA2), cuDNN SDPA, FlexAttention (compiled), and for decode
 dense SDPA. FLOPs = 4 * B * Hq * Lq * Lk * D, halved for causal. Every timing: inputs made once
 per configuration, L2 flushed (a 256 MB write) before each run, CUDA events on the current stream,
@@ -35,6 +38,7 @@ class Row:
     cudnn: float | None = None
     flex: float | None = None
     sdpa: float | None = None  # decode anchor: dense SDPA
+    kernel: str = ""  # the bundle kernel that ran `ours` (on an H100 the sm90a one for dense prefill)
 
 
 class Timer:
@@ -126,10 +130,11 @@ def bench_dense(ks, timer, tag, dtype, b, hq, hkv, l, d, causal, roof, flex: boo
     out = torch.empty_like(q)
     conv = lambda ms: None if ms is None else _checked(_tflops(b, hq, l, l, d, causal, ms), roof, "TFLOPS")  # noqa: E731
     ours = conv(timer.median_ms(lambda: ks.dense_prefill(q, k, v, causal=causal, out=out)))  # our failures raise
+    kernel = ks.last_kernel
     return Row(tag, dtype, b, hq, hkv, l, d, causal, "TFLOPS", ours,
                fa2=conv(_try(timer, _sdpa, SDPBackend.FLASH_ATTENTION, q, k, v, causal)),
                cudnn=conv(_try(timer, _sdpa, SDPBackend.CUDNN_ATTENTION, q, k, v, causal)),
-               flex=conv(_try(timer, _flex, q, k, v, causal)) if flex else None)
+               flex=conv(_try(timer, _flex, q, k, v, causal)) if flex else None, kernel=kernel)
 
 
 def bench_decode(ks, timer, dtype, ctx, roof) -> Row:
@@ -153,7 +158,8 @@ def bench_decode(ks, timer, dtype, ctx, roof) -> Row:
     kd = torch.randn(b, hkv, ctx, d, dtype=tdt, device="cuda")
     vd = torch.randn(b, hkv, ctx, d, dtype=tdt, device="cuda")
     sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(qd, kd, vd, enable_gqa=True)  # noqa: E731
-    return Row("paged-decode", dtype, b, hq, hkv, ctx, d, True, "GB/s", ours, sdpa=conv(_try(timer, lambda: sdpa)))
+    return Row("paged-decode", dtype, b, hq, hkv, ctx, d, True, "GB/s", ours, sdpa=conv(_try(timer, lambda: sdpa)),
+               kernel=ks.last_kernel)
 
 
 REJECTED: list[str] = []

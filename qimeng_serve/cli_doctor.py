@@ -49,7 +49,7 @@ def doctor(
     dtypes = [artifacts.dtype_name(dtype)] if dtype else ["f16"] + (["bf16"] if cap >= artifacts.BF16_CAPABILITY else [])
     heads = [head_dim] if head_dim else list(HEAD_SIZES)
     table = Table(title=f"kernels the plugin would load on sm_{cap[0]}{cap[1]}")
-    for col in ("dtype", "head size", "bundle", "runs as", "decode"):
+    for col in ("dtype", "head size", "bundle", "runs as", "decode", "sm90a"):
         table.add_column(col, overflow="fold")
     failures, sources = [], set()
     for dt in dtypes:
@@ -58,11 +58,11 @@ def doctor(
                 a = artifacts.serving_artifact(cap, dt, hd)
             except QimengError as exc:
                 failures.append((dt, hd, exc))
-                table.add_row(dt, str(hd), "[red]none[/red] (below: why)", "", "")
+                table.add_row(dt, str(hd), "[red]none[/red] (below: why)", "", "", "")
                 continue
             sources.add(a.source)
             decode = f"split-KV, {a.plan.decode_split} keys/split" if a.plan.has_decode else "through prefill"
-            table.add_row(dt, str(hd), escape(a.bundle_path.name), a.how, decode)
+            table.add_row(dt, str(hd), escape(a.bundle_path.name), a.how, decode, escape(_sm90a_text(a, cap)))
     out.print(table)
     for source in sorted(sources):
         _say(f"bundles from {source}")
@@ -72,6 +72,23 @@ def doctor(
             _say(f"fix: {exc.fix}")
     if head_dim and failures:
         raise typer.Exit(1)
+
+
+def _sm90a_text(artifact, cap: tuple[int, int]) -> str:
+    """The bundle's Hopper (sm90a) kernels that serving uses (paged ops) for this head size, and
+    whether a GPU of `cap` loads them (runtime.loader.sm90a_skip_reason, as KernelSet does)."""
+    from qimeng_serve.build.bundle import read_manifest
+    from qimeng_serve.env import sm90a_enabled
+    from qimeng_serve.runtime.loader import is_sm90a, sm90a_skip_reason
+    from qimeng_serve.vllm_plugin.artifacts import OPS
+
+    fast = [m for m in read_manifest(artifact.bundle_path)["kernels"].values()
+            if is_sm90a(m) and m["family"] in OPS and m["spec"]["head_dim"] == artifact.plan.head_dim]
+    if not fast:
+        return "-"
+    families = ", ".join(sorted({m["family"] for m in fast}))
+    why = sm90a_skip_reason(fast[0], cap, enabled=sm90a_enabled())
+    return f"{families}: skipped ({why})" if why else f"{families}: used where a call fits"
 
 
 def _say(text: str) -> None:

@@ -91,7 +91,8 @@ class KernelPlan:
     @classmethod
     def from_manifest(cls, manifest: dict, head_dim: int, source: str) -> KernelPlan:
         kernels = [k for k in manifest["kernels"].values() if k["spec"]["head_dim"] == head_dim]
-        roles = {(k["family"], k["role"]): k for k in kernels}
+        # the portable kernel of a (family, role) speaks for it where an sm90a one sits beside it
+        roles = {(k["family"], k["role"]): k for k in sorted(kernels, key=lambda k: k.get("variant") != "sm90a")}
         if ("paged_prefill", "attn") not in roles:
             have = sorted({k["spec"]["head_dim"] for k in manifest["kernels"].values() if k["family"] == "paged_prefill"})
             raise QimengError(f"{source} has no paged prefill kernel for head size {head_dim} "
