@@ -623,10 +623,10 @@ def main(argv=None) -> int:
     if gpu and built:
         if not args.no_validate:
             step_validate(rep, args)
-        if args.sanitize:
-            step_sanitize(rep, args)
         if not args.no_bench:
             step_bench(rep, args)
+        if args.sanitize:  # last: slow under the tool, and the figures matter more than its time
+            step_sanitize(rep, args)
     steps = rep.data["steps"]
     failed = [n for n, s in steps.items() if not s["ok"]]
     rep.data["summary"] = {"steps": len(steps), "failed": failed, "seconds": round(time.time() - args.t0)}

@@ -327,30 +327,46 @@ def _emit_producer(plan: _Plan, scope: Scope, shape: _Shape) -> list[str]:
     if shape.paged:
         # key j of sequence b lives in row j % page of page block_table[b, j / page]: one box per page
         kv_len = _kv_len(plan, scope)
-        pages = [f"        const qm::sm90::PagedRows pages(p, {k_b}, {kv_len});  // K and V share the block table"]
-        copy_k = (f"qm::sm90::produce_kv_paged<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, pages, {k_row}, "
-                  f"{k_head});")
-        copy_v = (f"qm::sm90::produce_kv_paged<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, pages, {v_row}, "
-                  f"{v_head});")
+        if k_row != v_row:
+            raise _refuse(plan.kv_copies["V"], "paged K and V tiles are read at the same keys",
+                          "copy the same rows of K and V in one loop iteration")
+        pages = [f"        const qm::sm90::PagedRows pages(p, {k_b}, {kv_len}, KT::kBlockN);  // K and V share the "
+                 "block table"]
+        # lane i holds the block of box i; the next tile's are read before this tile's copies wait
+        reverse = ast.option(plan.p_loop.options, "order") == "reverse"
+        step, first, more = ((f"- {shape.bn}", f"(n_hi - 1) * {shape.bn}", f"{n} > n_lo") if reverse
+                             else (f"+ {shape.bn}", f"n_lo * {shape.bn}", f"{n} + 1 < n_hi"))
+        pages.append(f"        int next_block = n_hi > n_lo ? pages.lane_block({first}, KT::kBlockN) : 0;")
+        lookup = ["          const int block = next_block;  // lane i: the block of box i (one load per tile)",
+                  f"          if ({more}) next_block = pages.lane_block({k_row} {step}, KT::kBlockN);"]
+        copy_k = (f"qm::sm90::produce_kv_paged<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, pages, block, "
+                  f"{k_row}, {k_head});")
+        copy_v = (f"qm::sm90::produce_kv_paged<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, pages, block, "
+                  f"{v_row}, {v_head});")
     else:
-        pages = []
+        pages, lookup = [], []
         copy_k = f"qm::sm90::produce_kv<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, {k_row}, {k_head}, {k_b});"
         copy_v = f"qm::sm90::produce_kv<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, {v_row}, {v_head}, {v_b});"
     r = plan.producer
+    # paged: the whole producer warp (its lanes read a tile's block-table entries together), lane 0
+    # issuing; dense: one thread
+    who = "qm::sm90::producer_warp()" if shape.paged else "qm::sm90::elected_producer()"
+    leader = "if (qm::sm90::producer_leader()) " if shape.paged else ""
     return [
         f"  if (qm::sm90::warpgroup_index() == 0) {{  // {_role_text(r)}",
         "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
-        "    if (qm::sm90::elected_producer()) {",
-        "      qm::sm90::prefetch_tma_descs(tma);",
+        f"    if ({who}) {{",
+        f"      {leader}qm::sm90::prefetch_tma_descs(tma);",
         "      qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
         *_tile_head(plan, scope, "      "),
         f"        // {_tl(plan.q_copy)} (varlen rows: from the sequence's first token; once the last tile's Q is "
         "released)",
-        f"        qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, {scope.cpp(rows.lo)}), "
+        f"        {leader}qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, {scope.cpp(rows.lo)}), "
         f"{scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
         *pages,
         f"        {_loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
         f"{print_expr(plan.p_loop.stop)}",
+        *lookup,
         f"          {copy_k}  // {_tl(plan.kv_copies['K'])}",
         "          ps_k.advance();",
         f"          {copy_v}  // {_tl(plan.kv_copies['V'])}",

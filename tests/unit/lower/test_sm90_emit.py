@@ -169,18 +169,34 @@ def test_kernel_options_are_checked():
         lowered(FA3.replace("tiles=persistent", "tiles=forever"))
 
 
+def paged(text=PAGED, dtype="f16", d=128):
+    return lower_sm90(parse_tl(text), SM90_TARGET, AttentionSpec("paged_prefill", dtype, d))
+
+
 def test_paged_prefill_copies_one_box_per_page_and_clears_the_v_tail():
-    src = lower_sm90(parse_tl(PAGED), SM90_TARGET, AttentionSpec("paged_prefill", "f16", 128))
+    src = paged()
     text = src.text
     assert src.entries[0].name == "qm_paged_prefill_sm90_attn_f16_hd128"
-    assert "const qm::sm90::PagedRows pages(p, t_b, t_Lk);" in text
+    assert "const qm::sm90::PagedRows pages(p, t_b, t_Lk, KT::kBlockN);" in text
     assert text.count("qm::sm90::produce_kv_paged<KT>(") == 2 and "produce_kv<KT>(" not in text
-    # before every O += P V of a tile that may hold rows past Lk: the loop's (previous tile) and the last
-    assert text.count("c.zero_rows_past(sm, ps_v.stage, t_Lk - (") == 2
-    assert "c.zero_rows_past(sm, ps_v.stage, t_Lk - (t_n + 1) * KT::kBlockN)" in text
-    assert "c.zero_rows_past(sm, ps_v.stage, t_Lk - (n_lo) * KT::kBlockN)" in text
+    # the producer warp reads a tile's block-table entries together, the next tile's ahead of its copies
+    assert "if (qm::sm90::producer_warp()) {" in text
+    order = [text.index(x) for x in ("int next_block = n_hi > n_lo ? pages.lane_block((n_hi - 1) * 128",
+                                     "const int block = next_block;",
+                                     "if (t_n > n_lo) next_block = pages.lane_block((t_n * 128) - 128",
+                                     "qm::sm90::produce_kv_paged<KT>(&tma.k")]
+    assert order == sorted(order)
+    # the V rows past Lk are zeroed before the O += P V that reads them
+    tail, gemm = text.index("c.zero_rows_past(sm, ps_v.stage, t_Lk - (t_n) * KT::kBlockN)"), text.index("c.gemm_pv(")
+    assert tail < gemm and text.count("zero_rows_past") == 1
     assert "zero_rows_past" not in lowered(FA3).text  # dense: TMA fills rows past the end with zeros
     assert "qm::sm90::q_row(p, t_b, t_q0)" in text  # varlen rows from cu_seqlens_q
+
+
+def test_paged_overlapped_loop_clears_the_v_tail_of_the_previous_and_the_last_tile():
+    text = paged(PAGED.replace("regs=CONSUMER_REGS {", "regs=CONSUMER_REGS, overlap=softmax {")).text
+    assert "c.zero_rows_past(sm, ps_v.stage, t_Lk - (t_n + 1) * KT::kBlockN)" in text
+    assert "c.zero_rows_past(sm, ps_v.stage, t_Lk - (n_lo) * KT::kBlockN)" in text
 
 
 def test_paged_decode_is_refused():

@@ -96,34 +96,46 @@ __device__ __forceinline__ int q_batch(const AttnParams& p, int b) { return p.cu
 
 // The pages of sequence b (paged K/V): key j is row j % page of page block_table[b, j / page]. K and
 // V maps view the cache as (D, row in page, head, page); a box holds min(page, BLOCK_N) rows.
+// The whole producer warp runs the paged loop: lane i reads the block of the tile's i-th box, so a
+// tile's block-table reads are one load instead of one dependent load per page; lane 0 issues.
 struct PagedRows {
   const int* table;  // this sequence's row of the block table
   int page;
+  int box;  // rows per TMA box: min(page, BLOCK_N), the box the host encoded
   int last_page;  // the page of the sequence's last key: tiles past it re-read it (masked anyway)
-  __device__ __forceinline__ PagedRows(const AttnParams& p, int b, int kv_len)
+  __device__ __forceinline__ PagedRows(const AttnParams& p, int b, int kv_len, int block_n)
       : table(p.block_table + static_cast<int64_t>(b) * p.block_table_stride), page(p.page_size),
-        last_page(kv_len > 0 ? (kv_len - 1) / p.page_size : 0) {}
+        box(p.page_size < block_n ? p.page_size : block_n), last_page(kv_len > 0 ? (kv_len - 1) / p.page_size : 0) {}
+  // this lane's block of a tile whose first key is row0 (lanes past the tile's boxes: 0)
+  __device__ __forceinline__ int lane_block(int row0, int block_n) const {
+    const int lane = threadIdx.x % 32;
+    if (lane * box >= block_n) return 0;
+    const int pg = (row0 + lane * box) / page;
+    return table[pg < last_page ? pg : last_page];
+  }
 };
 
-// Copy sK <- K[b, h, row0 : row0 + BLOCK_N] with via=tma from paged K: BLOCK_N / box_rows boxes per
-// 64-column chunk, each from the page that holds its rows; one full barrier for all of them.
+__device__ __forceinline__ bool producer_leader() { return threadIdx.x == 0; }
+__device__ __forceinline__ bool producer_warp() { return threadIdx.x < 32; }
+
+// Copy sK <- K[b, h, row0 : row0 + BLOCK_N] with via=tma from paged K: BLOCK_N / box boxes per
+// 64-column chunk, box i from the block lane i holds; one full barrier for all of them. Every lane
+// of the producer warp calls it (the shuffles); lane 0 arrives and issues.
 template <class KT, class T>
 __device__ __forceinline__ void produce_kv_paged(const CUtensorMap* map, uint64_t* full, uint64_t* empty,
                                                  T (*tiles)[KT::kBlockN * KT::kHeadDim], PipeState<KT::kStages> ps,
-                                                 const PagedRows& pages, int row0, int h) {
+                                                 const PagedRows& pages, int lane_block, int row0, int h) {
   Barrier::wait(&empty[ps.stage], ps.phase ^ 1u);
-  TxBarrier::arrive_and_expect_tx(&full[ps.stage], KT::kKVBytes);
-  const int box = pages.page < KT::kBlockN ? pages.page : KT::kBlockN;  // the map's box rows
-  for (int r = 0; r < KT::kBlockN; r += box) {
-    const int key = row0 + r;
-    int pg = key / pages.page;
-    pg = pg < pages.last_page ? pg : pages.last_page;
-    const int block = pages.table[pg];
+  const bool leader = producer_leader();
+  if (leader) TxBarrier::arrive_and_expect_tx(&full[ps.stage], KT::kKVBytes);
+  for (int r = 0, i = 0; r < KT::kBlockN; r += pages.box, ++i) {
+    const int block = __shfl_sync(0xffffffff, lane_block, i);
+    if (!leader) continue;
     CUTE_UNROLL
     for (int chunk = 0; chunk < KT::kHeadDim / kSwizzleCols; ++chunk) {
       cute::SM90_TMA_LOAD_4D::copy(map, &full[ps.stage], static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL),
                                    tiles[ps.stage] + chunk * KT::kBlockN * kSwizzleCols + r * kSwizzleCols,
-                                   chunk * kSwizzleCols, key % pages.page, h, block);
+                                   chunk * kSwizzleCols, (row0 + r) % pages.page, h, block);
     }
   }
 }
