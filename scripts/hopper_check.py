@@ -39,6 +39,8 @@ sys.path.insert(0, str(REPO))
 
 DEFAULT_KERNELS = REPO / "registry-sm90a"
 BENCH_LENGTHS = (1024, 2048, 4096, 8192, 16384)
+# the GQA configurations of ../shared/reference/h100_anchors.md: (tag, query heads, KV heads) at D = 128
+GQA_MODELS = (("llama2-7b", 32, 32), ("qwen2.5-72b", 64, 8), ("llama3.1-405b", 128, 8))
 TOKENS, HIDDEN = 16384, 2048  # B * L and H * D of every benchmark row
 VALIDATE_TIMEOUT_S = 240
 HANG_TIMEOUT_S = 45  # per kernel once one kernel hung before its first case finished
@@ -300,14 +302,18 @@ def worker_bench(args) -> dict:
     if is_paged(kernel.meta):
         return bench_paged(args, kernel, dt, timer, roof, fa3)
     rows = []
-    for length in args.lengths:
-        for causal in (False, True):
-            b, h = TOKENS // length, HIDDEN // d
-            row = {"kernel": kernel.name, "program": kernel.meta.get("program"), "dtype": dtype, "head_dim": d, "batch": b, "heads": h, "seqlen": length, "causal": causal}
+    # the sweep (B*L = 16k, H*D = 2048), then at D = 128 the GQA models' shapes (causal, as served)
+    shapes = [(TOKENS // length, HIDDEN // d, HIDDEN // d, length, causal, "sweep")
+              for length in args.lengths for causal in (False, True)]
+    if d == 128:
+        shapes += [(b, hq, hk, length, True, tag) for tag, hq, hk in GQA_MODELS for b, length in ((8, 2048), (2, 8192))]
+    for b, h, hk, length, causal, tag in shapes:
+            row = {"kernel": kernel.name, "program": kernel.meta.get("program"), "dtype": dtype, "head_dim": d,
+                   "batch": b, "heads": h, "heads_kv": hk, "seqlen": length, "causal": causal, "tag": tag}
             try:
                 q = torch.randn(b, h, length, d, dtype=dt, device="cuda")
-                k = torch.randn(b, h, length, d, dtype=dt, device="cuda")
-                v = torch.randn(b, h, length, d, dtype=dt, device="cuda")
+                k = torch.randn(b, hk, length, d, dtype=dt, device="cuda")
+                v = torch.randn(b, hk, length, d, dtype=dt, device="cuda")
                 out = torch.empty_like(q)
 
                 def conv(ms, b=b, h=h, length=length, causal=causal):
@@ -322,7 +328,7 @@ def worker_bench(args) -> dict:
                     row["ours"], row["ours_error"] = None, f"{type(exc).__name__}: {exc}"
                 row["fa2"] = conv(_try(timer, _sdpa, SDPBackend.FLASH_ATTENTION, q, k, v, causal))
                 if fa3 is not None:  # FA3 takes varlen [tokens, H, D]: the copies are made before timing
-                    qf, kf, vf = (t.transpose(1, 2).reshape(b * length, h, d).contiguous() for t in (q, k, v))
+                    qf, kf, vf = (t.transpose(1, 2).reshape(b * length, t.shape[1], d).contiguous() for t in (q, k, v))
                     cu = torch.arange(0, (b + 1) * length, length, dtype=torch.int32, device="cuda")
                     of = torch.empty_like(qf)
                     row["fa3"], row["fa3_error"] = timed(timer, lambda: fa3(
@@ -567,7 +573,8 @@ def step_bench(rep: Report, args) -> None:
 def _fmt_row(row: dict) -> str:
     def f(v):
         return "  -  " if v is None else f"{v:5.0f}"
-    head = f"{row.get('kernel')} L={row.get('seqlen')} {'causal' if row.get('causal') else 'full  '}"
+    tag = "" if row.get("tag", "sweep") == "sweep" else f" {row['tag']} B={row['batch']}"
+    head = f"{row.get('kernel')}{tag} L={row.get('seqlen')} {'causal' if row.get('causal') else 'full  '}"
     if "error" in row:
         return f"{head}: {row['error']}"
     return (f"{head}  ours {f(row.get('ours'))}  FA2 {f(row.get('fa2'))}  cuDNN {f(row.get('cudnn'))}  "
