@@ -72,7 +72,7 @@ GOLDEN_SM90 = (
     ("dense_prefill_sm90_pingpong.tl", ("bf16",), None),
     ("dense_prefill_sm90_overlap.tl", ("bf16",), (64, 128)),
     ("dense_prefill_sm90_fa3.tl", None, None),
-    ("paged_prefill_sm90.tl", None, None),
+    ("paged_prefill_sm90_pagetma.tl", None, None),
 )
 
 

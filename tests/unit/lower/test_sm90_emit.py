@@ -133,7 +133,7 @@ def test_overlap_can_come_from_a_param():
 
 
 FA3 = (GOLDEN_DIR / "dense_prefill_sm90_fa3.tl").read_text()
-PAGED = (GOLDEN_DIR / "paged_prefill_sm90.tl").read_text()
+PAGED = (GOLDEN_DIR / "paged_prefill_sm90_pagetma.tl").read_text()
 
 
 def test_persistent_tiles_walk_the_grid_from_one_cta_per_sm():
@@ -176,7 +176,7 @@ def paged(text=PAGED, dtype="f16", d=128):
 def test_paged_prefill_copies_one_box_per_page_and_clears_the_v_tail():
     src = paged()
     text = src.text
-    assert src.entries[0].name == "qm_paged_prefill_sm90_attn_f16_hd128"
+    assert src.entries[0].name == "qm_paged_prefill_sm90_pagetma_attn_f16_hd128"
     assert "const qm::sm90::PagedRows pages(p, t_b, t_Lk, KT::kBlockN);" in text
     assert text.count("qm::sm90::produce_kv_paged<KT>(") == 2 and "produce_kv<KT>(" not in text
     # the producer warp reads a tile's block-table entries together, the next tile's ahead of its copies
