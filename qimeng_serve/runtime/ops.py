@@ -32,9 +32,8 @@ from qimeng_serve.runtime.launch import launch
 from qimeng_serve.runtime.loader import LoadedKernel, is_sm90a, load_bundle, num_sms
 from qimeng_serve.runtime.tma_sm90 import (
     TmaMapError,
-    dense_descs,
     dense_tile_maps,
-    paged_descs,
+    encode_descs,
     paged_tile_maps,
 )
 
@@ -50,22 +49,25 @@ class CallDoesNotFit(NoKernelError):
     """A pinned kernel (KernelSet.pinned) cannot run this call (an sm90a kernel and its tensor maps)."""
 
 
-# which tensor-map layout an sm90a kernel takes -> the geometry check and the encoder for it
+# which tensor-map layout an sm90a kernel takes -> the geometry (tma_sm90: dense_tile_maps / paged_tile_maps)
 _TMA_MAPS = {"dense": dense_tile_maps, "paged": paged_tile_maps}
-_TMA_DESCS = {"dense": dense_descs, "paged": paged_descs}
+
+
+def sm90a_maps(meta: dict, layout: str, dtype: str, q, k, v):
+    """(the TMA maps of q, k, v, '') when the sm90a kernel of manifest entry `meta` can run a call on these
+    tensors (`layout`: dense q/k/v [B, H, L, D], or paged q [tokens, Hq, D] with caches [blocks, page,
+    Hkv, D]), else (None, why not). Pure: reads shapes, strides and data_ptr(), no GPU."""
+    if meta.get("tma_layout") != layout:
+        return None, f"its tensor maps are {meta.get('tma_layout')!r}, the call is {layout}"
+    try:
+        return _TMA_MAPS[layout](q, k, v, dtype, meta["tensor_maps"]), ""
+    except TmaMapError as exc:
+        return None, exc.message
 
 
 def sm90a_fit(meta: dict, layout: str, dtype: str, q, k, v) -> str:
-    """'' when the sm90a kernel of manifest entry `meta` can run a call on these tensors (`layout`:
-    dense q/k/v [B, H, L, D], or paged q [tokens, Hq, D] with caches [blocks, page, Hkv, D]), else why
-    not. Pure: reads shapes, strides and data_ptr(), no GPU."""
-    if meta.get("tma_layout") != layout:
-        return f"its tensor maps are {meta.get('tma_layout')!r}, the call is {layout}"
-    try:
-        _TMA_MAPS[layout](q, k, v, dtype, meta["tensor_maps"])
-    except TmaMapError as exc:
-        return exc.message
-    return ""
+    """'' when the sm90a kernel of `meta` can run this call, else why not (sm90a_maps without the maps)."""
+    return sm90a_maps(meta, layout, dtype, q, k, v)[1]
 
 
 def _key(meta: dict) -> tuple[str, str, int]:
@@ -140,12 +142,16 @@ class KernelSet:
         finally:
             self._pinned = before
 
-    def _run(self, kernel: LoadedKernel, p: AttnParams, device, layout: str = "", tensors=()) -> None:
-        """Launch one kernel: the sm90a ones with their tensor maps (K/V maps of paged calls cached)."""
+    def _run(self, kernel: LoadedKernel, p: AttnParams, device, layout: str = "", tensors=(), maps=None) -> None:
+        """Launch one kernel: the sm90a ones with their tensor maps (`maps`: what the fit check computed;
+        K/V maps of paged calls come from the KernelSet's cache once encoded)."""
         descs = None
         if is_sm90a(kernel.meta):
-            cache = {"cache": self._kv_maps} if layout == "paged" else {}
-            descs = _TMA_DESCS[layout](*tensors, self.dtype, kernel.meta["tensor_maps"], **cache)
+            if maps is None:
+                maps, why = sm90a_maps(kernel.meta, layout, self.dtype, *tensors)
+                if maps is None:
+                    raise CallDoesNotFit(f"{kernel.name} cannot run this call: {why}", fix="use the portable kernel")
+            descs = encode_descs(maps, tensors, self._kv_maps if layout == "paged" else None)
         launch(kernel, p, self._sizes(p, device), descs=descs)
         self.last_kernel = kernel.name
 
@@ -153,8 +159,14 @@ class KernelSet:
         index = getattr(device, "index", None)
         return {**_sizes(p), "num_sms": num_sms(index)}
 
-    def _fits(self, layout: str, q, k, v) -> Callable[[LoadedKernel], str]:
-        return lambda kernel: sm90a_fit(kernel.meta, layout, self.dtype, q, k, v)
+    def _fits(self, layout: str, q, k, v, maps: dict | None = None) -> Callable[[LoadedKernel], str]:
+        """find()'s fit check for this call; the maps it computes are kept in `maps` (kernel name -> maps)."""
+        def fits(kernel: LoadedKernel) -> str:
+            computed, why = sm90a_maps(kernel.meta, layout, self.dtype, q, k, v)
+            if maps is not None and computed is not None:
+                maps[kernel.name] = computed
+            return why
+        return fits
 
     # -------------------------------------------------------------- dense
     def dense_prefill(self, q, k, v, *, causal: bool, softmax_scale: float | None = None, window: int = 0,
@@ -165,6 +177,7 @@ class KernelSet:
         _, hkv, lk, _ = k.shape
         self._check(q, d, hq, hkv)
         out = torch.empty_like(q) if out is None else out
+        _check_aligned(q=q, k=k, v=v, out=out)
         p = _base_params(q, d, softmax_scale, causal, window, softcap)
         p.q, p.k, p.v, p.o = q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr()
         p.q_batch_stride, p.q_head_stride, p.q_token_stride = q.stride(0), q.stride(1), q.stride(2)
@@ -172,8 +185,9 @@ class KernelSet:
         p.k_batch_stride, p.k_head_stride, p.k_token_stride = k.stride(0), k.stride(1), k.stride(2)
         p.v_batch_stride, p.v_head_stride, p.v_token_stride = v.stride(0), v.stride(1), v.stride(2)
         p.batch, p.heads_q, p.heads_kv, p.max_seqlen_q, p.max_seqlen_k = b, hq, hkv, lq, lk
-        kernel = self.find("dense_prefill", "attn", d, softcap, fits=self._fits("dense", q, k, v))
-        self._run(kernel, p, q.device, "dense", (q, k, v))
+        maps: dict = {}
+        kernel = self.find("dense_prefill", "attn", d, softcap, fits=self._fits("dense", q, k, v, maps))
+        self._run(kernel, p, q.device, "dense", (q, k, v), maps.get(kernel.name))
         return out
 
     # -------------------------------------------------------------- paged
@@ -185,8 +199,9 @@ class KernelSet:
         out = torch.empty_like(q) if out is None else out
         p = self._paged_params(q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q,
                                max_seqlen_k, causal, softmax_scale, window, softcap, out)
-        kernel = self.find("paged_prefill", "attn", q.shape[-1], softcap, fits=self._fits("paged", q, k_cache, v_cache))
-        self._run(kernel, p, q.device, "paged", (q, k_cache, v_cache))
+        maps: dict = {}
+        kernel = self.find("paged_prefill", "attn", q.shape[-1], softcap, fits=self._fits("paged", q, k_cache, v_cache, maps))
+        self._run(kernel, p, q.device, "paged", (q, k_cache, v_cache), maps.get(kernel.name))
         return out
 
     def decode_workspace(self, total_q: int, heads_q: int, head_dim: int, max_seqlen_k: int, device):
@@ -231,6 +246,7 @@ class KernelSet:
         tokens, hq, d = q.shape
         num_blocks, page, hkv, _ = k_cache.shape
         self._check(q, d, hq, hkv)
+        _check_aligned(q=q, k_cache=k_cache, v_cache=v_cache, out=out)
         p = _base_params(q, d, softmax_scale, causal, window, softcap)
         p.q, p.k, p.v, p.o = q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), out.data_ptr()
         p.cu_seqlens_q, p.seqlens_k, p.block_table = cu_seqlens_q.data_ptr(), seqlens_k.data_ptr(), block_table.data_ptr()
@@ -252,6 +268,15 @@ class KernelSet:
             raise QimengError(f"{hq} query heads are not a multiple of {hkv} KV heads", fix="check the model's head counts")
         if q.stride(-1) != 1:
             raise QimengError("the head dimension must be contiguous (stride 1)", fix="call .contiguous() on the input")
+
+
+def _check_aligned(**tensors) -> None:
+    """Every kernel (portable or sm90a) reads 16-byte vectors from 16-byte aligned addresses (docs/kernels.md
+    section 1): refuse a tensor that starts elsewhere here, before a launch faults and poisons the context."""
+    bad = [f"{name} at {t.data_ptr():#x}" for name, t in tensors.items() if t.data_ptr() % 16]
+    if bad:
+        raise QimengError(f"the kernels need 16-byte aligned tensors; {', '.join(bad)} is not",
+                          fix="pass tensors whose data starts on a 16-byte boundary (.contiguous() makes a copy that does)")
 
 
 def _base_params(q, d: int, softmax_scale, causal: bool, window: int, softcap: float) -> AttnParams:

@@ -170,17 +170,24 @@ def paged_descs(q, k_cache, v_cache, dtype: str, rows: dict[str, int], cache: di
 
     `cache` (a dict the caller keeps) holds the encoded K/V maps, keyed by (data_ptr, shape, strides,
     dtype, rows): a KV cache that never moves (vLLM's) is encoded once. Q changes every call."""
-    qm, km, vm = paged_tile_maps(q, k_cache, v_cache, dtype, rows)
+    return encode_descs(paged_tile_maps(q, k_cache, v_cache, dtype, rows), (q, k_cache, v_cache), cache)
+
+
+def encode_descs(maps, tensors, kv_cache: dict | None = None) -> TmaDescs:
+    """The TmaDescs parameter from the maps of (q, k, v) and the tensors. Q's map is encoded every call;
+    K's and V's go through `kv_cache` when given, keyed by (address, TileMap): the TileMap holds the
+    shape, byte strides, dtype and box rows, so a hit is the very map the driver would encode again."""
+    (qm, km, vm), (q, k, v) = maps, tensors
     blobs = [encode(qm, q.data_ptr())]
-    for tm, t in ((km, k_cache), (vm, v_cache)):
-        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()), dtype, tm.box[1])
-        blob = cache.get(key) if cache is not None else None
+    for tm, t in ((km, k), (vm, v)):
+        key = (t.data_ptr(), tm)
+        blob = kv_cache.get(key) if kv_cache is not None else None
         if blob is None:
             blob = encode(tm, t.data_ptr())
-            if cache is not None:
-                if len(cache) >= KV_MAP_CACHE_SIZE:
-                    cache.pop(next(iter(cache)))  # the oldest: a KV cache that went away
-                cache[key] = blob
+            if kv_cache is not None:
+                if len(kv_cache) >= KV_MAP_CACHE_SIZE:
+                    kv_cache.pop(next(iter(kv_cache)))  # the oldest: a KV cache that went away
+                kv_cache[key] = blob
         blobs.append(blob)
     return pack_descs(*blobs)
 

@@ -170,3 +170,30 @@ def test_launch_refuses_the_wrong_parameter_form():
         launch(FAST, AttnParams(), {})
     with pytest.raises(RuntimeLoadError, match="takes AttnParams only"):
         launch(SLOW, AttnParams(), {}, descs=object())
+
+
+def test_unaligned_tensors_are_refused_before_any_launch():
+    """The portable kernels need 16-byte aligned addresses too (the ABI): no kernel may take such a
+    call, so it is an error up front rather than a misaligned-address fault that poisons the context."""
+    ks = _kernel_set(FAST, SLOW)
+    q, k, v = _paged(16, offset=1)
+    table, cu, seqlens = torch.zeros(1, 2, dtype=torch.int32), torch.tensor([0, 37], dtype=torch.int32), \
+        torch.tensor([37], dtype=torch.int32)
+    with pytest.raises(ops.QimengError, match="16-byte aligned tensors; q at"):
+        ks._paged_params(q, k, v, table, cu, seqlens, 37, 37, True, None, 0, 0.0, torch.empty_like(q))
+
+
+def test_kv_maps_are_encoded_once_and_q_every_call(monkeypatch):
+    from qimeng_serve.runtime import tma_sm90
+
+    encoded = []
+    monkeypatch.setattr(tma_sm90, "encode", lambda tm, address: encoded.append(address) or bytes(128))
+    q, k, v = _paged(16)
+    cache: dict = {}
+    for _ in range(3):
+        tma_sm90.paged_descs(q, k, v, "f16", SM90A_META["tensor_maps"], cache)
+    assert encoded == [q.data_ptr(), k.data_ptr(), v.data_ptr(), q.data_ptr(), q.data_ptr()]
+    assert len(cache) == 2
+    other_q, other_k, _ = _paged(16, tokens=5)
+    tma_sm90.paged_descs(other_q, other_k, v, "f16", SM90A_META["tensor_maps"], cache)  # a new K cache: encoded
+    assert encoded[-2:] == [other_q.data_ptr(), other_k.data_ptr()] and len(cache) == 3
