@@ -23,6 +23,7 @@ from qimeng_serve.tl import ast
 from qimeng_serve.tl.checker import check_tl_or_raise
 from qimeng_serve.tl.interpreter import resolve_params
 from qimeng_serve.tl.printer import print_expr, print_tl
+from qimeng_serve.tl.rules.hopper import switch_value
 
 WARPGROUP_THREADS = 128
 SWIZZLE_ALIGN = 1024
@@ -217,7 +218,7 @@ def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -
     p_regs, c_regs = _role_int(plan.producer, "regs", params), _role_int(plan.consumer, "regs", params)
     if _role_int(plan.producer, "warpgroups", params) != 1:
         raise _refuse(plan.producer, "the producer is one warpgroup", "use warpgroups=1")
-    pingpong = ast.option(plan.consumer.options, "schedule") == "pingpong"
+    pingpong = switch_value(ast.option(plan.consumer.options, "schedule"), params, "pingpong", None) == "pingpong"
     if pingpong and wgs < 2:
         raise _refuse(plan.consumer, f"schedule=pingpong passes turns between consumer warpgroups; there is {wgs}",
                       "use warpgroups=2 or more, or drop schedule=pingpong")
@@ -225,7 +226,7 @@ def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -
         raise _refuse(plan.kernel, f"BLOCK_M={bm}, BLOCK_N={bn}, D={d} with {wgs} consumer warpgroups is not a tile "
                       "the sm90 blocks implement", "BLOCK_M = 64 per consumer warpgroup, BLOCK_N a multiple of 16 "
                       "up to 256, D a multiple of 64")
-    tiles = ast.option(plan.kernel.options, "tiles") or "grid"
+    tiles = switch_value(ast.option(plan.kernel.options, "tiles"), params, "persistent", "grid") or "grid"
     k = plan.kernel
     if len(k.grid) != 3:
         raise _refuse(k, "the Hopper kernels have a 3-dimensional grid (query block, head, sequence)",
@@ -272,8 +273,7 @@ def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -
 
 def _overlap(role: ast.Role, params: dict[str, int]) -> bool:
     """overlap=softmax, or overlap=PARAM with the param 1 (so `params when D = ...` can turn it off)."""
-    value = ast.option(role.options, "overlap")
-    return value == "softmax" or bool(params.get(value or "", 0))
+    return switch_value(ast.option(role.options, "overlap"), params, "softmax", "none") == "softmax"
 
 
 def _tile_head(plan: _Plan, scope: Scope, pad: str) -> list[str]:

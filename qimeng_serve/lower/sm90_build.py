@@ -18,7 +18,9 @@ from qimeng_serve.build.nvcc import BASE_FLAGS, CompileResult, run_nvcc
 from qimeng_serve.build.toolchain import Toolchain, ToolchainError
 from qimeng_serve.lower.emit import CudaSource
 
-SM90A_FLAGS = (*BASE_FLAGS, "-gencode=arch=compute_90a,code=sm_90a")
+# --use_fast_math: exp2f becomes one MUFU.EX2 (not a range check and two multiplies around it) and
+# 1 / l an approximate reciprocal; -11% instructions in the kernel, rel. L2 error unchanged in validation
+SM90A_FLAGS = (*BASE_FLAGS, "--use_fast_math", "-gencode=arch=compute_90a,code=sm_90a")
 SASS_TIMEOUT_S = 120
 # SASS that shows the Hopper path is real: warpgroup MMAs, TMA loads, register reallocation
 HOPPER_OPCODES = ("HGMMA", "UTMALDG", "USETMAXREG")

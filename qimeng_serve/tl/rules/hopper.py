@@ -45,6 +45,14 @@ ROLE_STMTS = (ast.Role, ast.Wait, ast.Release)
 
 
 # ---------------------------------------------------------------- helpers
+def switch_value(value: str | None, values: dict, on: str, off: str | None) -> str | None:
+    """A schedule option written as a param (`overlap=OVERLAP`, `schedule=PINGPONG`, `tiles=PERSISTENT`)
+    so `params when D = ...` can choose it: the param 1 means `on`, 0 means `off`."""
+    if value is not None and isinstance(values.get(value), int):
+        return on if values[value] else off
+    return value
+
+
 def roles_of(k: KernelInfo) -> dict[str, ast.Role]:
     return {f.stmt.role: f.stmt for f in k.statements(ast.Role)}
 
@@ -329,15 +337,16 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
         if not (isinstance(wg, int) and isinstance(regs, int)):
             complete = False
             continue
-        overlap = ast.option(role.options, "overlap")
-        if overlap is not None and overlap not in OVERLAPS and isinstance(ctx.values.get(overlap), int):
-            overlap = OVERLAPS[1] if ctx.values[overlap] else OVERLAPS[0]  # a param: 1 = softmax, 0 = none
+        overlap = switch_value(ast.option(role.options, "overlap"), ctx.values, OVERLAPS[1], OVERLAPS[0])
         if overlap is not None and (overlap not in OVERLAPS or name == "producer"):
             yield diag("setmaxnreg", _option_node(role, "overlap"), f"overlap={overlap} on the {name} role: the "
                        f"consumer takes overlap={' or overlap='.join(OVERLAPS)}",
                        "write `overlap=softmax` on `Role consumer` (the softmax of a KV tile runs while the GEMMs "
                        "of its neighbours do), or drop it")
-        schedule = ast.option(role.options, "schedule")
+        schedule = switch_value(ast.option(role.options, "schedule"), ctx.values, "pingpong", None)
+        if schedule not in (None, "pingpong"):
+            yield diag("setmaxnreg", _option_node(role, "schedule"), f"schedule={schedule} on Role {name}: a "
+                       "role's schedule is pingpong (or a param that is 1 or 0)", "write `schedule=pingpong`")
         if schedule == "pingpong" and (name == "producer" or wg < 2):
             yield diag("setmaxnreg", _option_node(role, "schedule"), f"schedule=pingpong on the {name} role with "
                        f"warpgroups={wg}: ping-pong passes the turn to issue GEMMs between consumer warpgroups",
@@ -385,13 +394,14 @@ def rule_kernel_tiles(ctx: Context) -> Iterator[Diagnostic]:
     role (which loads the next tile while the consumers finish this one). The only kernel option."""
     for k in ctx.kernels:
         for o in k.kernel.options:
+            value = switch_value(o.value, ctx.values, "persistent", "grid") if o.key == "tiles" else o.value
             if o.key != "tiles":
                 yield diag("roles", o, f"unknown kernel option {o.key}=", "a kernel takes `with tiles=persistent` "
                            "or no options")
-            elif o.value not in TILE_MODES:
+            elif value not in TILE_MODES and not (ctx.sketch and value[:1].isupper()):  # a param, set later
                 yield diag("roles", o, f"tiles={o.value}: a kernel's tiles are `grid` (a CTA per tile) or "
                            "`persistent` (a CTA per SM)", "write `with tiles=persistent`, or drop the option")
-            elif o.value == "persistent" and not roles_of(k):
+            elif value == "persistent" and not roles_of(k):
                 yield diag("roles", o, "tiles=persistent needs warp specialisation: the producer role loads the "
                            "next tile while the consumers finish the current one",
                            "add `Role producer` / `Role consumer` (kernels_src/tl/dense_prefill_sm90.tl), or drop it")

@@ -205,7 +205,9 @@ def _option_value(ctx: Context, s, o: ast.Option) -> Iterator[Diagnostic]:
                    f"use {key}=STAGES with STAGES in the params block")
     elif key == "order" and v not in LOOP_ORDERS:
         yield diag("options", o, f"order={v}: a loop runs forward or reverse", "use order=forward or order=reverse")
-    elif key == "schedule" and v not in LOOP_SCHEDULES:
+    elif key == "schedule" and v not in LOOP_SCHEDULES and not (isinstance(s, ast.Role) and (
+            ctx.sketch or isinstance(_value(ctx, v), int))):
+        # (a Role may name a param, `schedule=PINGPONG`, 1 or 0 per head size: rules/hopper.py checks it)
         yield diag("options", o, f"unknown loop schedule schedule={v}" + suggest(v, LOOP_SCHEDULES),
                    f"use one of {', '.join(LOOP_SCHEDULES)}")
     elif key == "mma" and parse_mma(v) is None and v not in GMMA_WORDS:

@@ -22,7 +22,8 @@ def test_the_default_build_covers_every_schedule():
     from qimeng_serve.lower.sm90_build import GOLDEN_SM90
 
     assert [g[0] for g in GOLDEN_SM90] == ["dense_prefill_sm90.tl", "dense_prefill_sm90_pingpong.tl",
-                                          "dense_prefill_sm90_overlap.tl"]
+                                          "dense_prefill_sm90_overlap.tl", "dense_prefill_sm90_fa3.tl",
+                                          "paged_prefill_sm90_pagetma.tl"]
     assert all((REPO / "kernels_src" / "tl" / g[0]).is_file() for g in GOLDEN_SM90)
 
 

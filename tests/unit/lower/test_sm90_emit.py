@@ -13,7 +13,10 @@ from qimeng_serve.targets import get_target
 from qimeng_serve.tl.parser import parse_tl
 from tests.conftest import GOLDEN_DIR
 
-SM90 = (GOLDEN_DIR / "dense_prefill_sm90.tl").read_text()
+SHIPPED = (GOLDEN_DIR / "dense_prefill_sm90.tl").read_text()
+# the shipped program with every schedule switch off: one CTA per tile, 2 stages, no ping-pong or overlap
+SM90 = (SHIPPED.replace("  STAGES = 3\n", "  STAGES = 2\n").replace("  PINGPONG = 1\n", "  PINGPONG = 0\n")
+        .replace("  OVERLAP = 1\n", "  OVERLAP = 0\n").replace("  PERSISTENT = 1\n", "  PERSISTENT = 0\n"))
 SM90_TARGET = get_target("sm_90")
 
 
@@ -34,6 +37,31 @@ def test_golden_lowers_for_each_head_size(d, dtype, block_n):
     cpp = {"f16": "fp16", "bf16": "bf16"}[dtype]
     assert f"qm::sm90::Traits<qm::sm90::{cpp}, {d}, 128, {block_n}, 2, 2, 24, 240>" in src.text
     assert f"static_assert(qm::sm90::smem_bytes<KT>() == {entry.smem_bytes}" in src.text
+
+
+@pytest.mark.parametrize("d, persistent, pingpong, overlap, traits", [
+    (64, True, False, True, "64, 128, 128, 3, 2, 24, 240"),
+    (128, False, True, True, "128, 128, 128, 3, 2, 24, 240"),
+    (256, False, False, False, "256, 128, 64, 2, 2, 24, 240"),
+])
+def test_shipped_program_picks_its_schedule_per_head_size(d, persistent, pingpong, overlap, traits):
+    src = lowered(SHIPPED, d=d)
+    text = src.text
+    assert f"qm::sm90::Traits<qm::sm90::bf16, {traits}>" in text
+    assert ("TileScheduler tiles(" in text) == persistent
+    assert src.entries[0].grid[0].startswith("min(num_sms") == persistent
+    assert ("turn.wait_turn();" in text) == pingpong
+    assert ("c.issue_pv(acc, P" in text) == overlap
+    assert src.entries[0].smem_bytes <= SM90_TARGET.smem_optin_max
+
+
+def test_schedule_switches_are_checked():
+    with pytest.raises(TLCheckError, match="ping-pong passes the turn"):
+        lowered(SHIPPED.replace("CONSUMERS = 2", "CONSUMERS = 1").replace("WARPS = 8", "WARPS = 4")
+                .replace("BLOCK_M = 128", "BLOCK_M = 64"))
+    with pytest.raises(TLCheckError, match="unknown loop schedule"):  # a param is for a Role only
+        lowered(SHIPPED.replace("Loop n in n_start .. n_end with order=reverse {",
+                                "Loop n in n_start .. n_end with order=reverse, schedule=PINGPONG {", 1))
 
 
 def test_every_statement_is_traced_to_its_tl_line():

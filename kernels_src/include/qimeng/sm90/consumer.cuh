@@ -131,18 +131,34 @@ struct Consumer {
   }
 
   // Compute S = mask(S, ...): -inf where key j >= kv_len, or (causal) j > i + offset, or
-  // (window) j <= i + offset - window; i, j from the MMA's own coordinate map.
+  // (window) j <= i + offset - window; i, j from the MMA's own coordinate map. Per row, the visible
+  // keys are one range [lo, hi): each score then costs a compare and a select (or two with a window).
   __device__ __forceinline__ void mask(TileS& S, const MaskArgs& mk, int n) const {
     using namespace cute;
     if (!needs_mask(mk, n)) return;
+    Tensor s = make_tensor(S.data(), acc_rowcol(S.layout()));
     auto cS = make_identity_tensor(Shape<typename KT::BM, typename KT::BN>{});
     Tensor tScS = mma_qk.get_thread_slice(tid).partition_C(cS);
+    Tensor c = make_tensor(tScS.data(), acc_rowcol(tScS.layout()));
+    const int col0 = n * KT::kBlockN;
     CUTE_UNROLL
-    for (int i = 0; i < size(S); ++i) {
-      const int row = mk.q0 + get<0>(tScS(i)), col = n * KT::kBlockN + get<1>(tScS(i));
-      const bool hidden = col >= mk.kv_len || (mk.causal && col > row + mk.offset) ||
-                          (mk.window > 0 && col <= row + mk.offset - mk.window);
-      if (hidden) S(i) = -INFINITY;
+    for (int r = 0; r < kRows; ++r) {
+      const int row = mk.q0 + get<0>(c(r, 0));
+      int hi = mk.kv_len - col0;  // tile-local columns at or past hi are hidden
+      if (mk.causal) hi = min(hi, row + mk.offset + 1 - col0);
+      if (mk.window > 0) {
+        const int lo = row + mk.offset - mk.window + 1 - col0;  // and those below lo
+        CUTE_UNROLL
+        for (int j = 0; j < size<1>(s); ++j) {
+          const int col = get<1>(c(r, j));
+          if (col >= hi || col < lo) s(r, j) = -INFINITY;
+        }
+      } else {
+        CUTE_UNROLL
+        for (int j = 0; j < size<1>(s); ++j) {
+          if (get<1>(c(r, j)) >= hi) s(r, j) = -INFINITY;
+        }
+      }
     }
   }
 

@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""One sm_90a dense prefill kernel (from registry-sm90a/) on one shape, for Nsight Compute:
+
+    ncu --set full -k regex:qm_ -c 1 python scripts/profile_sm90.py KERNEL --batch 8 --heads 16 --seqlen 2048 --causal
+
+Runs the kernel three times (ncu profiles the launch it is told to) and cuDNN's SDPA once on the same
+inputs (profile it with -k regex:cudnn or by leaving -k out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kernel")
+    ap.add_argument("--kernels", type=Path, default=REPO / "registry-sm90a")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--heads-kv", type=int)
+    ap.add_argument("--seqlen", type=int, default=2048)
+    ap.add_argument("--causal", action="store_true")
+    ap.add_argument("--cudnn", action="store_true", help="also run cuDNN SDPA once")
+    args = ap.parse_args()
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from qimeng_serve.runtime.sm90 import load_sm90_kernels
+
+    kernel = load_sm90_kernels(args.kernels, names={args.kernel})[args.kernel]
+    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[kernel.meta["dtype"]]
+    d, hk = kernel.meta["head_dim"], args.heads_kv or args.heads
+    q = torch.randn(args.batch, args.heads, args.seqlen, d, dtype=dt, device="cuda")
+    k = torch.randn(args.batch, hk, args.seqlen, d, dtype=dt, device="cuda")
+    v = torch.randn_like(k)
+    out = torch.empty_like(q)
+    run = kernel.prepare_dense(q, k, v, causal=args.causal, out=out)
+    for _ in range(3):
+        run()
+    if args.cudnn:
+        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+            torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=args.causal, enable_gqa=hk != args.heads)
+    torch.cuda.synchronize()
+    print("ran", kernel.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
