@@ -131,9 +131,12 @@ def _plan_producer(role: ast.Role):
         if not (isinstance(s, ast.Copy) and isinstance(s.src, ast.Indexed) and s.src.base in ("K", "V")):
             raise _refuse(s, "the producer's loop holds only the K and V copies", "move other statements out")
         kv[s.src.base] = s
-    for s in (copies[0], *kv.values()):
-        if ast.option(s.options, "via") != "tma":
-            raise _refuse(s, "the producer's copies are TMA copies", "write `with via=tma`")
+    if ast.option(copies[0].options, "via") != "tma":
+        raise _refuse(copies[0], "the producer copies Q with TMA", "write `with via=tma`")
+    vias = {ast.option(s.options, "via") for s in kv.values()}
+    if len(vias) != 1 or not vias <= {"tma", "cp.async"}:
+        raise _refuse(loops[0], "the producer copies K and V the same way: TMA boxes, or (paged) a cp.async "
+                      "gather", "write both copies `with via=tma` (or both `with via=cp.async`)")
     if set(kv) != {"K", "V"}:
         raise _refuse(loops[0], "the producer's loop copies one K and one V tile", "add both copies")
     return copies[0], loops[0], kv
@@ -209,6 +212,7 @@ class _Shape:
     paged: bool
     pingpong: bool
     overlap: bool
+    gather: bool = False  # paged K/V copied by the producer warpgroup's cp.async (not TMA boxes)
 
 
 def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -> tuple[list[str], Sm90Entry]:
@@ -231,8 +235,12 @@ def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -
     if len(k.grid) != 3:
         raise _refuse(k, "the Hopper kernels have a 3-dimensional grid (query block, head, sequence)",
                       "grid (m_block : ..., q_head : heads_q, b : batch)")
+    gather = ast.option(plan.kv_copies["K"].options, "via") == "cp.async"
+    if gather and (spec.op != "paged_prefill" or bn > WARPGROUP_THREADS):
+        raise _refuse(plan.kv_copies["K"], "the producer gathers K/V with cp.async for paged prefill only, at most "
+                      "128 rows per tile", "copy dense K/V with via=tma, or use BLOCK_N <= 128")
     shape = _Shape(bm, bn, wgs, tiles == "persistent", spec.op == "paged_prefill", pingpong,
-                   _overlap(plan.consumer, params))
+                   _overlap(plan.consumer, params), gather)
     threads = WARPGROUP_THREADS * (wgs + 1)
     smem = smem_bytes(d, bm, bn, stages)
     kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}>")
@@ -247,7 +255,8 @@ def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -
     out += [f"  // Allocate {shared} (shared, 128-byte swizzled) and their stage barriers",
             "  extern __shared__ char smem_raw[];",
             "  auto& sm = qm::sm90::shared_storage<KT>(smem_raw);",
-            "  qm::sm90::init_barriers<KT>(sm);"]
+            "  qm::sm90::init_barriers<KT" + (", qm::sm90::kWarpgroupThreads" if gather else "") + ">(sm);"
+            + ("  // K/V stages: 128 producer arrivals" if gather else "")]
     grid = "grid (" + ", ".join(f"{g.name} : {print_expr(g.extent)}" for g in k.grid) + ")"
     extents = [scope.cpp(g.extent) for g in k.grid]
     if shape.persistent:
@@ -324,6 +333,8 @@ def _emit_producer(plan: _Plan, scope: Scope, shape: _Shape) -> list[str]:
     k_row, k_head, k_b = _kv_row(plan.kv_copies["K"], plan.p_loop, scope, shape.bn)
     v_row, v_head, v_b = _kv_row(plan.kv_copies["V"], plan.p_loop, scope, shape.bn)
     b = scope.cpp(q.indices[0])
+    if shape.gather:
+        return _emit_gathering_producer(plan, scope, shape, n, k_row, k_head, k_b, v_row, rows, q, b)
     if shape.paged:
         # key j of sequence b lives in row j % page of page block_table[b, j / page]: one box per page
         kv_len = _kv_len(plan, scope)
@@ -372,6 +383,54 @@ def _emit_producer(plan: _Plan, scope: Scope, shape: _Shape) -> list[str]:
         f"          {copy_v}  // {_tl(plan.kv_copies['V'])}",
         "          ps_v.advance();",
         "        }",
+        "      }",
+        "    }",
+    ]
+
+
+def _emit_gathering_producer(plan: _Plan, scope: Scope, shape: _Shape, n: str, k_row: str, k_head: str, k_b: str,
+                             v_row: str, rows, q, b: str) -> list[str]:
+    """Paged K/V `with via=cp.async`: the whole producer warpgroup gathers each tile row by row (one
+    block-table read per thread and tile), one tile behind: a tile's stages are signalled once its
+    copies landed, after the next tile's copies are issued."""
+    if k_row != v_row:
+        raise _refuse(plan.kv_copies["V"], "paged K and V tiles are read at the same keys",
+                      "copy the same rows of K and V in one loop iteration")
+    r = plan.producer
+    kv_len = _kv_len(plan, scope)
+    signal = ["qm::sm90::gathered(sm.k_full, pend_k);", "qm::sm90::gathered(sm.v_full, pend_v);"]
+    return [
+        f"  if (qm::sm90::warpgroup_index() == 0) {{  // {_role_text(r)}",
+        "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
+        "    if (qm::sm90::producer_leader()) qm::sm90::prefetch_tma_descs(tma);",
+        "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
+        *_tile_head(plan, scope, "    "),
+        f"      // {_tl(plan.q_copy)} (varlen rows: from the sequence's first token)",
+        f"      if (qm::sm90::producer_leader()) qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, "
+        f"{scope.cpp(rows.lo)}), {scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
+        f"      qm::sm90::PagedGather<KT> gather(p, {k_b}, {kv_len}, {k_head}, threadIdx.x);  // this thread's row",
+        "      int pend_k = -1, pend_v = -1;  // the previous tile's stages, signalled once its copies landed",
+        f"      {_loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
+        f"{print_expr(plan.p_loop.stop)}",
+        f"        gather.seek({k_row});",
+        f"        qm::sm90::wait_empty(sm.k_empty, ps_k);  // {_tl(plan.kv_copies['K'])}",
+        "        gather.copy_k(sm.k[ps_k.stage]);",
+        "        qm::sm90::cp_async_commit();",
+        f"        qm::sm90::wait_empty(sm.v_empty, ps_v);  // {_tl(plan.kv_copies['V'])}",
+        "        gather.copy_v(sm.v[ps_v.stage]);",
+        "        qm::sm90::cp_async_commit();",
+        "        if (pend_k >= 0) {  // the previous tile's two groups have landed once at most two are in flight",
+        "          qm::sm90::cp_async_wait<2>();",
+        *(f"          {x}" for x in signal),
+        "        }",
+        "        pend_k = ps_k.stage;",
+        "        pend_v = ps_v.stage;",
+        "        ps_k.advance();",
+        "        ps_v.advance();",
+        "      }",
+        "      if (pend_k >= 0) {",
+        "        qm::sm90::cp_async_wait<0>();",
+        *(f"        {x}" for x in signal),
         "      }",
         "    }",
     ]
@@ -478,7 +537,7 @@ class _ConsumerSteps:
 
     def v_tail(self, tile: str, pad: str) -> list[str]:
         """Paged K/V: zero the V rows of a tile past kv_len before O += P V reads them."""
-        if not self.shape.paged:
+        if not self.shape.paged or self.shape.gather:  # the gather zero-fills rows past kv_len itself
             return []
         return [f"{pad}c.zero_rows_past(sm, ps_v.stage, {self.kv_len} - ({tile}) * KT::kBlockN);  // whole pages "
                 "were copied: rows past kv_len hold other tokens"]

@@ -236,3 +236,35 @@ def test_paged_decode_is_refused():
 def test_overlap_values_are_checked():
     with pytest.raises(TLCheckError, match="overlap=fast"):
         lowered(OVERLAP.replace("overlap=softmax", "overlap=fast"))
+
+
+GATHER = (GOLDEN_DIR / "paged_prefill_sm90.tl").read_text()
+
+
+def test_paged_prefill_gathers_pages_with_the_producer_warpgroup():
+    src = paged(GATHER)
+    text = src.text
+    assert src.entries[0].name == "qm_paged_prefill_sm90_attn_f16_hd128"
+    # every K/V stage completes on the 128 producer threads' arrivals, not on TMA bytes
+    assert "qm::sm90::init_barriers<KT, qm::sm90::kWarpgroupThreads>(sm);" in text
+    assert "qm::sm90::PagedGather<KT> gather(p, t_b, t_Lk, t_kv_head, threadIdx.x);" in text
+    loop = text[text.index("gather.seek("):text.index("} else {")]
+    order = [loop.index(x) for x in ("gather.seek((t_n * 128));", "qm::sm90::wait_empty(sm.k_empty, ps_k);",
+                                     "gather.copy_k(sm.k[ps_k.stage]);", "gather.copy_v(sm.v[ps_v.stage]);",
+                                     "qm::sm90::cp_async_wait<2>();", "qm::sm90::gathered(sm.k_full, pend_k);",
+                                     "pend_k = ps_k.stage;")]
+    assert order == sorted(order)  # a tile is signalled one tile late, once its copies landed
+    assert "qm::sm90::cp_async_wait<0>();" in loop  # the last tile's copies are waited for after the loop
+    assert "produce_kv" not in text and "zero_rows_past" not in text  # rows past Lk are zero-filled
+    assert "if (qm::sm90::producer_leader()) qm::sm90::produce_q<KT>(" in text  # Q stays a TMA copy
+
+
+def test_gathering_is_for_paged_prefill_only():
+    dense = SM90.replace("with via=tma\n", "with via=cp.async\n").replace(
+        "Copy sQ <- Q[b, q_head, q0 : q0 + BLOCK_M] with via=cp.async", "Copy sQ <- Q[b, q_head, q0 : q0 + BLOCK_M] with via=tma")
+    with pytest.raises(LoweringError, match="paged prefill only"):
+        lowered(dense)
+    mixed = GATHER.replace("Copy sV <- V[b, kv_head, n * BLOCK_N : n * BLOCK_N + BLOCK_N] with via=cp.async",
+                           "Copy sV <- V[b, kv_head, n * BLOCK_N : n * BLOCK_N + BLOCK_N] with via=tma")
+    with pytest.raises(LoweringError, match="the same way"):
+        paged(mixed)

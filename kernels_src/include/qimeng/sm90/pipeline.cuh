@@ -31,15 +31,17 @@ struct PipeState {
 
 // One thread initialises every barrier; the fence makes them visible to the async (TMA) proxy and
 // the CTA barrier to every thread before the roles split.
-template <class KT>
+// KV_ARRIVALS: who completes a K/V stage: 1 (the TMA-issuing thread, with the transaction bytes) or
+// the producer warpgroup's 128 threads (cp.async gathers, each arriving once its copies landed).
+template <class KT, int KV_ARRIVALS = 1>
 __device__ __forceinline__ void init_barriers(SharedStorage<KT>& sm) {
   if (threadIdx.x == 0) {
     TxBarrier::init(&sm.q_full, 1);
     Barrier::init(&sm.q_empty, KT::kConsumerThreads);
     CUTE_UNROLL
     for (int s = 0; s < KT::kStages; ++s) {
-      TxBarrier::init(&sm.k_full[s], 1);
-      TxBarrier::init(&sm.v_full[s], 1);
+      TxBarrier::init(&sm.k_full[s], KV_ARRIVALS);
+      TxBarrier::init(&sm.v_full[s], KV_ARRIVALS);
       Barrier::init(&sm.k_empty[s], KT::kConsumerThreads);
       Barrier::init(&sm.v_empty[s], KT::kConsumerThreads);
     }
@@ -138,6 +140,91 @@ __device__ __forceinline__ void produce_kv_paged(const CUtensorMap* map, uint64_
                                    chunk * kSwizzleCols, (row0 + r) % pages.page, h, block);
     }
   }
+}
+
+// Copy sK <- K[b, h, rows] with via=cp.async from paged K (pages smaller than a tile): the producer
+// warpgroup gathers a tile row by row, each row from its page, as 16-byte cp.async into the same
+// 128-byte-swizzled layout a TMA box writes (unit u of row r at unit u ^ (r % 8)). Rows at or past
+// kv_len are zero-filled (src-size 0), so the V rows past the end are zeros and no consumer has to
+// clear them. Warp w gathers rows [w * BLOCK_N / 4, (w + 1) * BLOCK_N / 4); its lanes read whole
+// rows together (coalesced), each lane's row block and slot read once per tile.
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+template <class KT>
+struct PagedGather {
+  using T = typename KT::T;
+  static constexpr int kWarps = kWarpgroupThreads / 32;
+  static constexpr int kUnitsPerRow = KT::kHeadDim * static_cast<int>(sizeof(T)) / 16;  // 16-byte units
+  static_assert(kUnitsPerRow <= 32 && 32 % kUnitsPerRow == 0, "a warp copies whole rows per instruction");
+  static constexpr int kRowsPerCopy = 32 / kUnitsPerRow;  // rows one warp-wide cp.async covers
+  static constexpr int kRowsPerWarp = KT::kBlockN / kWarps;
+  static_assert(kRowsPerWarp <= 32 && kRowsPerWarp % kRowsPerCopy == 0, "BLOCK_N: 4 warps x at most 32 rows");
+  static constexpr int kCopies = kRowsPerWarp / kRowsPerCopy;  // 16-byte copies per thread and tile
+  static constexpr int kRowBytes = kSwizzleCols * static_cast<int>(sizeof(T));  // one 128-byte panel row
+
+  const int* table;
+  int page, last_page, kv_len;
+  int lane, first_row, unit;  // this warp's first tile row; this lane's 16-byte unit of a row
+  const T* k_head;
+  const T* v_head;
+  int64_t k_page, k_slot, v_page, v_slot;  // strides in elements
+  // lane i (< kRowsPerWarp) holds the block and the slot of the warp's row i of the current tile;
+  // slot -1: the row is past kv_len (zero-filled)
+  int my_block = 0, my_slot = -1;
+
+  __device__ __forceinline__ PagedGather(const AttnParams& p, int b, int kv_len_, int h, int ptid)
+      : table(p.block_table + static_cast<int64_t>(b) * p.block_table_stride), page(p.page_size),
+        last_page(kv_len_ > 0 ? (kv_len_ - 1) / p.page_size : 0), kv_len(kv_len_), lane(ptid % 32),
+        first_row((ptid / 32) * kRowsPerWarp), unit(lane % kUnitsPerRow),
+        k_head(static_cast<const T*>(p.k) + static_cast<int64_t>(h) * p.k_head_stride),
+        v_head(static_cast<const T*>(p.v) + static_cast<int64_t>(h) * p.v_head_stride), k_page(p.k_batch_stride),
+        k_slot(p.k_token_stride), v_page(p.v_batch_stride), v_slot(p.v_token_stride) {}
+
+  // the tile whose first key is row0: one block-table read per lane (its row), shared by K and V
+  __device__ __forceinline__ void seek(int row0) {
+    my_slot = -1;
+    if (lane < kRowsPerWarp) {
+      const int key = row0 + first_row + lane;
+      const int pg = key / page;
+      my_block = table[pg < last_page ? pg : last_page];
+      my_slot = key < kv_len ? key - pg * page : -1;
+    }
+  }
+
+  // warp-wide copies, kRowsPerCopy whole rows each: consecutive lanes read consecutive 16 bytes
+  __device__ __forceinline__ void copy(const T* head, int64_t page_stride, int64_t slot_stride, T* tile) const {
+    const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(tile));
+    const int panel_off = (unit / 8) * KT::kBlockN * kRowBytes, u = unit % 8;
+#pragma unroll 4  // fully unrolled, the addresses of 16 copies outgrow the producer's registers
+    for (int c = 0; c < kCopies; ++c) {
+      const int r = c * kRowsPerCopy + lane / kUnitsPerRow;  // the warp's row this lane copies from
+      const int block = __shfl_sync(0xffffffff, my_block, r);
+      const int slot = __shfl_sync(0xffffffff, my_slot, r);
+      const int row = first_row + r;
+      const T* src = head + block * page_stride + (slot < 0 ? 0 : slot) * slot_stride + unit * 8;
+      cp_async_16(base + panel_off + row * kRowBytes + ((u ^ (row & 7)) << 4), src, slot < 0 ? 0 : 16);
+    }
+  }
+  __device__ __forceinline__ void copy_k(T* tile) const { copy(k_head, k_page, k_slot, tile); }
+  __device__ __forceinline__ void copy_v(T* tile) const { copy(v_head, v_page, v_slot, tile); }
+};
+
+// A gathered stage is complete once this thread's copies landed: order them for the GMMAs (async
+// proxy) and arrive on the stage's full barrier (one of the producer warpgroup's 128 arrivals).
+__device__ __forceinline__ void gathered(uint64_t* full, int stage) {
+  cutlass::arch::fence_view_async_shared();
+  Barrier::arrive(&full[stage]);
+}
+
+// the producer side of a ring slot: wait until the consumers released it
+template <int STAGES>
+__device__ __forceinline__ void wait_empty(uint64_t* empty, const PipeState<STAGES>& ps) {
+  Barrier::wait(&empty[ps.stage], ps.phase ^ 1u);
 }
 
 // ---- consumer: every consumer thread waits and releases
