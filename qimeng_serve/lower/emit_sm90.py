@@ -545,25 +545,33 @@ class _ConsumerSteps:
     def turn(self, what: str, pad: str) -> list[str]:
         return [f"{pad}turn.{what}();"] if self.shape.pingpong else []
 
+    def score_tile(self, s: str, last: str, pad: str) -> list[str]:
+        """S = Q K^T of one KV tile (its turn under ping-pong), sQ handed back after the tile's last
+        one, the softmax, acc rescaled, P: what both loop shapes do for their first tile."""
+        r, sk = self.plan.roles, _buffer_of(self.plan, "K")
+        return [
+            f"{pad}auto {s} = c.alloc_s();",
+            self.wait(sk, "k", pad),
+            *self.turn("wait_turn", pad),
+            self.line(f"c.issue_qk({s}, sm, ps_k.stage);", r["gemm_qk"], pad),
+            *self.turn("pass_turn", pad),
+            f"{pad}c.wait_gemms<0>({s});",
+            f"{pad}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
+            *self.release(sk, "k", pad),
+            *self.softmax(s, pad),
+            self.line("c.rescale(acc);", r["rescale"], pad),
+            self.line(f"auto P = c.reshape({s});", r["reshape"], pad),
+        ]
+
 
 def _plain_loop(plan: _Plan, st: _ConsumerSteps, n: str) -> list[str]:
     r = plan.roles
-    sk, sv = _buffer_of(plan, "K"), _buffer_of(plan, "V")
+    sv = _buffer_of(plan, "V")
     last = f"{n} == n_lo" if ast.option(plan.c_loop.options, "order") == "reverse" else f"{n} == n_hi - 1"
     pad = "        "
     return [
         f"      {_loop_head(plan.c_loop, n)} {{  // Loop {plan.c_loop.var}",
-        f"{pad}auto S = c.alloc_s();",
-        st.wait(sk, "k", pad),
-        *st.turn("wait_turn", pad),
-        st.line("c.issue_qk(S, sm, ps_k.stage);", r["gemm_qk"], pad),
-        *st.turn("pass_turn", pad),
-        f"{pad}c.wait_gemms<0>(S);",
-        f"{pad}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
-        *st.release(sk, "k", pad),
-        *st.softmax("S", pad),
-        st.line("c.rescale(acc);", r["rescale"], pad),
-        st.line("auto P = c.reshape(S);", r["reshape"], pad),
+        *st.score_tile("S", last, pad),
         st.wait(sv, "v", pad),
         *st.v_tail(n, pad),
         st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], pad),
@@ -591,17 +599,7 @@ def _overlapped_loop(plan: _Plan, st: _ConsumerSteps, n: str) -> list[str]:
         "overlap=softmax: the softmax of a tile runs while the previous tile's O += P V does",
         "      if (n_hi > n_lo) {",
         f"{p1}int {n} = {first};  // the first tile: S, softmax, P",
-        f"{p1}auto S = c.alloc_s();",
-        st.wait(sk, "k", p1),
-        *st.turn("wait_turn", p1),
-        st.line("c.issue_qk(S, sm, ps_k.stage);", r["gemm_qk"], p1),
-        *st.turn("pass_turn", p1),
-        f"{p1}c.wait_gemms<0>(S);",
-        f"{p1}if (n_hi - n_lo == 1) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
-        *st.release(sk, "k", p1),
-        *st.softmax("S", p1),
-        st.line("c.rescale(acc);", r["rescale"], p1),
-        st.line("auto P = c.reshape(S);", r["reshape"], p1),
+        *st.score_tile("S", "n_hi - n_lo == 1", p1),
         f"{p1}{rest} {{",
         f"{p2}auto S_next = c.alloc_s();",
         st.wait(sk, "k", p2),
