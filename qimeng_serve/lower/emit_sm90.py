@@ -1,5 +1,6 @@
 """Stage 2 for Hopper: a warp-specialised TL program (`Role producer` / `Role consumer`, TMA rings,
 GMMA) -> one CUDA C++ source on the sm_90a building blocks of kernels_src/include/qimeng/sm90/.
+sm90_plan recognises the program, sm90_roles emits the two roles, this module the kernel around them.
 
 Each TL statement becomes the building-block call that implements it, with the TL line above it:
 the producer's `Copy ... with via=tma` -> produce_q / produce_kv (TMA into a ring slot after its
@@ -14,9 +15,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from qimeng_serve.lower.cexpr import LoweringError, Scope, host_formula, scalar_name
-from qimeng_serve.lower.emit import CudaSource, Entry, _scope, _tl, entry_name
-from qimeng_serve.lower.plan import ROLE_ORDER, SCALE_FORMS, _loop_role
+from qimeng_serve.lower.cexpr import LoweringError, host_formula
+from qimeng_serve.lower.emit import CudaSource, Entry, _scope, entry_name
+from qimeng_serve.lower.sm90_plan import Plan, Shape, overlap_on, plan_kernel, refuse
+from qimeng_serve.lower.sm90_roles import emit_consumer, emit_producer
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import Target
 from qimeng_serve.tl import ast
@@ -30,8 +32,6 @@ SWIZZLE_ALIGN = 1024
 BARRIER_BYTES = 8
 KERNEL_ABI = "attn_params+tma_descs"  # (const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs tma)
 _CPP_DTYPE = {"f16": "qm::sm90::fp16", "bf16": "qm::sm90::bf16"}
-_NEEDED = ("gemm_qk", "scale", "mask", "m_new", "alpha", "exp", "l_update", "rescale", "m_update", "reshape",
-           "gemm_pv")
 
 
 @dataclass
@@ -41,29 +41,6 @@ class Sm90Entry(Entry):
     abi: str = KERNEL_ABI
     # per tensor map: the TMA box rows (the box is {64, rows, 1, 1} over (D, positions, heads, batch))
     tensor_maps: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Plan:
-    kernel: ast.Kernel
-    lets: list[ast.Let]
-    shared: dict[str, ast.Allocate]
-    producer: ast.Role
-    consumer: ast.Role
-    q_copy: ast.Copy
-    p_loop: ast.Loop
-    kv_copies: dict[str, ast.Copy]  # "K" / "V" -> the producer's copy
-    c_loop: ast.Loop
-    roles: dict[str, ast.Stmt]  # consumer loop statement roles (plan.ROLE_ORDER names)
-    waits: dict[str, ast.Wait]
-    releases: dict[str, ast.Release]
-    q_wait: ast.Wait
-    normalize: ast.Compute
-    store: ast.Copy
-
-
-def _refuse(node, message: str, fix: str) -> LoweringError:
-    return LoweringError(message, getattr(node, "span", None), fix=fix)
 
 
 def lower_sm90(program: ast.Program, target: Target, spec: AttentionSpec, source_name: str = "<tl>") -> CudaSource:
@@ -86,7 +63,7 @@ def lower_sm90(program: ast.Program, target: Target, spec: AttentionSpec, source
     if len(program.kernels) != 1:
         raise LoweringError("a Hopper dense prefill program has one kernel", None, fix="write one `kernel attn`")
     kernel = program.kernels[0]
-    plan = _plan(kernel)
+    plan = plan_kernel(kernel)
     tl_text = print_tl(program)
     tl_sha = hashlib.sha256(tl_text.encode()).hexdigest()
     name = entry_name(program, kernel, spec)
@@ -102,90 +79,6 @@ def lower_sm90(program: ast.Program, target: Target, spec: AttentionSpec, source
     return CudaSource(text, [entry], params, tl_sha, hashlib.sha256(text.encode()).hexdigest())
 
 
-# ------------------------------------------------------------------ recognising the program
-def _plan(kernel: ast.Kernel) -> _Plan:
-    body = [s for s in kernel.body if not isinstance(s, ast.Comment)]
-    lets = [s for s in body if isinstance(s, ast.Let)]
-    shared = {s.name: s for s in body if isinstance(s, ast.Allocate)}
-    roles = {s.role: s for s in body if isinstance(s, ast.Role)}
-    if set(roles) != {"producer", "consumer"}:
-        raise _refuse(kernel, "the Hopper lowering needs a `Role producer` and a `Role consumer`",
-                      "write the kernel as kernels_src/tl/dense_prefill_sm90.tl does")
-    producer, consumer = roles["producer"], roles["consumer"]
-    q_copy, p_loop, kv = _plan_producer(producer)
-    c_plan = _plan_consumer(consumer, p_loop)
-    return _Plan(kernel, lets, shared, producer, consumer, q_copy, p_loop, kv, **c_plan)
-
-
-def _plan_producer(role: ast.Role):
-    body = [s for s in role.body if not isinstance(s, ast.Comment)]
-    copies = [s for s in body if isinstance(s, ast.Copy)]
-    loops = [s for s in body if isinstance(s, ast.Loop)]
-    if len(copies) != 1 or not isinstance(copies[0].src, ast.Indexed) or copies[0].src.base != "Q" or len(loops) != 1:
-        raise _refuse(role, "the producer copies the Q tile once, then loops over the K/V tiles",
-                      "Copy sQ <- Q[b, q_head, q0 : q0 + BLOCK_M] with via=tma, then one Loop with the K and V copies")
-    kv: dict[str, ast.Copy] = {}
-    for s in loops[0].body:
-        if isinstance(s, ast.Comment):
-            continue
-        if not (isinstance(s, ast.Copy) and isinstance(s.src, ast.Indexed) and s.src.base in ("K", "V")):
-            raise _refuse(s, "the producer's loop holds only the K and V copies", "move other statements out")
-        kv[s.src.base] = s
-    if ast.option(copies[0].options, "via") != "tma":
-        raise _refuse(copies[0], "the producer copies Q with TMA", "write `with via=tma`")
-    vias = {ast.option(s.options, "via") for s in kv.values()}
-    if len(vias) != 1 or not vias <= {"tma", "cp.async"}:
-        raise _refuse(loops[0], "the producer copies K and V the same way: TMA boxes, or (paged) a cp.async "
-                      "gather", "write both copies `with via=tma` (or both `with via=cp.async`)")
-    if set(kv) != {"K", "V"}:
-        raise _refuse(loops[0], "the producer's loop copies one K and one V tile", "add both copies")
-    return copies[0], loops[0], kv
-
-
-def _plan_consumer(role: ast.Role, p_loop: ast.Loop) -> dict:
-    body = [s for s in role.body if not isinstance(s, ast.Comment)]
-    loops = [s for s in body if isinstance(s, ast.Loop)]
-    if len(loops) != 1:
-        raise _refuse(role, "the consumer has one loop over the K/V tiles", "write one Loop in the consumer role")
-    c_loop = loops[0]
-    if (print_expr(c_loop.start), print_expr(c_loop.stop), ast.option(c_loop.options, "order")) != \
-            (print_expr(p_loop.start), print_expr(p_loop.stop), ast.option(p_loop.options, "order")):
-        raise _refuse(c_loop, "the consumer's loop and the producer's loop differ", "loop over the same tiles")
-    q_waits = [s for s in body if isinstance(s, ast.Wait)]
-    after = body[body.index(c_loop) + 1:]
-    if len(q_waits) != 1 or len(after) != 2 or not isinstance(after[0], ast.Compute) or \
-            not isinstance(after[1], ast.Copy):
-        raise _refuse(role, "the consumer waits for sQ before its loop, and after it normalises and stores O",
-                      "Wait sQ; Loop ...; Compute acc = acc / nonzero(l); Copy O[...] <- acc with via=stg")
-    normalize, store = after
-    if not print_expr(normalize.value).startswith(f"{normalize.dst} / nonzero("):
-        raise _refuse(normalize, "after the loop the lowering knows `acc = acc / nonzero(l)`", "normalise by l")
-    if not (isinstance(store.dst, ast.Indexed) and store.dst.base == "O"):
-        raise _refuse(store, "the consumer ends by writing O", "Copy O[b, q_head, q0 : q0 + BLOCK_M] <- acc")
-    buffers = {s.name: s for s in body if isinstance(s, ast.Allocate)}
-    roles: dict[str, ast.Stmt] = {}
-    waits: dict[str, ast.Wait] = {}
-    releases: dict[str, ast.Release] = {}
-    for s in c_loop.body:
-        if isinstance(s, ast.Comment):
-            continue
-        if isinstance(s, (ast.Wait, ast.Release)):
-            for b in s.buffers:
-                (waits if isinstance(s, ast.Wait) else releases)[b] = s
-            continue
-        role_name = _loop_role(s, buffers)
-        if role_name is None or role_name in roles:
-            raise _refuse(s, "this statement has no role in the consumer loop the lowering knows",
-                          f"the loop holds Wait/Release and, in order: {', '.join(ROLE_ORDER[2:])}")
-        roles[role_name] = s
-    missing = [r for r in _NEEDED if r not in roles]
-    if missing:
-        raise _refuse(c_loop, f"the consumer loop lacks {', '.join(missing)}", "write it as dense_prefill_sm90.tl")
-    return dict(c_loop=c_loop, roles=roles, waits=waits, releases=releases, q_wait=q_waits[0], normalize=normalize,
-                store=store)
-
-
-# ------------------------------------------------------------------ emitting
 def smem_bytes(head_dim: int, block_m: int, block_n: int, stages: int) -> int:
     """sizeof(qm::sm90::SharedStorage<KT>) + 1024 (aligning dynamic shared memory by hand)."""
     tiles = 2 * head_dim * (block_m + 2 * stages * block_n)
@@ -197,50 +90,36 @@ def _role_int(role: ast.Role, key: str, params: dict[str, int]) -> int:
     v = ast.option(role.options, key)
     value = int(v) if v is not None and v.isdigit() else params.get(v or "")
     if not isinstance(value, int):
-        raise _refuse(role, f"Role {role.role} has no static {key}=", f"add `{key}=` with a number or a param")
+        raise refuse(role, f"Role {role.role} has no static {key}=", f"add `{key}=` with a number or a param")
     return value
 
 
-@dataclass
-class _Shape:
-    """What every part of the kernel text needs to know about the program's schedule."""
-
-    bm: int
-    bn: int
-    wgs: int
-    persistent: bool
-    paged: bool
-    pingpong: bool
-    overlap: bool
-    gather: bool = False  # paged K/V copied by the producer warpgroup's cp.async (not TMA boxes)
-
-
-def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -> tuple[list[str], Sm90Entry]:
+def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -> tuple[list[str], Sm90Entry]:
     scope = _scope(plan.kernel, spec, params)
     bm, bn, d, stages = params["BLOCK_M"], params["BLOCK_N"], spec.head_dim, params.get("STAGES", 1)
     wgs = _role_int(plan.consumer, "warpgroups", params)
     p_regs, c_regs = _role_int(plan.producer, "regs", params), _role_int(plan.consumer, "regs", params)
     if _role_int(plan.producer, "warpgroups", params) != 1:
-        raise _refuse(plan.producer, "the producer is one warpgroup", "use warpgroups=1")
+        raise refuse(plan.producer, "the producer is one warpgroup", "use warpgroups=1")
     pingpong = switch_value(ast.option(plan.consumer.options, "schedule"), params, "pingpong", None) == "pingpong"
     if pingpong and wgs < 2:
-        raise _refuse(plan.consumer, f"schedule=pingpong passes turns between consumer warpgroups; there is {wgs}",
+        raise refuse(plan.consumer, f"schedule=pingpong passes turns between consumer warpgroups; there is {wgs}",
                       "use warpgroups=2 or more, or drop schedule=pingpong")
     if bm != 64 * wgs or d % 64 or bn % 16 or bn > 256:
-        raise _refuse(plan.kernel, f"BLOCK_M={bm}, BLOCK_N={bn}, D={d} with {wgs} consumer warpgroups is not a tile "
+        raise refuse(plan.kernel, f"BLOCK_M={bm}, BLOCK_N={bn}, D={d} with {wgs} consumer warpgroups is not a tile "
                       "the sm90 blocks implement", "BLOCK_M = 64 per consumer warpgroup, BLOCK_N a multiple of 16 "
                       "up to 256, D a multiple of 64")
     tiles = switch_value(ast.option(plan.kernel.options, "tiles"), params, "persistent", "grid") or "grid"
     k = plan.kernel
     if len(k.grid) != 3:
-        raise _refuse(k, "the Hopper kernels have a 3-dimensional grid (query block, head, sequence)",
+        raise refuse(k, "the Hopper kernels have a 3-dimensional grid (query block, head, sequence)",
                       "grid (m_block : ..., q_head : heads_q, b : batch)")
     gather = ast.option(plan.kv_copies["K"].options, "via") == "cp.async"
     if gather and (spec.op != "paged_prefill" or bn > WARPGROUP_THREADS):
-        raise _refuse(plan.kv_copies["K"], "the producer gathers K/V with cp.async for paged prefill only, at most "
+        raise refuse(plan.kv_copies["K"], "the producer gathers K/V with cp.async for paged prefill only, at most "
                       "128 rows per tile", "copy dense K/V with via=tma, or use BLOCK_N <= 128")
-    shape = _Shape(bm, bn, wgs, tiles == "persistent", spec.op == "paged_prefill", pingpong,
-                   _overlap(plan.consumer, params), gather)
+    shape = Shape(bm, bn, wgs, tiles == "persistent", spec.op == "paged_prefill", pingpong,
+                   overlap_on(plan.consumer, params), gather)
     threads = WARPGROUP_THREADS * (wgs + 1)
     smem = smem_bytes(d, bm, bn, stages)
     kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}>")
@@ -268,8 +147,8 @@ def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -
         out += [f"  // {grid}: one CTA per tile",
                 "  const qm::sm90::GridTile tiles;",
                 "  const int tile_first = 0, tile_step = 1;"]
-    out += _emit_producer(plan, scope, shape)
-    out += _emit_consumer(plan, scope, spec, shape)
+    out += emit_producer(plan, scope, shape)
+    out += emit_consumer(plan, scope, spec, shape)
     out.append("}")
     formulas = [host_formula(g.extent, params) for g in k.grid]
     if shape.persistent:
@@ -278,360 +157,3 @@ def _emit(plan: _Plan, name: str, spec: AttentionSpec, params: dict[str, int]) -
         launch_grid = formulas
     entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps={"q": bm, "k": bn, "v": bn})
     return out, entry
-
-
-def _overlap(role: ast.Role, params: dict[str, int]) -> bool:
-    """overlap=softmax, or overlap=PARAM with the param 1 (so `params when D = ...` can turn it off)."""
-    return switch_value(ast.option(role.options, "overlap"), params, "softmax", "none") == "softmax"
-
-
-def _tile_head(plan: _Plan, scope: Scope, pad: str) -> list[str]:
-    """The tile loop's head and the tile's coordinates, lets and KV range (the same in both roles)."""
-    k = plan.kernel
-    out = [f"{pad}for (int tile_t = tile_first, iter = 0; tile_t < tiles.count; tile_t += tile_step) {{",
-           f"{pad}  const qm::sm90::Tile tile = tiles.at(tile_t);"]
-    for g, field_ in zip(k.grid, ("m_block", "head", "batch")):
-        out.append(f"{pad}  const int {scalar_name(g.name)} = tile.{field_};")
-    for let in plan.lets:
-        out += [f"{pad}  // let {let.name} = {print_expr(let.value)}",
-                f"{pad}  const int {scalar_name(let.name)} = {scope.cpp(let.value)};"]
-    q = plan.q_copy.src
-    out += [f"{pad}  const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};",
-            f"{pad}  if ({scope.cpp(q.indices[2].lo)} >= {_seqlen_q(plan, scope)}) continue;  // a query block past "
-            "this sequence (varlen batches)",
-            f"{pad}  const int q_iter = iter++;  // the tiles this CTA loads a Q for: the parity of sQ's barriers"]
-    return out
-
-
-def _loop_head(loop: ast.Loop, var: str) -> str:
-    if ast.option(loop.options, "order") == "reverse":
-        return f"for (int {var} = n_hi - 1; {var} >= n_lo; --{var})"
-    return f"for (int {var} = n_lo; {var} < n_hi; ++{var})"
-
-
-def _kv_row(copy: ast.Copy, loop: ast.Loop, scope: Scope, bn: int) -> tuple[str, str, str]:
-    """(row0, head, batch) of a K/V view `X[b, kv_head, n * BLOCK_N : n * BLOCK_N + BLOCK_N]`."""
-    view = copy.src
-    want = f"{loop.var} * BLOCK_N : {loop.var} * BLOCK_N + BLOCK_N"
-    rows = view.indices[2] if len(view.indices) == 3 else None
-    if not isinstance(rows, ast.Slice) or f"{print_expr(rows.lo)} : {print_expr(rows.hi)}" != want:
-        raise _refuse(copy, f"{view.base} tiles are read as [{want}]", f"index {view.base}[b, kv_head, {want}]")
-    if isinstance(view.indices[1], ast.Slice):
-        raise _refuse(copy, "a TMA box reads one head", "index one KV head")
-    return scope.cpp(rows.lo), scope.cpp(view.indices[1]), scope.cpp(view.indices[0])
-
-
-def _emit_producer(plan: _Plan, scope: Scope, shape: _Shape) -> list[str]:
-    q = plan.q_copy.src
-    rows = q.indices[2] if len(q.indices) == 3 else None
-    if not isinstance(rows, ast.Slice) or isinstance(q.indices[1], ast.Slice):
-        raise _refuse(plan.q_copy, "the Q tile is Q[b, q_head, q0 : q0 + BLOCK_M]", "copy one head's rows")
-    if plan.store.dst.indices != q.indices:
-        raise _refuse(plan.store, "O must be written at the rows Q was read from",
-                      f"Copy O[{', '.join(print_expr(i) if not isinstance(i, ast.Slice) else print_expr(i.lo) + ' : ' + print_expr(i.hi) for i in q.indices)}] <- acc")
-    n = scalar_name(plan.p_loop.var)
-    k_row, k_head, k_b = _kv_row(plan.kv_copies["K"], plan.p_loop, scope, shape.bn)
-    v_row, v_head, v_b = _kv_row(plan.kv_copies["V"], plan.p_loop, scope, shape.bn)
-    b = scope.cpp(q.indices[0])
-    if shape.gather:
-        return _emit_gathering_producer(plan, scope, shape, n, k_row, k_head, k_b, v_row, rows, q, b)
-    if shape.paged:
-        # key j of sequence b lives in row j % page of page block_table[b, j / page]: one box per page
-        kv_len = _kv_len(plan, scope)
-        if k_row != v_row:
-            raise _refuse(plan.kv_copies["V"], "paged K and V tiles are read at the same keys",
-                          "copy the same rows of K and V in one loop iteration")
-        pages = [f"        const qm::sm90::PagedRows pages(p, {k_b}, {kv_len}, KT::kBlockN);  // K and V share the "
-                 "block table"]
-        # lane i holds the block of box i; the next tile's are read before this tile's copies wait
-        reverse = ast.option(plan.p_loop.options, "order") == "reverse"
-        step, first, more = ((f"- {shape.bn}", f"(n_hi - 1) * {shape.bn}", f"{n} > n_lo") if reverse
-                             else (f"+ {shape.bn}", f"n_lo * {shape.bn}", f"{n} + 1 < n_hi"))
-        pages.append(f"        int next_block = n_hi > n_lo ? pages.lane_block({first}, KT::kBlockN) : 0;")
-        lookup = ["          const int block = next_block;  // lane i: the block of box i (one load per tile)",
-                  f"          if ({more}) next_block = pages.lane_block({k_row} {step}, KT::kBlockN);"]
-        copy_k = (f"qm::sm90::produce_kv_paged<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, pages, block, "
-                  f"{k_row}, {k_head});")
-        copy_v = (f"qm::sm90::produce_kv_paged<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, pages, block, "
-                  f"{v_row}, {v_head});")
-    else:
-        pages, lookup = [], []
-        copy_k = f"qm::sm90::produce_kv<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, {k_row}, {k_head}, {k_b});"
-        copy_v = f"qm::sm90::produce_kv<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, {v_row}, {v_head}, {v_b});"
-    r = plan.producer
-    # paged: the whole producer warp (its lanes read a tile's block-table entries together), lane 0
-    # issuing; dense: one thread
-    who = "qm::sm90::producer_warp()" if shape.paged else "qm::sm90::elected_producer()"
-    leader = "if (qm::sm90::producer_leader()) " if shape.paged else ""
-    return [
-        f"  if (qm::sm90::warpgroup_index() == 0) {{  // {_role_text(r)}",
-        "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
-        f"    if ({who}) {{",
-        f"      {leader}qm::sm90::prefetch_tma_descs(tma);",
-        "      qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
-        *_tile_head(plan, scope, "      "),
-        f"        // {_tl(plan.q_copy)} (varlen rows: from the sequence's first token; once the last tile's Q is "
-        "released)",
-        f"        {leader}qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, {scope.cpp(rows.lo)}), "
-        f"{scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
-        *pages,
-        f"        {_loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
-        f"{print_expr(plan.p_loop.stop)}",
-        *lookup,
-        f"          {copy_k}  // {_tl(plan.kv_copies['K'])}",
-        "          ps_k.advance();",
-        f"          {copy_v}  // {_tl(plan.kv_copies['V'])}",
-        "          ps_v.advance();",
-        "        }",
-        "      }",
-        "    }",
-    ]
-
-
-def _emit_gathering_producer(plan: _Plan, scope: Scope, shape: _Shape, n: str, k_row: str, k_head: str, k_b: str,
-                             v_row: str, rows, q, b: str) -> list[str]:
-    """Paged K/V `with via=cp.async`: the whole producer warpgroup gathers each tile row by row (one
-    block-table read per thread and tile), one tile behind: a tile's stages are signalled once its
-    copies landed, after the next tile's copies are issued."""
-    if k_row != v_row:
-        raise _refuse(plan.kv_copies["V"], "paged K and V tiles are read at the same keys",
-                      "copy the same rows of K and V in one loop iteration")
-    r = plan.producer
-    kv_len = _kv_len(plan, scope)
-    signal = ["qm::sm90::gathered(sm.k_full, pend_k);", "qm::sm90::gathered(sm.v_full, pend_v);"]
-    return [
-        f"  if (qm::sm90::warpgroup_index() == 0) {{  // {_role_text(r)}",
-        "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
-        "    if (qm::sm90::producer_leader()) qm::sm90::prefetch_tma_descs(tma);",
-        "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
-        *_tile_head(plan, scope, "    "),
-        f"      // {_tl(plan.q_copy)} (varlen rows: from the sequence's first token)",
-        f"      if (qm::sm90::producer_leader()) qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, "
-        f"{scope.cpp(rows.lo)}), {scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
-        f"      qm::sm90::PagedGather<KT> gather(p, {k_b}, {kv_len}, {k_head}, threadIdx.x);  // this thread's row",
-        "      int pend_k = -1, pend_v = -1;  // the previous tile's stages, signalled once its copies landed",
-        f"      {_loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
-        f"{print_expr(plan.p_loop.stop)}",
-        f"        gather.seek({k_row});",
-        f"        qm::sm90::wait_empty(sm.k_empty, ps_k);  // {_tl(plan.kv_copies['K'])}",
-        "        gather.copy_k(sm.k[ps_k.stage]);",
-        "        qm::sm90::cp_async_commit();",
-        f"        qm::sm90::wait_empty(sm.v_empty, ps_v);  // {_tl(plan.kv_copies['V'])}",
-        "        gather.copy_v(sm.v[ps_v.stage]);",
-        "        qm::sm90::cp_async_commit();",
-        "        if (pend_k >= 0) {  // the previous tile's two groups have landed once at most two are in flight",
-        "          qm::sm90::cp_async_wait<2>();",
-        *(f"          {x}" for x in signal),
-        "        }",
-        "        pend_k = ps_k.stage;",
-        "        pend_v = ps_v.stage;",
-        "        ps_k.advance();",
-        "        ps_v.advance();",
-        "      }",
-        "      if (pend_k >= 0) {",
-        "        qm::sm90::cp_async_wait<0>();",
-        *(f"        {x}" for x in signal),
-        "      }",
-        "    }",
-    ]
-
-
-def _buffer_of(plan: _Plan, tensor: str) -> str:
-    return plan.kv_copies[tensor].dst.id
-
-
-def _kv_len(plan: _Plan, scope: Scope) -> str:
-    kw = {k: v for k, v in plan.roles["mask"].value.kwargs}
-    if "kv_len" not in kw:
-        raise _refuse(plan.roles["mask"], "mask needs kv_len=", "mask(S, kv_len=Lk, ...)")
-    return scope.cpp(kw["kv_len"])
-
-
-def _emit_consumer(plan: _Plan, scope: Scope, spec: AttentionSpec, shape: _Shape) -> list[str]:
-    r = plan.roles
-    sk, sv = _buffer_of(plan, "K"), _buffer_of(plan, "V")
-    for buf in (sk, sv):
-        if buf not in plan.waits or buf not in plan.releases:
-            raise _refuse(plan.c_loop, f"the consumer loop waits for and releases {buf}", f"add Wait / Release {buf}")
-    gemm_qk, gemm_pv = r["gemm_qk"].value, r["gemm_pv"].value
-    if print_expr(gemm_qk) != f"gemm({plan.q_copy.dst.id}, {sk}.T)" or \
-            not print_expr(gemm_pv).endswith(f", {sv})"):
-        raise _refuse(r["gemm_qk"], "the GEMMs are S = gemm(sQ, sK.T) and acc += gemm(P, sV)",
-                      "read both operands of S from shared memory and V from its shared tile")
-    for role in ("gemm_qk", "gemm_pv"):
-        if ast.option(r[role].options, "mma") not in ("gmma", "wgmma"):
-            raise _refuse(r[role], "the sm90 blocks run both GEMMs as warpgroup MMAs", "write `with mma=gmma`")
-    scale = r["scale"]
-    softcap = SCALE_FORMS.get(print_expr(scale.value).replace(scale.dst, "S", 1), False) and spec.softcap > 0
-    mask = r["mask"].value
-    kw = {k: v for k, v in mask.kwargs}
-    zero = ast.Num(0)
-    kv_len = _kv_len(plan, scope)
-    q0 = plan.q_copy.src.indices[2].lo
-    n = scalar_name(plan.c_loop.var)
-    q_len = _seqlen_q(plan, scope)
-    turns = shape.pingpong
-    head = [
-        f"  }} else {{  // {_role_text(plan.consumer)}",
-        "    qm::sm90::consumer_registers<KT>();  // setmaxnreg.inc",
-        "    qm::sm90::Consumer<KT> c(threadIdx.x - qm::sm90::kWarpgroupThreads);",
-        "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;",
-    ]
-    if turns:
-        head += [f"    const qm::sm90::PingPong<{shape.wgs}> turn(c.tid);  // schedule=pingpong: the warpgroups take "
-                 "turns issuing their GEMMs",
-                 "    turn.start();"]
-    head += [
-        *_tile_head(plan, scope, "    "),
-        "      c.reset();  // m (init=-inf), l (init=0)",
-        "      auto acc = c.alloc_acc();  // init=0",
-        f"      // {print_expr(mask)}",
-        f"      const qm::sm90::MaskArgs mk{{{scope.cpp(q0)}, {kv_len}, {scope.cpp(kw.get('causal', zero))}, "
-        f"{scope.cpp(kw.get('offset', zero))}, {scope.cpp(kw.get('window', zero))}}};",
-        f"      qm::sm90::wait_q(sm, q_iter);  // {_tl(plan.q_wait)}",
-    ]
-    tail = [
-        "      if (n_hi <= n_lo) qm::sm90::release_q(sm);  // no KV tile: sQ was never read",
-        f"      // {_tl(plan.normalize)}; {_tl(plan.store)} (rows < seqlen_q only)",
-        f"      c.normalize_and_store(acc, p, {scope.cpp(plan.q_copy.src.indices[0])}, "
-        f"{scope.cpp(plan.q_copy.src.indices[1])}, {scope.cpp(q0)}, {q_len});",
-        "    }",
-    ]
-    if turns:
-        tail.append("    turn.finish();")
-    tail.append("  }")
-    steps = _ConsumerSteps(plan, n, "true" if softcap else "false", shape, kv_len)
-    loop = _overlapped_loop(plan, steps, n) if shape.overlap else _plain_loop(plan, steps, n)
-    return head + loop + tail
-
-
-@dataclass
-class _ConsumerSteps:
-    """The consumer loop's statements as building-block calls (shared by both loop shapes)."""
-
-    plan: _Plan
-    n: str
-    softcap: str
-    shape: _Shape
-    kv_len: str
-
-    def line(self, call: str, stmt, pad: str) -> str:
-        return f"{pad}{call}  // {_tl(stmt)}"
-
-    def softmax(self, s: str, pad: str, n: str | None = None) -> list[str]:
-        r = self.plan.roles
-        return [
-            self.line(f"const float scale = c.scores<{self.softcap}>({s}, p);", r["scale"], pad),
-            self.line(f"c.mask({s}, mk, {n or self.n});", r["mask"], pad),
-            f"{pad}c.online_softmax({s}, scale);  // {_tl(r['m_new'])}; {_tl(r['alpha'])}; {_tl(r['exp'])}; "
-            f"{_tl(r['l_update'])}; {_tl(r['m_update'])}",
-        ]
-
-    def wait(self, buf: str, ring: str, pad: str) -> str:
-        return self.line(f"qm::sm90::wait_full(sm.{ring}_full, ps_{ring}.stage, ps_{ring}.phase);",
-                         self.plan.waits[buf], pad)
-
-    def release(self, buf: str, ring: str, pad: str) -> list[str]:
-        return [self.line(f"qm::sm90::release(sm.{ring}_empty, ps_{ring}.stage);", self.plan.releases[buf], pad),
-                f"{pad}ps_{ring}.advance();"]
-
-    def v_tail(self, tile: str, pad: str) -> list[str]:
-        """Paged K/V: zero the V rows of a tile past kv_len before O += P V reads them."""
-        if not self.shape.paged or self.shape.gather:  # the gather zero-fills rows past kv_len itself
-            return []
-        return [f"{pad}c.zero_rows_past(sm, ps_v.stage, {self.kv_len} - ({tile}) * KT::kBlockN);  // whole pages "
-                "were copied: rows past kv_len hold other tokens"]
-
-    def turn(self, what: str, pad: str) -> list[str]:
-        return [f"{pad}turn.{what}();"] if self.shape.pingpong else []
-
-    def score_tile(self, s: str, last: str, pad: str) -> list[str]:
-        """S = Q K^T of one KV tile (its turn under ping-pong), sQ handed back after the tile's last
-        one, the softmax, acc rescaled, P: what both loop shapes do for their first tile."""
-        r, sk = self.plan.roles, _buffer_of(self.plan, "K")
-        return [
-            f"{pad}auto {s} = c.alloc_s();",
-            self.wait(sk, "k", pad),
-            *self.turn("wait_turn", pad),
-            self.line(f"c.issue_qk({s}, sm, ps_k.stage);", r["gemm_qk"], pad),
-            *self.turn("pass_turn", pad),
-            f"{pad}c.wait_gemms<0>({s});",
-            f"{pad}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
-            *self.release(sk, "k", pad),
-            *self.softmax(s, pad),
-            self.line("c.rescale(acc);", r["rescale"], pad),
-            self.line(f"auto P = c.reshape({s});", r["reshape"], pad),
-        ]
-
-
-def _plain_loop(plan: _Plan, st: _ConsumerSteps, n: str) -> list[str]:
-    r = plan.roles
-    sv = _buffer_of(plan, "V")
-    last = f"{n} == n_lo" if ast.option(plan.c_loop.options, "order") == "reverse" else f"{n} == n_hi - 1"
-    pad = "        "
-    return [
-        f"      {_loop_head(plan.c_loop, n)} {{  // Loop {plan.c_loop.var}",
-        *st.score_tile("S", last, pad),
-        st.wait(sv, "v", pad),
-        *st.v_tail(n, pad),
-        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], pad),
-        *st.release(sv, "v", pad),
-        "      }",
-    ]
-
-
-def _overlapped_loop(plan: _Plan, st: _ConsumerSteps, n: str) -> list[str]:
-    """overlap=softmax: a software pipeline over the KV tiles. Tile n's S GEMM and the previous tile's
-    O += P V are issued together; the softmax of tile n runs while O += P V is still on the tensor
-    cores; acc is rescaled once that GEMM is done. Same arithmetic, in the same order per tile. Under
-    schedule=pingpong the warpgroup holds the turn while it issues the two GEMMs."""
-    r = plan.roles
-    sk, sv = _buffer_of(plan, "K"), _buffer_of(plan, "V")
-    reverse = ast.option(plan.c_loop.options, "order") == "reverse"
-    first = "n_hi - 1" if reverse else "n_lo"
-    rest = (f"for (int {n} = n_hi - 2; {n} >= n_lo; --{n})" if reverse
-            else f"for (int {n} = n_lo + 1; {n} < n_hi; ++{n})")
-    prev = f"{n} + 1" if reverse else f"{n} - 1"
-    last = f"{n} == n_lo" if reverse else f"{n} == n_hi - 1"
-    p1, p2 = "        ", "          "
-    return [
-        f"      // Loop {plan.c_loop.var} in {print_expr(plan.c_loop.start)} .. {print_expr(plan.c_loop.stop)}, "
-        "overlap=softmax: the softmax of a tile runs while the previous tile's O += P V does",
-        "      if (n_hi > n_lo) {",
-        f"{p1}int {n} = {first};  // the first tile: S, softmax, P",
-        *st.score_tile("S", "n_hi - n_lo == 1", p1),
-        f"{p1}{rest} {{",
-        f"{p2}auto S_next = c.alloc_s();",
-        st.wait(sk, "k", p2),
-        st.wait(sv, "v", p2) + " (previous tile)",
-        *st.v_tail(prev, p2),
-        *st.turn("wait_turn", p2),
-        st.line("c.issue_qk(S_next, sm, ps_k.stage);", r["gemm_qk"], p2),
-        st.line("c.issue_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p2) + " (previous tile)",
-        *st.turn("pass_turn", p2),
-        f"{p2}c.wait_gemms<1>(S_next);  // S of this tile is done; O += P V may still run",
-        f"{p2}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
-        *st.release(sk, "k", p2),
-        *st.softmax("S_next", p2),
-        f"{p2}c.wait_gemms<0>(acc, P);  // O += P V of the previous tile is done",
-        *st.release(sv, "v", p2),
-        st.line("c.rescale(acc);", r["rescale"], p2),
-        st.line("P = c.reshape(S_next);", r["reshape"], p2),
-        f"{p1}}}",
-        f"{p1}// the last tile's O += P V",
-        st.wait(sv, "v", p1),
-        *st.v_tail("n_lo" if reverse else "n_hi - 1", p1),
-        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p1),
-        *st.release(sv, "v", p1),
-        "      }",
-    ]
-
-
-def _seqlen_q(plan: _Plan, scope: Scope) -> str:
-    b = scope.cpp(plan.q_copy.src.indices[0])
-    return f"qm::seqlen_q_of(p, {b})"
-
-
-def _role_text(role: ast.Role) -> str:
-    opts = ", ".join(f"{o.key}={o.value}" for o in role.options)
-    return f"L{role.span.line}: Role {role.role}" + (f" with {opts}" if opts else "")

@@ -1,0 +1,198 @@
+"""Stage 2 for Hopper, first half: recognise a warp-specialised TL program (`Role producer` /
+`Role consumer`) as the one shape the sm_90a building blocks implement, and the helpers both roles'
+emitters share (the tile loop's head, K/V views, the schedule switches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qimeng_serve.lower.cexpr import LoweringError, Scope, scalar_name
+from qimeng_serve.lower.plan import ROLE_ORDER, _loop_role
+from qimeng_serve.tl import ast
+from qimeng_serve.tl.printer import print_expr
+from qimeng_serve.tl.rules.hopper import switch_value
+
+NEEDED_ROLES = ("gemm_qk", "scale", "mask", "m_new", "alpha", "exp", "l_update", "rescale", "m_update", "reshape",
+           "gemm_pv")
+
+
+@dataclass
+class Plan:
+    kernel: ast.Kernel
+    lets: list[ast.Let]
+    shared: dict[str, ast.Allocate]
+    producer: ast.Role
+    consumer: ast.Role
+    q_copy: ast.Copy
+    p_loop: ast.Loop
+    kv_copies: dict[str, ast.Copy]  # "K" / "V" -> the producer's copy
+    c_loop: ast.Loop
+    roles: dict[str, ast.Stmt]  # consumer loop statement roles (plan.ROLE_ORDER names)
+    waits: dict[str, ast.Wait]
+    releases: dict[str, ast.Release]
+    q_wait: ast.Wait
+    normalize: ast.Compute
+    store: ast.Copy
+
+
+def refuse(node, message: str, fix: str) -> LoweringError:
+    return LoweringError(message, getattr(node, "span", None), fix=fix)
+
+
+def plan_kernel(kernel: ast.Kernel) -> Plan:
+    body = [s for s in kernel.body if not isinstance(s, ast.Comment)]
+    lets = [s for s in body if isinstance(s, ast.Let)]
+    shared = {s.name: s for s in body if isinstance(s, ast.Allocate)}
+    roles = {s.role: s for s in body if isinstance(s, ast.Role)}
+    if set(roles) != {"producer", "consumer"}:
+        raise refuse(kernel, "the Hopper lowering needs a `Role producer` and a `Role consumer`",
+                      "write the kernel as kernels_src/tl/dense_prefill_sm90.tl does")
+    producer, consumer = roles["producer"], roles["consumer"]
+    q_copy, p_loop, kv = _plan_producer(producer)
+    c_plan = _plan_consumer(consumer, p_loop)
+    return Plan(kernel, lets, shared, producer, consumer, q_copy, p_loop, kv, **c_plan)
+
+
+def _plan_producer(role: ast.Role):
+    body = [s for s in role.body if not isinstance(s, ast.Comment)]
+    copies = [s for s in body if isinstance(s, ast.Copy)]
+    loops = [s for s in body if isinstance(s, ast.Loop)]
+    if len(copies) != 1 or not isinstance(copies[0].src, ast.Indexed) or copies[0].src.base != "Q" or len(loops) != 1:
+        raise refuse(role, "the producer copies the Q tile once, then loops over the K/V tiles",
+                      "Copy sQ <- Q[b, q_head, q0 : q0 + BLOCK_M] with via=tma, then one Loop with the K and V copies")
+    kv: dict[str, ast.Copy] = {}
+    for s in loops[0].body:
+        if isinstance(s, ast.Comment):
+            continue
+        if not (isinstance(s, ast.Copy) and isinstance(s.src, ast.Indexed) and s.src.base in ("K", "V")):
+            raise refuse(s, "the producer's loop holds only the K and V copies", "move other statements out")
+        kv[s.src.base] = s
+    if ast.option(copies[0].options, "via") != "tma":
+        raise refuse(copies[0], "the producer copies Q with TMA", "write `with via=tma`")
+    vias = {ast.option(s.options, "via") for s in kv.values()}
+    if len(vias) != 1 or not vias <= {"tma", "cp.async"}:
+        raise refuse(loops[0], "the producer copies K and V the same way: TMA boxes, or (paged) a cp.async "
+                      "gather", "write both copies `with via=tma` (or both `with via=cp.async`)")
+    if set(kv) != {"K", "V"}:
+        raise refuse(loops[0], "the producer's loop copies one K and one V tile", "add both copies")
+    return copies[0], loops[0], kv
+
+
+def _plan_consumer(role: ast.Role, p_loop: ast.Loop) -> dict:
+    body = [s for s in role.body if not isinstance(s, ast.Comment)]
+    loops = [s for s in body if isinstance(s, ast.Loop)]
+    if len(loops) != 1:
+        raise refuse(role, "the consumer has one loop over the K/V tiles", "write one Loop in the consumer role")
+    c_loop = loops[0]
+    if (print_expr(c_loop.start), print_expr(c_loop.stop), ast.option(c_loop.options, "order")) != \
+            (print_expr(p_loop.start), print_expr(p_loop.stop), ast.option(p_loop.options, "order")):
+        raise refuse(c_loop, "the consumer's loop and the producer's loop differ", "loop over the same tiles")
+    q_waits = [s for s in body if isinstance(s, ast.Wait)]
+    after = body[body.index(c_loop) + 1:]
+    if len(q_waits) != 1 or len(after) != 2 or not isinstance(after[0], ast.Compute) or \
+            not isinstance(after[1], ast.Copy):
+        raise refuse(role, "the consumer waits for sQ before its loop, and after it normalises and stores O",
+                      "Wait sQ; Loop ...; Compute acc = acc / nonzero(l); Copy O[...] <- acc with via=stg")
+    normalize, store = after
+    if not print_expr(normalize.value).startswith(f"{normalize.dst} / nonzero("):
+        raise refuse(normalize, "after the loop the lowering knows `acc = acc / nonzero(l)`", "normalise by l")
+    if not (isinstance(store.dst, ast.Indexed) and store.dst.base == "O"):
+        raise refuse(store, "the consumer ends by writing O", "Copy O[b, q_head, q0 : q0 + BLOCK_M] <- acc")
+    buffers = {s.name: s for s in body if isinstance(s, ast.Allocate)}
+    roles: dict[str, ast.Stmt] = {}
+    waits: dict[str, ast.Wait] = {}
+    releases: dict[str, ast.Release] = {}
+    for s in c_loop.body:
+        if isinstance(s, ast.Comment):
+            continue
+        if isinstance(s, (ast.Wait, ast.Release)):
+            for b in s.buffers:
+                (waits if isinstance(s, ast.Wait) else releases)[b] = s
+            continue
+        role_name = _loop_role(s, buffers)
+        if role_name is None or role_name in roles:
+            raise refuse(s, "this statement has no role in the consumer loop the lowering knows",
+                          f"the loop holds Wait/Release and, in order: {', '.join(ROLE_ORDER[2:])}")
+        roles[role_name] = s
+    missing = [r for r in NEEDED_ROLES if r not in roles]
+    if missing:
+        raise refuse(c_loop, f"the consumer loop lacks {', '.join(missing)}", "write it as dense_prefill_sm90.tl")
+    return dict(c_loop=c_loop, roles=roles, waits=waits, releases=releases, q_wait=q_waits[0], normalize=normalize,
+                store=store)
+
+
+@dataclass
+class Shape:
+    """What every part of the kernel text needs to know about the program's schedule."""
+
+    bm: int
+    bn: int
+    wgs: int
+    persistent: bool
+    paged: bool
+    pingpong: bool
+    overlap: bool
+    gather: bool = False  # paged K/V copied by the producer warpgroup's cp.async (not TMA boxes)
+
+
+def overlap_on(role: ast.Role, params: dict[str, int]) -> bool:
+    """overlap=softmax, or overlap=PARAM with the param 1 (so `params when D = ...` can turn it off)."""
+    return switch_value(ast.option(role.options, "overlap"), params, "softmax", "none") == "softmax"
+
+
+def tile_head(plan: Plan, scope: Scope, pad: str) -> list[str]:
+    """The tile loop's head and the tile's coordinates, lets and KV range (the same in both roles)."""
+    k = plan.kernel
+    out = [f"{pad}for (int tile_t = tile_first, iter = 0; tile_t < tiles.count; tile_t += tile_step) {{",
+           f"{pad}  const qm::sm90::Tile tile = tiles.at(tile_t);"]
+    for g, field_ in zip(k.grid, ("m_block", "head", "batch")):
+        out.append(f"{pad}  const int {scalar_name(g.name)} = tile.{field_};")
+    for let in plan.lets:
+        out += [f"{pad}  // let {let.name} = {print_expr(let.value)}",
+                f"{pad}  const int {scalar_name(let.name)} = {scope.cpp(let.value)};"]
+    q = plan.q_copy.src
+    out += [f"{pad}  const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};",
+            f"{pad}  if ({scope.cpp(q.indices[2].lo)} >= {seqlen_q_of(plan, scope)}) continue;  // a query block past "
+            "this sequence (varlen batches)",
+            f"{pad}  const int q_iter = iter++;  // the tiles this CTA loads a Q for: the parity of sQ's barriers"]
+    return out
+
+
+def loop_head(loop: ast.Loop, var: str) -> str:
+    if ast.option(loop.options, "order") == "reverse":
+        return f"for (int {var} = n_hi - 1; {var} >= n_lo; --{var})"
+    return f"for (int {var} = n_lo; {var} < n_hi; ++{var})"
+
+
+def kv_row_of(copy: ast.Copy, loop: ast.Loop, scope: Scope, bn: int) -> tuple[str, str, str]:
+    """(row0, head, batch) of a K/V view `X[b, kv_head, n * BLOCK_N : n * BLOCK_N + BLOCK_N]`."""
+    view = copy.src
+    want = f"{loop.var} * BLOCK_N : {loop.var} * BLOCK_N + BLOCK_N"
+    rows = view.indices[2] if len(view.indices) == 3 else None
+    if not isinstance(rows, ast.Slice) or f"{print_expr(rows.lo)} : {print_expr(rows.hi)}" != want:
+        raise refuse(copy, f"{view.base} tiles are read as [{want}]", f"index {view.base}[b, kv_head, {want}]")
+    if isinstance(view.indices[1], ast.Slice):
+        raise refuse(copy, "a TMA box reads one head", "index one KV head")
+    return scope.cpp(rows.lo), scope.cpp(view.indices[1]), scope.cpp(view.indices[0])
+
+
+def buffer_of(plan: Plan, tensor: str) -> str:
+    return plan.kv_copies[tensor].dst.id
+
+
+def kv_len_of(plan: Plan, scope: Scope) -> str:
+    kw = {k: v for k, v in plan.roles["mask"].value.kwargs}
+    if "kv_len" not in kw:
+        raise refuse(plan.roles["mask"], "mask needs kv_len=", "mask(S, kv_len=Lk, ...)")
+    return scope.cpp(kw["kv_len"])
+
+
+def seqlen_q_of(plan: Plan, scope: Scope) -> str:
+    b = scope.cpp(plan.q_copy.src.indices[0])
+    return f"qm::seqlen_q_of(p, {b})"
+
+
+def role_text(role: ast.Role) -> str:
+    opts = ", ".join(f"{o.key}={o.value}" for o in role.options)
+    return f"L{role.span.line}: Role {role.role}" + (f" with {opts}" if opts else "")

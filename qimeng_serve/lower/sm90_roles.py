@@ -1,0 +1,322 @@
+"""Stage 2 for Hopper, second half: the producer role (TMA copies, or the cp.async gather of paged
+K/V) and the consumer role (GMMAs, softmax, the two loop shapes and ping-pong turns) as calls into the
+sm_90a building blocks, each with its TL line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qimeng_serve.lower.cexpr import Scope, scalar_name
+from qimeng_serve.lower.emit import _tl
+from qimeng_serve.lower.plan import SCALE_FORMS
+from qimeng_serve.lower.sm90_plan import (
+    Plan,
+    Shape,
+    buffer_of,
+    kv_len_of,
+    kv_row_of,
+    loop_head,
+    refuse,
+    role_text,
+    seqlen_q_of,
+    tile_head,
+)
+from qimeng_serve.spec import AttentionSpec
+from qimeng_serve.tl import ast
+from qimeng_serve.tl.printer import print_expr
+
+
+def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
+    q = plan.q_copy.src
+    rows = q.indices[2] if len(q.indices) == 3 else None
+    if not isinstance(rows, ast.Slice) or isinstance(q.indices[1], ast.Slice):
+        raise refuse(plan.q_copy, "the Q tile is Q[b, q_head, q0 : q0 + BLOCK_M]", "copy one head's rows")
+    if plan.store.dst.indices != q.indices:
+        raise refuse(plan.store, "O must be written at the rows Q was read from",
+                      f"Copy O[{', '.join(print_expr(i) if not isinstance(i, ast.Slice) else print_expr(i.lo) + ' : ' + print_expr(i.hi) for i in q.indices)}] <- acc")
+    n = scalar_name(plan.p_loop.var)
+    k_row, k_head, k_b = kv_row_of(plan.kv_copies["K"], plan.p_loop, scope, shape.bn)
+    v_row, v_head, v_b = kv_row_of(plan.kv_copies["V"], plan.p_loop, scope, shape.bn)
+    b = scope.cpp(q.indices[0])
+    if shape.gather:
+        return _emit_gathering_producer(plan, scope, shape, n, k_row, k_head, k_b, v_row, rows, q, b)
+    if shape.paged:
+        # key j of sequence b lives in row j % page of page block_table[b, j / page]: one box per page
+        kv_len = kv_len_of(plan, scope)
+        if k_row != v_row:
+            raise refuse(plan.kv_copies["V"], "paged K and V tiles are read at the same keys",
+                          "copy the same rows of K and V in one loop iteration")
+        pages = [f"        const qm::sm90::PagedRows pages(p, {k_b}, {kv_len}, KT::kBlockN);  // K and V share the "
+                 "block table"]
+        # lane i holds the block of box i; the next tile's are read before this tile's copies wait
+        reverse = ast.option(plan.p_loop.options, "order") == "reverse"
+        step, first, more = ((f"- {shape.bn}", f"(n_hi - 1) * {shape.bn}", f"{n} > n_lo") if reverse
+                             else (f"+ {shape.bn}", f"n_lo * {shape.bn}", f"{n} + 1 < n_hi"))
+        pages.append(f"        int next_block = n_hi > n_lo ? pages.lane_block({first}, KT::kBlockN) : 0;")
+        lookup = ["          const int block = next_block;  // lane i: the block of box i (one load per tile)",
+                  f"          if ({more}) next_block = pages.lane_block({k_row} {step}, KT::kBlockN);"]
+        copy_k = (f"qm::sm90::produce_kv_paged<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, pages, block, "
+                  f"{k_row}, {k_head});")
+        copy_v = (f"qm::sm90::produce_kv_paged<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, pages, block, "
+                  f"{v_row}, {v_head});")
+    else:
+        pages, lookup = [], []
+        copy_k = f"qm::sm90::produce_kv<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, {k_row}, {k_head}, {k_b});"
+        copy_v = f"qm::sm90::produce_kv<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, {v_row}, {v_head}, {v_b});"
+    r = plan.producer
+    # paged: the whole producer warp (its lanes read a tile's block-table entries together), lane 0
+    # issuing; dense: one thread
+    who = "qm::sm90::producer_warp()" if shape.paged else "qm::sm90::elected_producer()"
+    leader = "if (qm::sm90::producer_leader()) " if shape.paged else ""
+    return [
+        f"  if (qm::sm90::warpgroup_index() == 0) {{  // {role_text(r)}",
+        "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
+        f"    if ({who}) {{",
+        f"      {leader}qm::sm90::prefetch_tma_descs(tma);",
+        "      qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
+        *tile_head(plan, scope, "      "),
+        f"        // {_tl(plan.q_copy)} (varlen rows: from the sequence's first token; once the last tile's Q is "
+        "released)",
+        f"        {leader}qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, {scope.cpp(rows.lo)}), "
+        f"{scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
+        *pages,
+        f"        {loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
+        f"{print_expr(plan.p_loop.stop)}",
+        *lookup,
+        f"          {copy_k}  // {_tl(plan.kv_copies['K'])}",
+        "          ps_k.advance();",
+        f"          {copy_v}  // {_tl(plan.kv_copies['V'])}",
+        "          ps_v.advance();",
+        "        }",
+        "      }",
+        "    }",
+    ]
+
+
+def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_row: str, k_head: str, k_b: str,
+                             v_row: str, rows, q, b: str) -> list[str]:
+    """Paged K/V `with via=cp.async`: the whole producer warpgroup gathers each tile row by row (one
+    block-table read per thread and tile), one tile behind: a tile's stages are signalled once its
+    copies landed, after the next tile's copies are issued."""
+    if k_row != v_row:
+        raise refuse(plan.kv_copies["V"], "paged K and V tiles are read at the same keys",
+                      "copy the same rows of K and V in one loop iteration")
+    r = plan.producer
+    kv_len = kv_len_of(plan, scope)
+    signal = ["qm::sm90::gathered(sm.k_full, pend_k);", "qm::sm90::gathered(sm.v_full, pend_v);"]
+    return [
+        f"  if (qm::sm90::warpgroup_index() == 0) {{  // {role_text(r)}",
+        "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
+        "    if (qm::sm90::producer_leader()) qm::sm90::prefetch_tma_descs(tma);",
+        "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
+        *tile_head(plan, scope, "    "),
+        f"      // {_tl(plan.q_copy)} (varlen rows: from the sequence's first token)",
+        f"      if (qm::sm90::producer_leader()) qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, "
+        f"{scope.cpp(rows.lo)}), {scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
+        f"      qm::sm90::PagedGather<KT> gather(p, {k_b}, {kv_len}, {k_head}, threadIdx.x);  // this thread's row",
+        "      int pend_k = -1, pend_v = -1;  // the previous tile's stages, signalled once its copies landed",
+        f"      {loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
+        f"{print_expr(plan.p_loop.stop)}",
+        f"        gather.seek({k_row});",
+        f"        qm::sm90::wait_empty(sm.k_empty, ps_k);  // {_tl(plan.kv_copies['K'])}",
+        "        gather.copy_k(sm.k[ps_k.stage]);",
+        "        qm::sm90::cp_async_commit();",
+        f"        qm::sm90::wait_empty(sm.v_empty, ps_v);  // {_tl(plan.kv_copies['V'])}",
+        "        gather.copy_v(sm.v[ps_v.stage]);",
+        "        qm::sm90::cp_async_commit();",
+        "        if (pend_k >= 0) {  // the previous tile's two groups have landed once at most two are in flight",
+        "          qm::sm90::cp_async_wait<2>();",
+        *(f"          {x}" for x in signal),
+        "        }",
+        "        pend_k = ps_k.stage;",
+        "        pend_v = ps_v.stage;",
+        "        ps_k.advance();",
+        "        ps_v.advance();",
+        "      }",
+        "      if (pend_k >= 0) {",
+        "        qm::sm90::cp_async_wait<0>();",
+        *(f"        {x}" for x in signal),
+        "      }",
+        "    }",
+    ]
+
+
+def emit_consumer(plan: Plan, scope: Scope, spec: AttentionSpec, shape: Shape) -> list[str]:
+    r = plan.roles
+    sk, sv = buffer_of(plan, "K"), buffer_of(plan, "V")
+    for buf in (sk, sv):
+        if buf not in plan.waits or buf not in plan.releases:
+            raise refuse(plan.c_loop, f"the consumer loop waits for and releases {buf}", f"add Wait / Release {buf}")
+    gemm_qk, gemm_pv = r["gemm_qk"].value, r["gemm_pv"].value
+    if print_expr(gemm_qk) != f"gemm({plan.q_copy.dst.id}, {sk}.T)" or \
+            not print_expr(gemm_pv).endswith(f", {sv})"):
+        raise refuse(r["gemm_qk"], "the GEMMs are S = gemm(sQ, sK.T) and acc += gemm(P, sV)",
+                      "read both operands of S from shared memory and V from its shared tile")
+    for role in ("gemm_qk", "gemm_pv"):
+        if ast.option(r[role].options, "mma") not in ("gmma", "wgmma"):
+            raise refuse(r[role], "the sm90 blocks run both GEMMs as warpgroup MMAs", "write `with mma=gmma`")
+    scale = r["scale"]
+    softcap = SCALE_FORMS.get(print_expr(scale.value).replace(scale.dst, "S", 1), False) and spec.softcap > 0
+    mask = r["mask"].value
+    kw = {k: v for k, v in mask.kwargs}
+    zero = ast.Num(0)
+    kv_len = kv_len_of(plan, scope)
+    q0 = plan.q_copy.src.indices[2].lo
+    n = scalar_name(plan.c_loop.var)
+    q_len = seqlen_q_of(plan, scope)
+    turns = shape.pingpong
+    head = [
+        f"  }} else {{  // {role_text(plan.consumer)}",
+        "    qm::sm90::consumer_registers<KT>();  // setmaxnreg.inc",
+        "    qm::sm90::Consumer<KT> c(threadIdx.x - qm::sm90::kWarpgroupThreads);",
+        "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;",
+    ]
+    if turns:
+        head += [f"    const qm::sm90::PingPong<{shape.wgs}> turn(c.tid);  // schedule=pingpong: the warpgroups take "
+                 "turns issuing their GEMMs",
+                 "    turn.start();"]
+    head += [
+        *tile_head(plan, scope, "    "),
+        "      c.reset();  // m (init=-inf), l (init=0)",
+        "      auto acc = c.alloc_acc();  // init=0",
+        f"      // {print_expr(mask)}",
+        f"      const qm::sm90::MaskArgs mk{{{scope.cpp(q0)}, {kv_len}, {scope.cpp(kw.get('causal', zero))}, "
+        f"{scope.cpp(kw.get('offset', zero))}, {scope.cpp(kw.get('window', zero))}}};",
+        f"      qm::sm90::wait_q(sm, q_iter);  // {_tl(plan.q_wait)}",
+    ]
+    tail = [
+        "      if (n_hi <= n_lo) qm::sm90::release_q(sm);  // no KV tile: sQ was never read",
+        f"      // {_tl(plan.normalize)}; {_tl(plan.store)} (rows < seqlen_q only)",
+        f"      c.normalize_and_store(acc, p, {scope.cpp(plan.q_copy.src.indices[0])}, "
+        f"{scope.cpp(plan.q_copy.src.indices[1])}, {scope.cpp(q0)}, {q_len});",
+        "    }",
+    ]
+    if turns:
+        tail.append("    turn.finish();")
+    tail.append("  }")
+    steps = _ConsumerSteps(plan, n, "true" if softcap else "false", shape, kv_len)
+    loop = _overlapped_loop(plan, steps, n) if shape.overlap else _plain_loop(plan, steps, n)
+    return head + loop + tail
+
+
+@dataclass
+class _ConsumerSteps:
+    """The consumer loop's statements as building-block calls (shared by both loop shapes)."""
+
+    plan: Plan
+    n: str
+    softcap: str
+    shape: Shape
+    kv_len: str
+
+    def line(self, call: str, stmt, pad: str) -> str:
+        return f"{pad}{call}  // {_tl(stmt)}"
+
+    def softmax(self, s: str, pad: str, n: str | None = None) -> list[str]:
+        r = self.plan.roles
+        return [
+            self.line(f"const float scale = c.scores<{self.softcap}>({s}, p);", r["scale"], pad),
+            self.line(f"c.mask({s}, mk, {n or self.n});", r["mask"], pad),
+            f"{pad}c.online_softmax({s}, scale);  // {_tl(r['m_new'])}; {_tl(r['alpha'])}; {_tl(r['exp'])}; "
+            f"{_tl(r['l_update'])}; {_tl(r['m_update'])}",
+        ]
+
+    def wait(self, buf: str, ring: str, pad: str) -> str:
+        return self.line(f"qm::sm90::wait_full(sm.{ring}_full, ps_{ring}.stage, ps_{ring}.phase);",
+                         self.plan.waits[buf], pad)
+
+    def release(self, buf: str, ring: str, pad: str) -> list[str]:
+        return [self.line(f"qm::sm90::release(sm.{ring}_empty, ps_{ring}.stage);", self.plan.releases[buf], pad),
+                f"{pad}ps_{ring}.advance();"]
+
+    def v_tail(self, tile: str, pad: str) -> list[str]:
+        """Paged K/V: zero the V rows of a tile past kv_len before O += P V reads them."""
+        if not self.shape.paged or self.shape.gather:  # the gather zero-fills rows past kv_len itself
+            return []
+        return [f"{pad}c.zero_rows_past(sm, ps_v.stage, {self.kv_len} - ({tile}) * KT::kBlockN);  // whole pages "
+                "were copied: rows past kv_len hold other tokens"]
+
+    def turn(self, what: str, pad: str) -> list[str]:
+        return [f"{pad}turn.{what}();"] if self.shape.pingpong else []
+
+    def score_tile(self, s: str, last: str, pad: str) -> list[str]:
+        """S = Q K^T of one KV tile (its turn under ping-pong), sQ handed back after the tile's last
+        one, the softmax, acc rescaled, P: what both loop shapes do for their first tile."""
+        r, sk = self.plan.roles, buffer_of(self.plan, "K")
+        return [
+            f"{pad}auto {s} = c.alloc_s();",
+            self.wait(sk, "k", pad),
+            *self.turn("wait_turn", pad),
+            self.line(f"c.issue_qk({s}, sm, ps_k.stage);", r["gemm_qk"], pad),
+            *self.turn("pass_turn", pad),
+            f"{pad}c.wait_gemms<0>({s});",
+            f"{pad}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
+            *self.release(sk, "k", pad),
+            *self.softmax(s, pad),
+            self.line("c.rescale(acc);", r["rescale"], pad),
+            self.line(f"auto P = c.reshape({s});", r["reshape"], pad),
+        ]
+
+
+def _plain_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
+    r = plan.roles
+    sv = buffer_of(plan, "V")
+    last = f"{n} == n_lo" if ast.option(plan.c_loop.options, "order") == "reverse" else f"{n} == n_hi - 1"
+    pad = "        "
+    return [
+        f"      {loop_head(plan.c_loop, n)} {{  // Loop {plan.c_loop.var}",
+        *st.score_tile("S", last, pad),
+        st.wait(sv, "v", pad),
+        *st.v_tail(n, pad),
+        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], pad),
+        *st.release(sv, "v", pad),
+        "      }",
+    ]
+
+
+def _overlapped_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
+    """overlap=softmax: a software pipeline over the KV tiles. Tile n's S GEMM and the previous tile's
+    O += P V are issued together; the softmax of tile n runs while O += P V is still on the tensor
+    cores; acc is rescaled once that GEMM is done. Same arithmetic, in the same order per tile. Under
+    schedule=pingpong the warpgroup holds the turn while it issues the two GEMMs."""
+    r = plan.roles
+    sk, sv = buffer_of(plan, "K"), buffer_of(plan, "V")
+    reverse = ast.option(plan.c_loop.options, "order") == "reverse"
+    first = "n_hi - 1" if reverse else "n_lo"
+    rest = (f"for (int {n} = n_hi - 2; {n} >= n_lo; --{n})" if reverse
+            else f"for (int {n} = n_lo + 1; {n} < n_hi; ++{n})")
+    prev = f"{n} + 1" if reverse else f"{n} - 1"
+    last = f"{n} == n_lo" if reverse else f"{n} == n_hi - 1"
+    p1, p2 = "        ", "          "
+    return [
+        f"      // Loop {plan.c_loop.var} in {print_expr(plan.c_loop.start)} .. {print_expr(plan.c_loop.stop)}, "
+        "overlap=softmax: the softmax of a tile runs while the previous tile's O += P V does",
+        "      if (n_hi > n_lo) {",
+        f"{p1}int {n} = {first};  // the first tile: S, softmax, P",
+        *st.score_tile("S", "n_hi - n_lo == 1", p1),
+        f"{p1}{rest} {{",
+        f"{p2}auto S_next = c.alloc_s();",
+        st.wait(sk, "k", p2),
+        st.wait(sv, "v", p2) + " (previous tile)",
+        *st.v_tail(prev, p2),
+        *st.turn("wait_turn", p2),
+        st.line("c.issue_qk(S_next, sm, ps_k.stage);", r["gemm_qk"], p2),
+        st.line("c.issue_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p2) + " (previous tile)",
+        *st.turn("pass_turn", p2),
+        f"{p2}c.wait_gemms<1>(S_next);  // S of this tile is done; O += P V may still run",
+        f"{p2}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
+        *st.release(sk, "k", p2),
+        *st.softmax("S_next", p2),
+        f"{p2}c.wait_gemms<0>(acc, P);  // O += P V of the previous tile is done",
+        *st.release(sv, "v", p2),
+        st.line("c.rescale(acc);", r["rescale"], p2),
+        st.line("P = c.reshape(S_next);", r["reshape"], p2),
+        f"{p1}}}",
+        f"{p1}// the last tile's O += P V",
+        st.wait(sv, "v", p1),
+        *st.v_tail("n_lo" if reverse else "n_hi - 1", p1),
+        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p1),
+        *st.release(sv, "v", p1),
+        "      }",
+    ]
