@@ -50,3 +50,13 @@ def test_layouts_match_tma_and_gmma_on_the_host(toolchain, tmp_path):
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout
     assert run.stdout.count(": ok (0 mismatches)") == 3, run.stdout
+
+
+def test_persistent_tile_walk_covers_every_tile_once_on_the_host(toolchain, tmp_path):
+    exe = tmp_path / "sm90_scheduler_check"
+    build = subprocess.run([str(toolchain.nvcc), "-std=c++17", f"-I{toolchain.kernels_include}", "-o", str(exe),
+                            str(REPO / "tests" / "unit" / "lower" / "sm90_scheduler_check.cu")],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "ok (0 mismatches)" in run.stdout, run.stdout

@@ -27,7 +27,7 @@ struct TileScheduler {
   int group;     // heads per L2 group
   int count;     // X * Y * Z
 
-  __device__ __forceinline__ TileScheduler(int m_blocks_, int heads_, int batch, int kv_len, int kv_row_bytes)
+  __host__ __device__ __forceinline__ TileScheduler(int m_blocks_, int heads_, int batch, int kv_len, int kv_row_bytes)
       : m_blocks(m_blocks_), heads(heads_), hb(heads_ * batch) {
     const int64_t per_head = int64_t(kv_len > 0 ? kv_len : 1) * kv_row_bytes * 2;  // K and V
     const int64_t g = kL2Bytes / per_head;
@@ -35,7 +35,7 @@ struct TileScheduler {
     count = m_blocks * hb;
   }
 
-  __device__ __forceinline__ Tile at(int t) const {
+  __host__ __device__ __forceinline__ Tile at(int t) const {
     const int per_group = group * m_blocks;
     const int g = t / per_group;
     const int r = t - g * per_group;
