@@ -1,4 +1,5 @@
 #include <qimeng/sm90/mma.cuh>
+#include <qimeng/sm90/pipeline.cuh>
 #include <cstdio>
 #include <map>
 #include <vector>
@@ -24,6 +25,13 @@ template <class KT> int check() {
     int ok = addr(make_tensor(make_smem_ptr(base), sk)(r, c, s)), ov = addr(make_tensor(make_smem_ptr(base), svt)(c, r, s));
     if (ok != tma) { if (bad++ < 6) printf("K (%d,%d,%d): %d vs %d\n", r, c, s, ok, tma); }
     if (ov != tma) { if (bad++ < 9) printf("Vt (%d,%d,%d): %d vs %d\n", c, r, s, ov, tma); }
+  }
+  // 1b. the paged gather's cp.async (PagedGather::unit_offset) writes each 16-byte unit where the layout has it
+  using G = qm::sm90::PagedGather<KT>;
+  for (int r = 0; r < BN; ++r) for (int unit = 0; unit < G::kUnitsPerRow; ++unit) for (int e = 0; e < 8; ++e) {
+    int want = addr(make_tensor(make_smem_ptr(base), sk)(r, unit * 8 + e, 0));
+    int got = G::unit_offset(r, unit) / int(sizeof(T)) + e;
+    if (got != want) { if (bad++ < 9) printf("gather (%d,%d): %d vs layout %d\n", r, unit * 8 + e, got, want); }
   }
   // 2. S fragment -> A operand of O += P V: each register keeps the (row, key) it had
   typename KT::TiledMmaQK mqk; typename KT::TiledMmaPV mpv;

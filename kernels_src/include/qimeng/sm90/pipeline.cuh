@@ -10,6 +10,7 @@
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 #include "tma.cuh"
+#include "../params.cuh"
 
 namespace qm::sm90 {
 
@@ -194,6 +195,14 @@ struct PagedGather {
       my_block = table[pg < last_page ? pg : last_page];
       my_slot = key < kv_len ? key - pg * page : -1;
     }
+  }
+
+  // where 16-byte unit `unit` of tile row `row` goes: its 64-column panel, the row, and the unit
+  // swizzled within the 128-byte row (what a TMA box with the 128-byte swizzle writes;
+  // tests/unit/lower/sm90_layout_check.cu compares it with the GMMA layout). copy() spells the same
+  // sum with the panel offset and unit % 8 taken out of its loop.
+  __host__ __device__ static constexpr int unit_offset(int row, int unit) {
+    return (unit / 8) * KT::kBlockN * kRowBytes + row * kRowBytes + (((unit % 8) ^ (row & 7)) << 4);
   }
 
   // warp-wide copies, kRowsPerCopy whole rows each: consecutive lanes read consecutive 16 bytes
