@@ -62,30 +62,10 @@ struct Consumer {
     return acc;
   }
 
-  // Compute S = gemm(sQ, sK.T) with mma=gmma: both operands in shared memory, S starts from zero
-  __device__ __forceinline__ void gemm_qk(TileS& S, SharedStorage<KT>& sm, int stage) {
-    using namespace cute;
-    Tensor sQ = make_tensor(make_smem_ptr(sm.q), typename KT::SmemLayoutQ{});
-    Tensor sK = make_tensor(make_smem_ptr(&sm.k[0][0]), typename KT::SmemLayoutK{});
-    auto thr = mma_qk.get_thread_slice(tid);
-    Tensor tSrQ = thr.partition_fragment_A(sQ);
-    Tensor tSrK = thr.partition_fragment_B(sK);
-    gemm<true, false>(mma_qk, tSrQ, tSrK(_, _, _, stage), S);
-  }
-
-  // Compute acc += gemm(P, sV) with mma=gmma: P from registers, V^T from shared memory
-  template <class TP>
-  __device__ __forceinline__ void gemm_pv(TileO& acc, TP const& P, SharedStorage<KT>& sm, int stage) {
-    using namespace cute;
-    Tensor sVt = make_tensor(make_smem_ptr(&sm.v[0][0]), typename KT::SmemLayoutVt{});
-    auto thr = mma_pv.get_thread_slice(tid);
-    Tensor tOrV = thr.partition_fragment_B(sVt);
-    gemm<false, true>(mma_pv, P, tOrV(_, _, _, stage), acc);
-  }
-
-  // The same two GEMMs issued without waiting (overlap=softmax): S of the next KV tile and O += P V of
-  // the previous one run on the tensor cores while this warpgroup computes the softmax. wait_gemms<N>
-  // waits until at most N of this warpgroup's commit groups are still running.
+  // Compute S = gemm(sQ, sK.T) with mma=gmma, issued without waiting: both operands in shared memory,
+  // S starts from zero. The softmax of another tile (overlap=softmax) or of the other warpgroup
+  // (ping-pong) runs while it is on the tensor cores; wait_gemms<N> waits until at most N of this
+  // warpgroup's commit groups are still running.
   __device__ __forceinline__ void issue_qk(TileS& S, SharedStorage<KT>& sm, int stage) {
     using namespace cute;
     Tensor sQ = make_tensor(make_smem_ptr(sm.q), typename KT::SmemLayoutQ{});
@@ -95,6 +75,7 @@ struct Consumer {
     Tensor tSrK = thr.partition_fragment_B(sK);
     gemm_issue<true, false>(mma_qk, tSrQ, tSrK(_, _, _, stage), S);
   }
+  // Compute acc += gemm(P, sV) with mma=gmma, issued without waiting: P from registers, V^T from shared memory
   template <class TP>
   __device__ __forceinline__ void issue_pv(TileO& acc, TP const& P, SharedStorage<KT>& sm, int stage) {
     using namespace cute;
@@ -107,6 +88,12 @@ struct Consumer {
   __device__ __forceinline__ static void wait_gemms(Ts&... operands) {
     cute::warpgroup_wait<N>();
     (cute::warpgroup_fence_operand(operands), ...);
+  }
+  // acc += gemm(P, sV), waited for: the plain loop's, and the overlapped loop's last tile
+  template <class TP>
+  __device__ __forceinline__ void gemm_pv(TileO& acc, TP const& P, SharedStorage<KT>& sm, int stage) {
+    issue_pv(acc, P, sm, stage);
+    wait_gemms<0>(acc, const_cast<TP&>(P));  // P's registers are fenced, not written
   }
 
   // Compute S = softcap(S * softmax_scale, SOFTCAP) * LOG2E when soft-capped; otherwise the scale

@@ -44,15 +44,4 @@ __device__ __forceinline__ void gemm_issue(TiledMma& mma, TA const& tA, TB const
   warpgroup_commit_batch();
 }
 
-// One warpgroup-wide GEMM: issue every k-block, wait for all of them. kZeroInit starts from C = 0;
-// kARegs: A is a register fragment (RS), fenced like the accumulator.
-template <bool kZeroInit, bool kARegs, class TiledMma, class TA, class TB, class TC>
-__device__ __forceinline__ void gemm(TiledMma& mma, TA const& tA, TB const& tB, TC& tC) {
-  using namespace cute;
-  gemm_issue<kZeroInit, kARegs>(mma, tA, tB, tC);
-  warpgroup_wait<0>();
-  warpgroup_fence_operand(tC);
-  if constexpr (kARegs) warpgroup_fence_operand(const_cast<TA&>(tA));
-}
-
 }  // namespace qm::sm90
