@@ -109,31 +109,17 @@ def is_paged(meta: dict) -> bool:
 def prepare_paged(kernel, q, k_cache, v_cache, table, cu, seqlens_k, max_q: int, max_k: int, *, causal: bool,
                   window: int = 0, out):
     """A launcher for one paged call (vLLM layout: q [tokens, Hq, D], caches [blocks, page, Hkv, D])."""
-    from qimeng_serve.runtime.abi import AttnParams
     from qimeng_serve.runtime.loader import num_sms
+    from qimeng_serve.runtime.ops import paged_params
     from qimeng_serve.runtime.tma_sm90 import paged_descs
 
-    tokens, hq, d = q.shape
-    _, page, hkv, _ = k_cache.shape
-    p = AttnParams()
-    p.q, p.k, p.v, p.o = q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), out.data_ptr()
-    p.cu_seqlens_q, p.seqlens_k, p.block_table = cu.data_ptr(), seqlens_k.data_ptr(), table.data_ptr()
-    p.q_token_stride, p.q_head_stride = q.stride(0), q.stride(1)
-    p.o_token_stride, p.o_head_stride = out.stride(0), out.stride(1)
-    p.k_batch_stride, p.k_token_stride, p.k_head_stride = k_cache.stride(0), k_cache.stride(1), k_cache.stride(2)
-    p.v_batch_stride, p.v_token_stride, p.v_head_stride = v_cache.stride(0), v_cache.stride(1), v_cache.stride(2)
-    p.block_table_stride = table.stride(0)
-    p.batch, p.heads_q, p.heads_kv = table.shape[0], hq, hkv
-    p.max_seqlen_q, p.max_seqlen_k, p.page_size = max_q, max_k, page
-    p.softmax_scale_log2, p.causal = LOG2E / math.sqrt(d), int(causal)
-    p.window_left = window - 1 if window > 0 else 0
+    hq, hkv = q.shape[1], k_cache.shape[2]
+    p = paged_params(q, k_cache, v_cache, table, cu, seqlens_k, max_q, max_k, causal=causal, softmax_scale=None,
+                     window=window, softcap=0.0, out=out)
     descs = paged_descs(q, k_cache, v_cache, kernel.meta["dtype"], kernel.meta["tensor_maps"])
     sizes = {"batch": p.batch, "heads_q": hq, "heads_kv": hkv, "max_seq_q": max_q, "max_seq_k": max_k,
              "num_sms": num_sms(q.device.index)}
     return lambda: kernel.launch(p, descs, sizes)
-
-
-LOG2E = 1.4426950408889634
 
 
 def paged_inputs(seqs, hkv: int, group: int, d: int, dt, page: int, gen, poison: bool = True):

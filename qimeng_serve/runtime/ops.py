@@ -243,22 +243,10 @@ class KernelSet:
 
     def _paged_params(self, q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q, max_seqlen_k,
                       causal, softmax_scale, window, softcap, out) -> AttnParams:
-        tokens, hq, d = q.shape
-        num_blocks, page, hkv, _ = k_cache.shape
-        self._check(q, d, hq, hkv)
+        self._check(q, q.shape[2], q.shape[1], k_cache.shape[2])
         _check_aligned(q=q, k_cache=k_cache, v_cache=v_cache, out=out)
-        p = _base_params(q, d, softmax_scale, causal, window, softcap)
-        p.q, p.k, p.v, p.o = q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), out.data_ptr()
-        p.cu_seqlens_q, p.seqlens_k, p.block_table = cu_seqlens_q.data_ptr(), seqlens_k.data_ptr(), block_table.data_ptr()
-        p.q_token_stride, p.q_head_stride = q.stride(0), q.stride(1)
-        p.o_token_stride, p.o_head_stride = out.stride(0), out.stride(1)
-        # paged: "batch" stride = page (block) stride, "token" stride = slot stride
-        p.k_batch_stride, p.k_token_stride, p.k_head_stride = k_cache.stride(0), k_cache.stride(1), k_cache.stride(2)
-        p.v_batch_stride, p.v_token_stride, p.v_head_stride = v_cache.stride(0), v_cache.stride(1), v_cache.stride(2)
-        p.block_table_stride = block_table.stride(0)
-        p.batch, p.heads_q, p.heads_kv = block_table.shape[0], hq, hkv
-        p.max_seqlen_q, p.max_seqlen_k, p.page_size = max_seqlen_q, max_seqlen_k, page
-        return p
+        return paged_params(q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q, max_seqlen_k,
+                            causal=causal, softmax_scale=softmax_scale, window=window, softcap=softcap, out=out)
 
     def _check(self, q, d: int, hq: int, hkv: int) -> None:
         if str(q.dtype).split(".")[-1] != _TORCH_DTYPE[self.dtype]:
@@ -277,6 +265,25 @@ def _check_aligned(**tensors) -> None:
     if bad:
         raise QimengError(f"the kernels need 16-byte aligned tensors; {', '.join(bad)} is not",
                           fix="pass tensors whose data starts on a 16-byte boundary (.contiguous() makes a copy that does)")
+
+
+def paged_params(q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q: int, max_seqlen_k: int, *,
+                 causal: bool, softmax_scale: float | None, window: int, softcap: float, out) -> AttnParams:
+    """AttnParams of a paged call (the layouts of this module's docstring); no checks (KernelSet's do)."""
+    tokens, hq, d = q.shape
+    num_blocks, page, hkv, _ = k_cache.shape
+    p = _base_params(q, d, softmax_scale, causal, window, softcap)
+    p.q, p.k, p.v, p.o = q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), out.data_ptr()
+    p.cu_seqlens_q, p.seqlens_k, p.block_table = cu_seqlens_q.data_ptr(), seqlens_k.data_ptr(), block_table.data_ptr()
+    p.q_token_stride, p.q_head_stride = q.stride(0), q.stride(1)
+    p.o_token_stride, p.o_head_stride = out.stride(0), out.stride(1)
+    # paged: "batch" stride = page (block) stride, "token" stride = slot stride
+    p.k_batch_stride, p.k_token_stride, p.k_head_stride = k_cache.stride(0), k_cache.stride(1), k_cache.stride(2)
+    p.v_batch_stride, p.v_token_stride, p.v_head_stride = v_cache.stride(0), v_cache.stride(1), v_cache.stride(2)
+    p.block_table_stride = block_table.stride(0)
+    p.batch, p.heads_q, p.heads_kv = block_table.shape[0], hq, hkv
+    p.max_seqlen_q, p.max_seqlen_k, p.page_size = max_seqlen_q, max_seqlen_k, page
+    return p
 
 
 def _base_params(q, d: int, softmax_scale, causal: bool, window: int, softcap: float) -> AttnParams:
