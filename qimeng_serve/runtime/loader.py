@@ -97,7 +97,14 @@ def num_sms(device_index: int | None = None) -> int:
     """The GPU's multiprocessor count (launch formulas of persistent kernels name it `num_sms`)."""
     import torch
 
-    index = torch.cuda.current_device() if device_index is None else device_index
+    return _multiprocessors(torch.cuda.current_device() if device_index is None else device_index)
+
+
+@cache
+def _multiprocessors(index: int) -> int:
+    """Asked of the driver once per GPU: every launch's sizes carry it."""
+    import torch
+
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
