@@ -240,9 +240,10 @@ class _ConsumerSteps:
     def turn(self, what: str, pad: str) -> list[str]:
         return [f"{pad}turn.{what}();"] if self.shape.pingpong else []
 
-    def score_tile(self, s: str, last: str, pad: str) -> list[str]:
+    def score_tile(self, s: str, last: str, pad: str, rescale: bool = True) -> list[str]:
         """S = Q K^T of one KV tile (its turn under ping-pong), sQ handed back after the tile's last
-        one, the softmax, acc rescaled, P: what both loop shapes do for their first tile."""
+        one, the softmax, acc rescaled (unless the caller does it later), P: what both loop shapes do
+        for their first tile."""
         r, sk = self.plan.roles, buffer_of(self.plan, "K")
         return [
             f"{pad}auto {s} = c.alloc_s();",
@@ -254,7 +255,7 @@ class _ConsumerSteps:
             f"{pad}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
             *self.release(sk, "k", pad),
             *self.softmax(s, pad),
-            self.line("c.rescale(acc);", r["rescale"], pad),
+            *([self.line("c.rescale(acc);", r["rescale"], pad)] if rescale else []),
             self.line(f"auto P = c.reshape({s});", r["reshape"], pad),
         ]
 
@@ -278,8 +279,10 @@ def _plain_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
 def _overlapped_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
     """overlap=softmax: a software pipeline over the KV tiles. Tile n's S GEMM and the previous tile's
     O += P V are issued together; the softmax of tile n runs while O += P V is still on the tensor
-    cores; acc is rescaled once that GEMM is done. Same arithmetic, in the same order per tile. Under
-    schedule=pingpong the warpgroup holds the turn while it issues the two GEMMs."""
+    cores. acc takes the previous tile's alpha just before its O += P V is issued, while the S GEMM
+    already runs (as FA3 orders it), so the rescale is off the path from one GEMM to the next.
+    Same arithmetic, in the same order per tile. Under schedule=pingpong the warpgroup holds the
+    turn while it issues the two GEMMs."""
     r = plan.roles
     sk, sv = buffer_of(plan, "K"), buffer_of(plan, "V")
     reverse = ast.option(plan.c_loop.options, "order") == "reverse"
@@ -294,7 +297,7 @@ def _overlapped_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
         "overlap=softmax: the softmax of a tile runs while the previous tile's O += P V does",
         "      if (n_hi > n_lo) {",
         f"{p1}int {n} = {first};  // the first tile: S, softmax, P",
-        *st.score_tile("S", "n_hi - n_lo == 1", p1),
+        *st.score_tile("S", "n_hi - n_lo == 1", p1, rescale=False),
         f"{p1}{rest} {{",
         f"{p2}auto S_next = c.alloc_s();",
         st.wait(sk, "k", p2),
@@ -302,6 +305,7 @@ def _overlapped_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
         *st.v_tail(prev, p2),
         *st.turn("wait_turn", p2),
         st.line("c.issue_qk(S_next, sm, ps_k.stage);", r["gemm_qk"], p2),
+        st.line("c.rescale(acc);", r["rescale"], p2) + " (previous tile's alpha, while S runs)",
         st.line("c.issue_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p2) + " (previous tile)",
         *st.turn("pass_turn", p2),
         f"{p2}c.wait_gemms<1>(S_next);  // S of this tile is done; O += P V may still run",
@@ -310,12 +314,12 @@ def _overlapped_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
         *st.softmax("S_next", p2),
         f"{p2}c.wait_gemms<0>(acc, P);  // O += P V of the previous tile is done",
         *st.release(sv, "v", p2),
-        st.line("c.rescale(acc);", r["rescale"], p2),
         st.line("P = c.reshape(S_next);", r["reshape"], p2),
         f"{p1}}}",
         f"{p1}// the last tile's O += P V",
         st.wait(sv, "v", p1),
         *st.v_tail("n_lo" if reverse else "n_hi - 1", p1),
+        st.line("c.rescale(acc);", r["rescale"], p1),
         st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p1),
         *st.release(sv, "v", p1),
         "      }",

@@ -24,25 +24,27 @@ def lowered(text=SM90, dtype="bf16", d=128, **kw):
     return lower_sm90(parse_tl(text), SM90_TARGET, AttentionSpec("dense_prefill", dtype, d, **kw))
 
 
-@pytest.mark.parametrize("d, block_n", [(64, 128), (128, 128), (256, 64)])
+# per head size: BLOCK_M, BLOCK_N, consumer warpgroups, their registers (the shipped program's params)
+@pytest.mark.parametrize("d, block_m, block_n, wgs, regs", [(64, 192, 96, 3, 160), (128, 128, 128, 2, 240),
+                                                          (256, 128, 80, 2, 240)])
 @pytest.mark.parametrize("dtype", ["f16", "bf16"])
-def test_golden_lowers_for_each_head_size(d, dtype, block_n):
+def test_golden_lowers_for_each_head_size(d, dtype, block_m, block_n, wgs, regs):
     src = lowered(dtype=dtype, d=d)
     (entry,) = src.entries
     assert isinstance(entry, Entry) and entry.abi == KERNEL_ABI
     assert entry.name == f"qm_dense_prefill_sm90_attn_{dtype}_hd{d}"
-    assert entry.threads == 384 and entry.grid == ["cdiv(max_seq_q, 128)", "heads_q", "batch"]
-    assert entry.tensor_maps == {"q": 128, "k": block_n, "v": block_n}
-    assert entry.smem_bytes == smem_bytes(d, 128, block_n, 2) <= SM90_TARGET.smem_optin_max
+    assert entry.threads == 128 * (wgs + 1) and entry.grid == [f"cdiv(max_seq_q, {block_m})", "heads_q", "batch"]
+    assert entry.tensor_maps == {"q": block_m, "k": block_n, "v": block_n}
+    assert entry.smem_bytes == smem_bytes(d, block_m, block_n, 2) <= SM90_TARGET.smem_optin_max
     cpp = {"f16": "fp16", "bf16": "bf16"}[dtype]
-    assert f"qm::sm90::Traits<qm::sm90::{cpp}, {d}, 128, {block_n}, 2, 2, 24, 240>" in src.text
+    assert f"qm::sm90::Traits<qm::sm90::{cpp}, {d}, {block_m}, {block_n}, 2, {wgs}, 24, {regs}>" in src.text
     assert f"static_assert(qm::sm90::smem_bytes<KT>() == {entry.smem_bytes}" in src.text
 
 
 @pytest.mark.parametrize("d, persistent, pingpong, overlap, traits", [
-    (64, True, False, True, "64, 128, 128, 3, 2, 24, 240"),
+    (64, True, False, True, "64, 192, 96, 3, 3, 24, 160"),
     (128, False, True, True, "128, 128, 128, 3, 2, 24, 240"),
-    (256, False, False, False, "256, 128, 64, 2, 2, 24, 240"),
+    (256, False, False, True, "256, 128, 80, 2, 2, 24, 240"),
 ])
 def test_shipped_program_picks_its_schedule_per_head_size(d, persistent, pingpong, overlap, traits):
     src = lowered(SHIPPED, d=d)
@@ -82,7 +84,7 @@ def test_lowering_is_deterministic_and_follows_the_spec():
 
 def test_params_flow_into_the_traits():
     text = SM90.replace("STAGES = 2", "STAGES = 3").replace("CONSUMER_REGS = 240", "CONSUMER_REGS = 232")
-    assert "qm::sm90::Traits<qm::sm90::bf16, 64, 128, 128, 3, 2, 24, 232>" in lowered(text, d=64).text
+    assert "qm::sm90::Traits<qm::sm90::bf16, 128, 128, 128, 3, 2, 24, 232>" in lowered(text, d=128).text
 
 
 def test_refused_off_hopper():
@@ -136,11 +138,17 @@ OVERLAP = (GOLDEN_DIR / "dense_prefill_sm90_overlap.tl").read_text()
 def test_overlap_issues_the_next_score_gemm_with_the_previous_pv():
     text = lowered(OVERLAP).text
     loop = text[text.index("for (int t_n = n_hi - 2; t_n >= n_lo; --t_n)"):]
-    order = [loop.index(s) for s in ("c.issue_qk(S_next", "c.issue_pv(acc, P", "c.wait_gemms<1>(S_next)",
-                                     "c.online_softmax(S_next", "c.wait_gemms<0>(acc, P)", "c.rescale(acc)",
-                                     "P = c.reshape(S_next)")]
-    assert order == sorted(order)  # acc is rescaled only after the P V GEMM that writes it is done
-    assert "// the last tile's O += P V" in text and "if (n_hi > n_lo) {" in text
+    order = [loop.index(s) for s in ("c.issue_qk(S_next", "c.rescale(acc)", "c.issue_pv(acc, P",
+                                     "c.wait_gemms<1>(S_next)", "c.online_softmax(S_next",
+                                     "c.wait_gemms<0>(acc, P)", "P = c.reshape(S_next)")]
+    # acc takes the previous tile's alpha while S runs, after the P V GEMM that wrote it was waited
+    # for (the previous iteration's wait_gemms<0>), before the next one reads it
+    assert order == sorted(order)
+    assert loop.count("c.rescale(acc)") == 2  # once per iteration, once before the last tile's O += P V
+    tail = loop[loop.index("// the last tile's O += P V"):]
+    assert tail.index("c.rescale(acc)") < tail.index("c.gemm_pv(acc, P")
+    head = text[text.index("if (n_hi > n_lo) {"):text.index("for (int t_n = n_hi - 2; t_n >= n_lo; --t_n)")]
+    assert "c.rescale(acc)" not in head  # acc is zero at the first tile: its rescale moves into the loop
 
 
 def test_overlap_with_pingpong_holds_the_turn_over_both_gemms():

@@ -68,7 +68,12 @@ struct Consumer {
   // warpgroup's commit groups are still running.
   __device__ __forceinline__ void issue_qk(TileS& S, SharedStorage<KT>& sm, int stage) {
     using namespace cute;
-    Tensor sQ = make_tensor(make_smem_ptr(sm.q), typename KT::SmemLayoutQ{});
+    // sQ's address goes through an empty asm so that its GMMA descriptors (one 64-bit value per
+    // k-block, loop-invariant) are rebuilt from it at each call instead of being held in registers
+    // through the whole KV loop: 32 registers at D = 256, which the overlapped loop spilled.
+    T* q = sm.q;
+    asm volatile("" : "+l"(q));
+    Tensor sQ = make_tensor(make_smem_ptr(q), typename KT::SmemLayoutQ{});
     Tensor sK = make_tensor(make_smem_ptr(&sm.k[0][0]), typename KT::SmemLayoutK{});
     auto thr = mma_qk.get_thread_slice(tid);
     Tensor tSrQ = thr.partition_fragment_A(sQ);

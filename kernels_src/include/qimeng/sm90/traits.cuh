@@ -6,6 +6,13 @@
 // chunks: exactly the bytes a TMA box {64, rows} with CU_TENSOR_MAP_SWIZZLE_128B writes, and the
 // canonical layout a GMMA descriptor reads. V is read through a transposed (MN-major) view.
 #pragma once
+// GMMA atoms of every N (8..256 in steps of 8), not only the powers of two and 96 / 192: without it
+// CuTe's selector splits a BLOCK_N of 80 or 176 into 64 x 16 atoms (five or eleven times the GMMA
+// instructions for the same work). It must come before the first CuTe header: fa3.cuh defines it
+// first; the static_asserts below catch a build that missed it.
+#ifndef CUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED
+#define CUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED
+#endif
 #include <cstdint>
 #include <cute/tensor.hpp>
 #include <cute/atom/mma_traits_sm90_gmma.hpp>
@@ -63,6 +70,10 @@ struct Traits {
   using TiledMmaPV = decltype(cute::make_tiled_mma(
       cute::GMMA::rs_op_selector<T, T, float, cute::Shape<BM, HD, BN>, cute::GMMA::Major::K, cute::GMMA::Major::MN>(),
       AtomLayout{}));
+
+  // one GMMA spans the whole tile width: S = Q K^T is BLOCK_N wide, O += P V is HEAD_DIM wide
+  static_assert(cute::size<1>(typename TiledMmaQK::Shape_MNK{}) == BLOCK_N, "S = Q K^T split into narrower GMMAs");
+  static_assert(cute::size<1>(typename TiledMmaPV::Shape_MNK{}) == HEAD_DIM, "O += P V split into narrower GMMAs");
 
   static constexpr uint32_t kQBytes = BLOCK_M * HEAD_DIM * sizeof(T);
   static constexpr uint32_t kKVBytes = BLOCK_N * HEAD_DIM * sizeof(T);
