@@ -7,6 +7,10 @@ Anchors: PyTorch SDPA's flash backend (FA2), cuDNN SDPA, FlexAttention (compiled
 dense SDPA. FLOPs = 4 * B * Hq * Lq * Lk * D, halved for causal. Every timing: inputs made once
 per configuration, L2 flushed (a 256 MB write) before each run, CUDA events on the current stream,
 median of the runs. A figure above the roofline measured in the same run is rejected, not printed.
+The GPU spins (about half a millisecond) before each flush, so the host has enqueued the flush, the
+events and the launch before the GPU reaches them: the events hold GPU time only, for every
+contender alike. Without it a launcher's host overhead (Python, tens of microseconds) counted
+whenever it outlasted the flush, as a fixed cost per run that weighs most on short sequences.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Row:
 
 
 class Timer:
+    SPIN_CYCLES = 1_000_000  # ~0.5 ms at H100 clocks: longer than any launcher's host overhead
+
     def __init__(self, runs: int = 20, warmup: int = 3) -> None:
         import torch
 
@@ -56,6 +62,7 @@ class Timer:
         times = []
         stream = torch.cuda.current_stream()
         for _ in range(self.runs):
+            torch.cuda._sleep(self.SPIN_CYCLES)  # the host enqueues what follows while the GPU spins
             self.flush.zero_()  # evict L2 so every run reads from HBM
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record(stream)

@@ -4,7 +4,8 @@
 The query side is held fixed (B x H x Lq: the same CTAs every run) while the key length grows, non-causal,
 so time = fixed + per_tile * (Lk / BLOCK_N); a least-squares line through the points gives both. cuDNN SDPA
 is timed on the same inputs in the same process (its own tiles are unknown, so its line is fitted against
-Lk / 128). On an H100/H200:
+Lk / 128). GPU time by qimeng_serve.bench.Timer (L2 flushed, the host's enqueue hidden behind a GPU
+spin); the host time of one call is reported beside it. On an H100/H200:
 
     python scripts/sm90_tile_cost.py qm_dense_prefill_sm90_attn_bf16_hd128 [more kernels] --out tile_cost.json
 """
@@ -21,20 +22,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def timed_us(fn, reps: int = 20) -> float:
-    """Median of `reps` CUDA-event timings after three warm-up runs."""
+def host_us(fn, reps: int = 50) -> float:
+    """Median host time of one call (the launch enqueued, not waited for): what eager callers pay."""
+    import time
+
     import torch
 
-    for _ in range(3):
-        fn()
     times = []
     for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+        torch.cuda._sleep(200_000)  # keep the GPU busy so the enqueue never waits on a full queue
+        t0 = time.perf_counter()
         fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3)
+        times.append((time.perf_counter() - t0) * 1e6)
+    torch.cuda.synchronize()
     return sorted(times)[len(times) // 2]
 
 
@@ -59,7 +59,10 @@ def main() -> int:
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    from qimeng_serve.bench import Timer
     from qimeng_serve.runtime.sm90 import load_sm90_kernels
+
+    timer = Timer()
 
     kernels = load_sm90_kernels(args.registry, names=set(args.kernels))
     lks = [int(x) for x in args.seqlens_k.split(",")]
@@ -72,23 +75,29 @@ def main() -> int:
         d, bn, bm = kernel.meta["head_dim"], kernel.meta["params"]["BLOCK_N"], kernel.meta["params"]["BLOCK_M"]
         ctas = args.batch * args.heads * math.ceil(args.seqlen_q / bm)
         q = torch.randn(args.batch, args.heads, args.seqlen_q, d, dtype=dt, device="cuda")
-        ours, cudnn = [], []
+        ours, cudnn, host = [], [], {}
         for lk in lks:
             k = torch.randn(args.batch, args.heads, lk, d, dtype=dt, device="cuda")
             v = torch.randn_like(k)
             out = torch.empty_like(q)
-            ours.append(timed_us(kernel.prepare_dense(q, k, v, causal=False, out=out)))
+            run_ours = kernel.prepare_dense(q, k, v, causal=False, out=out)
+            ours.append(timer.median_ms(run_ours) * 1e3)
             with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-                cudnn.append(timed_us(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)))
+                def run_cudnn(q=q, k=k, v=v):
+                    return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                cudnn.append(timer.median_ms(run_cudnn) * 1e3)
+                if not host:
+                    host = {"ours_us": host_us(run_ours), "cudnn_us": host_us(run_cudnn)}
         waves = math.ceil(ctas / sms)
-        row = {"ctas": ctas, "waves": waves, "block_n": bn, "ours_us": ours, "cudnn_us": cudnn}
+        row = {"ctas": ctas, "waves": waves, "block_n": bn, "ours_us": ours, "cudnn_us": cudnn, "host_call_us": host}
         for who, ys, tile in (("ours", ours, bn), ("cudnn", cudnn, 128)):
             a, b = fit_line([lk / tile for lk in lks], ys)
             # per wave: each SM runs one CTA at a time (one CTA per SM fits the shared memory)
             row[who] = {"fixed_us": a, "per_tile_us": b, "fixed_per_cta_us": a / waves,
                         "per_tile_per_cta_us": b / waves}
         report["rows"][name] = row
-        print(f"{name}: {ctas} CTAs ({waves} waves)")
+        print(f"{name}: {ctas} CTAs ({waves} waves); host time per call: ours {host['ours_us']:.0f} us, "
+              f"cuDNN SDPA {host['cudnn_us']:.0f} us")
         for who in ("ours", "cudnn"):
             r = row[who]
             print(f"  {who:6s} fixed {r['fixed_us']:8.1f} us ({r['fixed_per_cta_us']:5.2f} per CTA)  "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -12,7 +13,13 @@ _FUNCS = {"cdiv": lambda a, b: -(-a // b), "min": min, "max": max, "select": lam
 
 def evaluate(formula: str, values: dict[str, int]) -> int:
     """`cdiv(max_seq_q, 128)` with max_seq_q = 300 -> 3. TL's `/` is floor division."""
-    return _eval(ast.parse(formula, mode="eval").body, values, formula)
+    return _eval(_parsed(formula), values, formula)
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(formula: str) -> ast.expr:
+    """A manifest has a handful of formulas, evaluated at every launch: parse each once."""
+    return ast.parse(formula, mode="eval").body
 
 
 def _eval(node, values, formula):

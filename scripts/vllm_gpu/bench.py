@@ -143,6 +143,8 @@ def bench_head_dim(result: dict, tmp: Path, head_dim: int, args) -> None:
                    "tflops": 4 * head_dim * heads * pairs / seconds / 1e12}
             if decode_seqs:
                 row["kv_gbps"] = kv_bytes(seqs, kv_heads, head_dim, dtype) / seconds / 1e9
+            if name == "QIMENG":  # which of the bundle's kernels ran (the sm90a one on an H100, if it fits)
+                row["kernel"] = layer.impl.artifact.kernels().last_kernel
             result.setdefault("rows", []).append(row)
         if "QIMENG" in outputs:
             for name, out in outputs.items():

@@ -141,11 +141,14 @@ class L2Flush:
 
 
 def time_cuda(fn, *, warmup: int = 3, iters: int = 20, flush: L2Flush | None = None) -> dict:
-    """Median and spread of `fn` on the current stream, by CUDA events around each call alone."""
+    """Median and spread of `fn` on the current stream, by CUDA events around each call alone. The
+    GPU spins first (as qimeng_serve.bench.Timer does) so that the host has enqueued the call before
+    the start event fires: the events hold GPU time, not the backend's Python overhead."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(iters):
+        torch.cuda._sleep(1_000_000)
         if flush:
             flush()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
