@@ -247,10 +247,13 @@ struct Consumer {
       CUTE_UNROLL
       for (int c = 0; c < size<1>(o); c += 2) {
         const int col = get<1>(co(r, c));
-        cute::array<T, 2> pair;
+        // 4-byte aligned (col is even, O's rows 16-byte aligned): one 32-bit store, not two 16-bit
+        // ones (a cute::array<T, 2> is only 2-byte aligned, and ptxas split it; the trace of
+        // scripts/sm90_trace.py saw the O store take 4 us of a 31 us CTA)
+        cutlass::AlignedArray<T, 2> pair;
         pair[0] = static_cast<T>(o(r, c) * inv);
         pair[1] = static_cast<T>(o(r, c + 1) * inv);
-        *reinterpret_cast<cute::array<T, 2>*>(out_row + col) = pair;
+        *reinterpret_cast<cutlass::AlignedArray<T, 2>*>(out_row + col) = pair;
       }
     }
   }
