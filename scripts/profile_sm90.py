@@ -4,7 +4,9 @@
     ncu --set full -k regex:qm_ -c 1 python scripts/profile_sm90.py KERNEL --batch 8 --heads 16 --seqlen 2048 --causal
 
 Runs the kernel three times (ncu profiles the launch it is told to) and cuDNN's SDPA once on the same
-inputs (profile it with -k regex:cudnn or by leaving -k out).
+inputs (profile it with -k regex:cudnn or by leaving -k out). A paged prefill kernel
+(paged_prefill_sm90.tl) runs on a vLLM-layout cache with a shuffled block table (--page rows per page),
+Lq = Lk per sequence, as scripts/hopper_check.py benchmarks it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main() -> int:
     ap.add_argument("--seqlen", type=int, default=2048)
     ap.add_argument("--causal", action="store_true")
     ap.add_argument("--cudnn", action="store_true", help="also run cuDNN SDPA once")
+    ap.add_argument("--page", type=int, default=16, help="paged kernels: rows per page")
     args = ap.parse_args()
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -36,6 +39,24 @@ def main() -> int:
     kernel = load_sm90_kernels(args.kernels, names={args.kernel})[args.kernel]
     dt = {"f16": torch.float16, "bf16": torch.bfloat16}[kernel.meta["dtype"]]
     d, hk = kernel.meta["head_dim"], args.heads_kv or args.heads
+    if str(kernel.meta.get("program", "")).startswith("paged_prefill"):
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("hopper_check", REPO / "scripts" / "hopper_check.py")
+        hc = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(hc)
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        seqs = [(args.seqlen, args.seqlen)] * args.batch
+        q, kc, vc, table, cu, seqlens_k = hc.paged_inputs(seqs, hk, args.heads // hk, d, dt, args.page, gen,
+                                                          poison=False)
+        out = torch.empty_like(q)
+        run = hc.prepare_paged(kernel, q, kc, vc, table, cu, seqlens_k, args.seqlen, args.seqlen, causal=args.causal,
+                               out=out)
+        for _ in range(3):
+            run()
+        torch.cuda.synchronize()
+        print("ran", kernel.name, "paged, page", args.page)
+        return 0
     q = torch.randn(args.batch, args.heads, args.seqlen, d, dtype=dt, device="cuda")
     k = torch.randn(args.batch, hk, args.seqlen, d, dtype=dt, device="cuda")
     v = torch.randn_like(k)

@@ -68,6 +68,10 @@ template <class KT> int check() {
     for (int r = 0; r < size<0>(oc); ++r) for (int c = 0; c < size<1>(oc); ++c) {
       if (int(get<0>(oc(r, c))) != int(get<0>(rcc(r, 0)))) { if (bad++ < 33) printf("t%d O row %d differs from S\n", t, r); }
       if (c % 2 == 1 && int(get<1>(oc(r, c))) != int(get<1>(oc(r, c - 1))) + 1) { if (bad++ < 36) printf("O pair\n"); }
+      // the epilogue's quad transpose (Consumer::store_row_16B): pair j at column 8 j + 2 (t % 4)
+      if (c % 2 == 0 && int(get<1>(oc(r, c))) != 8 * (c / 2) + 2 * (t % 4)) {
+        if (bad++ < 39) printf("t%d O col of pair %d: %d\n", t, c / 2, int(get<1>(oc(r, c))));
+      }
     }
   }
   // every row: 4 threads of one quad, every column exactly once
@@ -85,5 +89,7 @@ int main() {
   int bad = check<Traits<bf16, 128, 128, 128, 2, 2, 24, 240>>();
   bad += check<Traits<fp16, 64, 128, 128, 2, 2, 24, 240>>();
   bad += check<Traits<bf16, 256, 128, 64, 2, 2, 24, 240>>();
+  bad += check<Traits<bf16, 64, 192, 96, 3, 3, 24, 160>>();  // the shipped D = 64 and D = 256 tiles
+  bad += check<Traits<fp16, 256, 128, 80, 2, 2, 24, 240>>();
   return bad ? 1 : 0;
 }

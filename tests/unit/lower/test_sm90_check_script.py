@@ -57,3 +57,28 @@ def test_runs_to_a_report_without_a_gpu(tmp_path):
         assert meta["sass"]["HGMMA"] > 0 and meta["sass"]["UTMALDG"] > 0
         assert (kernels / f"{name}.cubin").stat().st_size > 0
     assert "FAILED] environment" in (out / "hopper_check.log").read_text()
+
+
+def test_trace_marks_find_their_places_in_the_shipped_kernel():
+    """scripts/sm90_trace.py inserts its timestamp marks after anchor lines of the generated D = 128
+    kernel: each anchor must match exactly one line, so a lowering change cannot silently move or drop
+    a mark; the marked source includes the trace header and keeps every original line."""
+    spec = importlib.util.spec_from_file_location("sm90_trace", REPO / "scripts" / "sm90_trace.py")
+    trace = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trace)
+    from qimeng_serve.lower.emit_sm90 import lower_sm90
+    from qimeng_serve.spec import AttentionSpec
+    from qimeng_serve.targets import get_target
+    from qimeng_serve.tl.parser import parse_tl_file
+
+    program = parse_tl_file(REPO / "kernels_src" / "tl" / trace.PROGRAM)
+    text = lower_sm90(program, get_target("sm_90"), AttentionSpec("dense_prefill", "bf16", 128, 1, True)).text
+    marked = trace.with_marks(text)
+    assert "#include <qimeng/sm90/trace.cuh>" in marked
+    marks = sorted(int(m) for m in __import__("re").findall(r"trace_mark\((\d+)\)", marked))
+    assert marks == list(range(11))  # every slot the report reads, once
+    kept = [line for line in marked.splitlines() if "trace" not in line]
+    assert kept == [line for line in text.splitlines()]
+    # an anchor that no longer matches is an error, not a missing mark
+    with pytest.raises(SystemExit, match="found 0 times"):
+        trace.with_marks(text.replace("c.normalize_and_store(", "c.store_o("))

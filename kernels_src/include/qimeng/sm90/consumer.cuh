@@ -222,8 +222,12 @@ struct Consumer {
     consumers_sync<KT>();
   }
 
-  // Compute acc = acc / nonzero(l); Copy O[b, h, q0 : q0 + BLOCK_M] <- acc (rows < seqlen_q only),
-  // two neighbouring columns per 4-byte store.
+  // Compute acc = acc / nonzero(l); Copy O[b, h, q0 : q0 + BLOCK_M] <- acc (rows < seqlen_q only).
+  // A thread holds column pairs 8 j + 2 q (q = its lane in the quad that shares the row); a 4 x 4
+  // transpose of 32-bit pairs inside the quad gives each thread 8 neighbouring columns, stored with
+  // one 16-byte store: a quarter of the store instructions of pairwise 4-byte stores, each warp
+  // store writing whole 32-byte sectors (scripts/sm90_trace.py: the O store took 4.1 us of a 31 us
+  // CTA as 16-bit stores, 1.7 us as 32-bit ones). O not 16-byte aligned: 4-byte stores.
   __device__ __forceinline__ void normalize_and_store(TileO& acc, const AttnParams& p, int b, int h, int q0,
                                                       int seqlen_q) {
     using namespace cute;
@@ -231,10 +235,13 @@ struct Consumer {
     auto cO = make_identity_tensor(Shape<typename KT::BM, typename KT::HD>{});
     Tensor tOcO = mma_pv.get_thread_slice(tid).partition_C(cO);
     Tensor co = make_tensor(tOcO.data(), acc_rowcol(tOcO.layout()));
+    static_assert(decltype(size<1>(o))::value == KT::kHeadDim / 4, "a thread holds D / 4 columns of a row");
     // varlen rows (cu_seqlens_q set) start at the sequence's first token of a [tokens, heads, D] O
     T* out = static_cast<T*>(p.o) + h * p.o_head_stride +
              (p.cu_seqlens_q ? static_cast<int64_t>(p.cu_seqlens_q[b]) * p.o_token_stride
                              : static_cast<int64_t>(b) * p.o_batch_stride);
+    const bool wide = (reinterpret_cast<uintptr_t>(out) % 16 == 0) && (p.o_token_stride % 8 == 0);  // CTA-uniform
+    const int q = tid % 4;
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
       float sum = l[r];
@@ -242,20 +249,46 @@ struct Consumer {
       sum += __shfl_xor_sync(0xffffffff, sum, 2);
       const float inv = sum == 0.f ? 1.f : 1.f / sum;
       const int row = q0 + get<0>(co(r, 0));
-      if (row >= seqlen_q) continue;
       T* out_row = out + static_cast<int64_t>(row) * p.o_token_stride;
+      uint32_t word[KT::kHeadDim / 8];  // pair j: columns 8 j + 2 q, 8 j + 2 q + 1
       CUTE_UNROLL
-      for (int c = 0; c < size<1>(o); c += 2) {
-        const int col = get<1>(co(r, c));
-        // 4-byte aligned (col is even, O's rows 16-byte aligned): one 32-bit store, not two 16-bit
-        // ones (a cute::array<T, 2> is only 2-byte aligned, and ptxas split it; the trace of
-        // scripts/sm90_trace.py saw the O store take 4 us of a 31 us CTA)
+      for (int j = 0; j < KT::kHeadDim / 8; ++j) {
         cutlass::AlignedArray<T, 2> pair;
-        pair[0] = static_cast<T>(o(r, c) * inv);
-        pair[1] = static_cast<T>(o(r, c + 1) * inv);
-        *reinterpret_cast<cutlass::AlignedArray<T, 2>*>(out_row + col) = pair;
+        pair[0] = static_cast<T>(o(r, 2 * j) * inv);
+        pair[1] = static_cast<T>(o(r, 2 * j + 1) * inv);
+        word[j] = reinterpret_cast<uint32_t const&>(pair);
+      }
+      if (wide) {
+        CUTE_UNROLL
+        for (int g = 0; g < KT::kHeadDim / 32; ++g) {
+          const uint4 v = quad_transpose(word[4 * g], word[4 * g + 1], word[4 * g + 2], word[4 * g + 3], q);
+          // every lane of the quad took part in the shuffles; only the store is predicated
+          if (row < seqlen_q) *reinterpret_cast<uint4*>(out_row + 32 * g + 8 * q) = v;
+        }
+      } else if (row < seqlen_q) {
+        CUTE_UNROLL
+        for (int j = 0; j < KT::kHeadDim / 8; ++j) *reinterpret_cast<uint32_t*>(out_row + 8 * j + 2 * q) = word[j];
       }
     }
+  }
+
+  // Lane q of a quad holds m[q][k] = a_k (k = 0..3); returns {m[0][q], m[1][q], m[2][q], m[3][q]}.
+  // Two butterfly rounds: across lane bit 1 the pair of k-blocks the partner needs, then across bit 0.
+  __device__ __forceinline__ static uint4 quad_transpose(uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, int q) {
+    const bool qh = q & 2, ql = q & 1;
+    // round 1 (lane ^ 2): keep k-block qh, send the other; get the partner's k-block qh
+    const uint32_t keep0 = qh ? a2 : a0, keep1 = qh ? a3 : a1;
+    const uint32_t got0 = __shfl_xor_sync(0xffffffff, qh ? a0 : a2, 2);
+    const uint32_t got1 = __shfl_xor_sync(0xffffffff, qh ? a1 : a3, 2);
+    // now: keep = m[q][2 qh + 0/1], got = m[q ^ 2][2 qh + 0/1]; this lane's column is c = 2 qh + ql
+    // round 2 (lane ^ 1): send the column-(c ^ 1) values, get m[q ^ 1][c] and m[q ^ 3][c]
+    const uint32_t mine = ql ? keep1 : keep0, mine2 = ql ? got1 : got0;
+    const uint32_t from1 = __shfl_xor_sync(0xffffffff, ql ? keep0 : keep1, 1);
+    const uint32_t from3 = __shfl_xor_sync(0xffffffff, ql ? got0 : got1, 1);
+    // v[s] = m[q ^ s][c] for s = 0..3; the result wants m[t][c] = v[t ^ q]
+    const uint32_t w0 = ql ? from1 : mine, w1 = ql ? mine : from1;   // w[t] = v[t ^ ql]
+    const uint32_t w2 = ql ? from3 : mine2, w3 = ql ? mine2 : from3;
+    return qh ? make_uint4(w2, w3, w0, w1) : make_uint4(w0, w1, w2, w3);
   }
 };
 

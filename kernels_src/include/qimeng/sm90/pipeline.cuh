@@ -174,9 +174,10 @@ struct PagedGather {
   const T* k_head;
   const T* v_head;
   int64_t k_page, k_slot, v_page, v_slot;  // strides in elements
-  // lane i (< kRowsPerWarp) holds the block and the slot of the warp's row i of the current tile;
-  // slot -1: the row is past kv_len (zero-filled)
-  int my_block = 0, my_slot = -1;
+  // lane i (< kRowsPerWarp) holds the address of the warp's row i of the current tile in K and in
+  // V, as integers; bit 0 set: the row is past kv_len (the address is a valid one, nothing is read
+  // from it, the row is zero-filled). Row addresses are 16-byte aligned, so bit 0 is free.
+  uint64_t k_row = 0, v_row = 0;
 
   __device__ __forceinline__ PagedGather(const AttnParams& p, int b, int kv_len_, int h, int ptid)
       : table(p.block_table + static_cast<int64_t>(b) * p.block_table_stride), page(p.page_size),
@@ -186,14 +187,18 @@ struct PagedGather {
         v_head(static_cast<const T*>(p.v) + static_cast<int64_t>(h) * p.v_head_stride), k_page(p.k_batch_stride),
         k_slot(p.k_token_stride), v_page(p.v_batch_stride), v_slot(p.v_token_stride) {}
 
-  // the tile whose first key is row0: one block-table read per lane (its row), shared by K and V
+  // the tile whose first key is row0: one block-table read per lane (its row) and the row's K and V
+  // addresses, computed once here rather than in each of copy()'s 16-byte copies (the producer
+  // warps issue the gather alone: their instruction count per tile bounds the paged kernel)
   __device__ __forceinline__ void seek(int row0) {
-    my_slot = -1;
     if (lane < kRowsPerWarp) {
       const int key = row0 + first_row + lane;
       const int pg = key / page;
-      my_block = table[pg < last_page ? pg : last_page];
-      my_slot = key < kv_len ? key - pg * page : -1;
+      const int64_t block = table[pg < last_page ? pg : last_page];
+      const bool past = key >= kv_len;
+      const int64_t slot = past ? 0 : key - pg * page;
+      k_row = reinterpret_cast<uint64_t>(k_head + block * k_page + slot * k_slot) | uint64_t(past);
+      v_row = reinterpret_cast<uint64_t>(v_head + block * v_page + slot * v_slot) | uint64_t(past);
     }
   }
 
@@ -206,21 +211,20 @@ struct PagedGather {
   }
 
   // warp-wide copies, kRowsPerCopy whole rows each: consecutive lanes read consecutive 16 bytes
-  __device__ __forceinline__ void copy(const T* head, int64_t page_stride, int64_t slot_stride, T* tile) const {
+  __device__ __forceinline__ void copy(uint64_t my_row, T* tile) const {
     const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(tile));
     const int panel_off = (unit / 8) * KT::kBlockN * kRowBytes, u = unit % 8;
 #pragma unroll 4  // fully unrolled, the addresses of 16 copies outgrow the producer's registers
     for (int c = 0; c < kCopies; ++c) {
       const int r = c * kRowsPerCopy + lane / kUnitsPerRow;  // the warp's row this lane copies from
-      const int block = __shfl_sync(0xffffffff, my_block, r);
-      const int slot = __shfl_sync(0xffffffff, my_slot, r);
+      const uint64_t at = __shfl_sync(0xffffffff, my_row, r);
+      const T* src = reinterpret_cast<const T*>(at & ~uint64_t(1)) + unit * 8;
       const int row = first_row + r;
-      const T* src = head + block * page_stride + (slot < 0 ? 0 : slot) * slot_stride + unit * 8;
-      cp_async_16(base + panel_off + row * kRowBytes + ((u ^ (row & 7)) << 4), src, slot < 0 ? 0 : 16);
+      cp_async_16(base + panel_off + row * kRowBytes + ((u ^ (row & 7)) << 4), src, (at & 1) ? 0 : 16);
     }
   }
-  __device__ __forceinline__ void copy_k(T* tile) const { copy(k_head, k_page, k_slot, tile); }
-  __device__ __forceinline__ void copy_v(T* tile) const { copy(v_head, v_page, v_slot, tile); }
+  __device__ __forceinline__ void copy_k(T* tile) const { copy(k_row, tile); }
+  __device__ __forceinline__ void copy_v(T* tile) const { copy(v_row, tile); }
 };
 
 // A gathered stage is complete once this thread's copies landed: order them for the GMMAs (async
