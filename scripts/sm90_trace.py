@@ -17,6 +17,7 @@ and the next CTA's start (what a new CTA costs), for B x H x Lq with several key
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -130,7 +131,7 @@ def run(registry: Path, batch: int, heads: int, seqlen_q: int, seqlens_k: list[i
         gaps = []
         for spans in by_sm.values():
             spans.sort()
-            gaps += [(nxt[0] - cur[1]) / 1e3 for cur, nxt in zip(spans, spans[1:])]
+            gaps += [(nxt[0] - cur[1]) / 1e3 for cur, nxt in itertools.pairwise(spans)]
         gaps.sort()
         if gaps:
             g = {"median": statistics.median(gaps), "p10": gaps[len(gaps) // 10], "p90": gaps[9 * len(gaps) // 10]}
