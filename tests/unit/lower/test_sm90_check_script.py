@@ -59,26 +59,68 @@ def test_runs_to_a_report_without_a_gpu(tmp_path):
     assert "FAILED] environment" in (out / "hopper_check.log").read_text()
 
 
-def test_trace_marks_find_their_places_in_the_shipped_kernel():
-    """scripts/sm90_trace.py inserts its timestamp marks after anchor lines of the generated D = 128
-    kernel: each anchor must match exactly one line, so a lowering change cannot silently move or drop
-    a mark; the marked source includes the trace header and keeps every original line."""
+def load_trace():
     spec = importlib.util.spec_from_file_location("sm90_trace", REPO / "scripts" / "sm90_trace.py")
     trace = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(trace)
+    return trace
+
+
+@pytest.mark.parametrize("d, persistent", [(128, False), (64, True)])
+def test_trace_marks_find_their_places_in_the_shipped_kernel(d, persistent):
+    """scripts/sm90_trace.py inserts its timestamp marks after anchor lines of a generated kernel (the
+    shipped program: one tile per CTA at D = 128, tiles=persistent at D = 64). Each anchor must match
+    exactly one line, so a lowering change cannot silently move or drop a mark; the marked source
+    includes the trace header, keeps every original line, and indexes a persistent kernel's rows by
+    tile."""
+    import re
+
     from qimeng_serve.lower.emit_sm90 import lower_sm90
     from qimeng_serve.spec import AttentionSpec
     from qimeng_serve.targets import get_target
     from qimeng_serve.tl.parser import parse_tl_file
 
+    trace = load_trace()
     program = parse_tl_file(REPO / "kernels_src" / "tl" / trace.PROGRAM)
-    text = lower_sm90(program, get_target("sm_90"), AttentionSpec("dense_prefill", "bf16", 128, 1, True)).text
+    text = lower_sm90(program, get_target("sm_90"), AttentionSpec("dense_prefill", "bf16", d, 1, True)).text
+    assert trace.is_persistent(text) == persistent
     marked = trace.with_marks(text)
     assert "#include <qimeng/sm90/trace.cuh>" in marked
-    marks = sorted(int(m) for m in __import__("re").findall(r"trace_mark\((\d+)\)", marked))
-    assert marks == list(range(11))  # every slot the report reads, once
+    marks = sorted(int(m) for m in re.findall(r"trace_mark\((\d+)", marked))
+    assert marks == list(range(1 if persistent else 0, 11))  # every slot the report reads, once
+    rows = set(re.findall(r"trace_mark\(\d+, ([^)]+)\)", marked))
+    assert rows == ({"tile_t"} if persistent else {"-1"})
     kept = [line for line in marked.splitlines() if "trace" not in line]
-    assert kept == [line for line in text.splitlines()]
+    assert kept == text.splitlines()
     # an anchor that no longer matches is an error, not a missing mark
     with pytest.raises(SystemExit, match="found 0 times"):
         trace.with_marks(text.replace("c.normalize_and_store(", "c.store_o("))
+
+
+def test_trace_analysis_of_one_tile_ctas_and_of_persistent_tiles():
+    """The report's arithmetic on hand-made rows (ns): intervals between marks, and the cost between
+    tiles, per SM for one-tile CTAs and per CTA for a persistent kernel."""
+    trace = load_trace()
+
+    def row(t0, sm, cta, q_issued=None):
+        r = [0] * 32
+        marks = {0: t0, 1: q_issued if q_issued is not None else t0 + 100, 2: t0 + 1000, 3: t0 + 1500,
+                 4: t0 + 2200, 5: t0 + 9000, 9: t0 + 9100, 10: t0 + 9500, 7: t0 + 10300, 8: t0 + 10500}
+        for slot, ns in marks.items():
+            r[slot] = ns
+        r[trace.SLOT_SM], r[trace.SLOT_CTA] = sm, cta
+        return r
+
+    # two CTAs on SM 3 (the second starts 400 ns after the first's last store), one on SM 4
+    grid = trace.analyse([row(0, 3, 0), row(10900, 3, 1), row(50, 4, 2)], persistent=False)
+    assert grid["intervals_us"]["Q landed after CTA start"]["median"] == 1.0
+    assert grid["intervals_us"]["normalise and store O"]["median"] == pytest.approx(0.8)
+    assert grid["between_tiles_us"]["median"] == pytest.approx(0.4)
+    assert grid["span_us"] == (10900 + 10500) / 1e3
+    # persistent: CTA 7 runs two tiles; the second's Q was loaded during the first (ready 200 ns
+    # before the first tile's last store), so the cost between them is negative
+    first = row(0, 5, 7)
+    second = row(9300, 5, 7, q_issued=8000)  # Q there at 10300, the first tile's last store at 10500
+    pers = trace.analyse([first, second], persistent=True)
+    assert pers["intervals_us"]["Q landed after its copy was issued"]["median"] == pytest.approx(1.6)
+    assert pers["between_tiles_us"]["median"] == pytest.approx(-0.2)
