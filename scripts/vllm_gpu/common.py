@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # qimeng_serve from the checkout (the GPU machine has no install)
 
+from qimeng_serve.bench import Timer  # noqa: E402  (after the checkout is on the path)
+
 # rel L2 / max abs limits against an fp32 SDPA reference on the same rounded inputs
 TOLERANCE = {torch.float16: (3e-3, 2e-2), torch.bfloat16: (1.5e-2, 8e-2)}
 
@@ -148,7 +150,7 @@ def time_cuda(fn, *, warmup: int = 3, iters: int = 20, flush: L2Flush | None = N
         fn()
     times = []
     for _ in range(iters):
-        torch.cuda._sleep(1_000_000)
+        torch.cuda._sleep(Timer.SPIN_CYCLES)
         if flush:
             flush()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

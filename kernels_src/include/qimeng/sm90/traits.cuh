@@ -8,8 +8,8 @@
 #pragma once
 // GMMA atoms of every N (8..256 in steps of 8), not only the powers of two and 96 / 192: without it
 // CuTe's selector splits a BLOCK_N of 80 or 176 into 64 x 16 atoms (five or eleven times the GMMA
-// instructions for the same work). It must come before the first CuTe header: fa3.cuh defines it
-// first; the static_asserts below catch a build that missed it.
+// instructions for the same work). It must come before the first CuTe header, so the umbrella
+// fa3.cuh includes this file first; the static_asserts below catch a build that missed it.
 #ifndef CUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED
 #define CUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED
 #endif
