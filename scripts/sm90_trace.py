@@ -3,13 +3,14 @@
 timestamps at chosen points (qimeng/sm90/trace.cuh), from a diagnostic build of a dense program with
 marks inserted into its generated source. Not a shipped kernel: the marks add a few stores per tile.
 
-    python scripts/sm90_trace.py build [--out registry-trace] [--program TL] [--head-dim 128]   # here
+    python scripts/sm90_trace.py build [--out registry-trace] [--program TL | --variant NAME] [--head-dim 128]   # here
     python scripts/sm90_trace.py run --registry registry-trace [--json trace.json]   # on an H100/H200
 
 Marks (thread 0 of the producer; threads 0 and 128 of the consumers, i.e. warpgroups 0 and 1):
   0 CTA start (producer; one-tile CTAs only)   1 Q's copy issued   2 WG0 has Q   3 WG0 first S = Q K^T done
   4 WG0 first softmax done     5 WG0 KV loop done       6 WG1 has Q              7 WG0 O stored
   8 WG1 O stored               9 WG0 has the last V     10 WG0 last O += P V done
+  11 WG0 took the tile from the producer (tiles=persistent)
 Printed: the median of each interval, and the cost between tiles: one-tile CTAs, per SM, from a CTA's
 last store to the next CTA's start; a persistent kernel, per CTA, from a tile's last store to the next
 tile's Q being there. For B x H x Lq with several key lengths, non-causal.
@@ -40,6 +41,7 @@ MARKS = (
     (("// the last tile's O += P V", ""), "if (c.tid == 0) qm::sm90::trace_mark(5, {row});"),
     (("qm::sm90::wait_full(sm.v_full", ": Wait sV"), "if (c.tid == 0) qm::sm90::trace_mark(9, {row});"),
     (("c.gemm_pv(acc, P, sm, ps_v.stage);", ""), "if (c.tid == 0) qm::sm90::trace_mark(10, {row});"),
+    (("if (tile_t < 0) break;", ""), "if (c.tid == 0) qm::sm90::trace_mark(11, {row});"),
     (("c.normalize_and_store(", ""),
      "if (c.tid == 0) qm::sm90::trace_mark(7, {row}); if (c.tid == 128) qm::sm90::trace_mark(8, {row});"),
 )
@@ -58,6 +60,8 @@ def with_marks(text: str) -> str:
     for (contains, ends), insert in MARKS:
         if persistent and "trace_mark(0)" in insert:
             continue  # a persistent CTA runs many tiles: its start is no tile's
+        if not persistent and "trace_mark(11" in insert:
+            continue  # one tile per CTA: nothing is taken from the producer
         hits = [i for i, line in enumerate(lines) if contains in line and line.endswith(ends)]
         if len(hits) != 1:
             raise SystemExit(f"anchor {contains!r} found {len(hits)} times in the generated source")
@@ -68,7 +72,18 @@ def with_marks(text: str) -> str:
     return text.replace("#include <qimeng/sm90/fa3.cuh>", "#include <qimeng/sm90/fa3.cuh>\n#include <qimeng/sm90/trace.cuh>")
 
 
-def build(out: Path, dtype: str, head_dim: int, program: Path) -> None:
+def variant_source(name: str, tmp: Path) -> tuple[Path, int, dict]:
+    """A variant of scripts/sm90_variants.py: its TL program (written into tmp), head size and macros."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from sm90_variants import TL_DIR, VARIANTS, variant_text
+
+    program, head_dim, overrides, defines, _ = VARIANTS[name]
+    tl = tmp / f"{Path(program).stem}_v_{name}.tl"
+    tl.write_text(variant_text((TL_DIR / program).read_text(), name, head_dim, overrides))
+    return tl, head_dim, defines
+
+
+def build(out: Path, dtype: str, head_dim: int, program: Path, defines: dict | None = None) -> None:
     from dataclasses import replace
 
     from qimeng_serve.build.toolchain import KERNELS_INCLUDE, find_toolchain
@@ -82,7 +97,8 @@ def build(out: Path, dtype: str, head_dim: int, program: Path) -> None:
     path = program if program.is_absolute() else KERNELS_INCLUDE.parent / "tl" / program
     source = lower_sm90(parse_tl_file(path), get_target("sm_90"), AttentionSpec("dense_prefill", dtype, head_dim, 1, True),
                         source_name=str(path))
-    source = replace(source, text=with_marks(source.text))
+    head = "".join(f"#define {k} {v}\n" for k, v in (defines or {}).items())
+    source = replace(source, text=head + with_marks(source.text))
     result = compile_sm90(source, toolchain)
     entry = source.entries[0]
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +106,7 @@ def build(out: Path, dtype: str, head_dim: int, program: Path) -> None:
     (out / f"{entry.name}.cu").write_text(source.text)
     meta = {"program": path.name, "persistent": is_persistent(source.text), "dtype": dtype, "head_dim": head_dim, "softcap": 0.0, "threads": entry.threads,
             "grid": entry.grid, "smem_bytes": entry.smem_bytes, "abi": entry.abi, "tensor_maps": entry.tensor_maps,
-            "params": source.params, "nvcc_flags": result.flags, "trace": True}
+            "params": source.params, "nvcc_flags": result.flags, "trace": True, "defines": defines or {}}
     (out / "index.json").write_text(json.dumps({"schema": "qimeng-sm90a-kernels/1", "arch": "sm_90a",
                                                 "kernels": {entry.name: meta}}, indent=2) + "\n")
     print(f"built {entry.name} with trace marks into {out}")
@@ -110,7 +126,8 @@ def analyse(rows: list[list[int]], persistent: bool) -> dict:
     out = {"rows": len(rows), "intervals_us": {}}
     first = ("Q landed after its copy was issued", 1, 2) if persistent else ("Q landed after CTA start", 0, 2)
     whole = ("Q there to last store", 2, 8) if persistent else ("CTA start to last store", 0, 8)
-    for name, a, b in (first, *INTERVALS, whole):
+    waits = (("Q wait after WG0 took the tile", 11, 2),) if persistent else ()
+    for name, a, b in (first, *waits, *INTERVALS, whole):
         out["intervals_us"][name] = spread([(r[b] - r[a]) / 1e3 for r in rows])
     # between tiles: per SM (one-tile CTAs: last store to the next CTA's start) or per CTA (persistent:
     # a tile's last store to the next tile's Q being there)
@@ -124,7 +141,15 @@ def analyse(rows: list[list[int]], persistent: bool) -> dict:
         gaps += [(nxt[0] - cur[1]) / 1e3 for cur, nxt in itertools.pairwise(spans)]
     if gaps:
         out["between_tiles_us"] = spread(gaps)
-    out["span_us"] = (max(r[8] for r in rows) - min(r[start] for r in rows)) / 1e3
+    t0 = min(r[start] for r in rows)
+    out["span_us"] = (max(r[8] for r in rows) - t0) / 1e3
+    # when each CTA (persistent) or SM (one-tile CTAs) stored its last O, from the first start: a wide
+    # spread is a tail of idle SMs (imbalance), which no per-tile interval shows
+    done = sorted((max(end for _, end in spans) - t0) / 1e3 for spans in groups.values())
+    out["last_store_per_worker_us"] = {"min": done[0], "median": statistics.median(done), "max": done[-1]}
+    # the share of (workers x span) spent inside a tile (start to last store)
+    busy = sum(end - begin for spans in groups.values() for begin, end in spans) / 1e3
+    out["busy_share"] = busy / (len(groups) * out["span_us"])
     return out
 
 
@@ -165,7 +190,10 @@ def run(registry: Path, batch: int, heads: int, seqlen_q: int, seqlens_k: list[i
         if "between_tiles_us" in result:
             show("tile's last store to the next tile's Q" if persistent else "last store to next CTA start",
                  result["between_tiles_us"])
-        print(f"  first to last timestamp {result['span_us']:.0f} us")
+        w = result["last_store_per_worker_us"]
+        print(f"  first to last timestamp {result['span_us']:.0f} us; last store per {'CTA' if persistent else 'SM'}: "
+              f"min {w['min']:.0f}, median {w['median']:.0f}, max {w['max']:.0f} us; "
+              f"busy share {result['busy_share']:.3f}")
         report["runs"].append(result)
     if out_json:
         out_json.write_text(json.dumps(report, indent=2) + "\n")
@@ -179,6 +207,7 @@ def main() -> int:
     b.add_argument("--dtype", default="bf16")
     b.add_argument("--head-dim", type=int, default=128)
     b.add_argument("--program", type=Path, default=Path(PROGRAM), help="a dense TL program (kernels_src/tl or a path)")
+    b.add_argument("--variant", help="a variant of scripts/sm90_variants.py instead of --program (its head size too)")
     r = sub.add_parser("run")
     r.add_argument("--registry", type=Path, default=REPO / "registry-trace")
     r.add_argument("--batch", type=int, default=8)
@@ -188,7 +217,14 @@ def main() -> int:
     r.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.cmd == "build":
-        build(args.out, args.dtype, args.head_dim, args.program)
+        if args.variant:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                tl, head_dim, defines = variant_source(args.variant, Path(tmp))
+                build(args.out, args.dtype, head_dim, tl, defines)
+        else:
+            build(args.out, args.dtype, args.head_dim, args.program)
     else:
         run(args.registry, args.batch, args.heads, args.seqlen_q, [int(x) for x in args.seqlens_k.split(",")], args.json)
     return 0

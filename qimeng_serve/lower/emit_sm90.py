@@ -31,6 +31,8 @@ WARPGROUP_THREADS = 128
 SWIZZLE_ALIGN = 1024
 BARRIER_BYTES = 8
 KERNEL_ABI = "attn_params+tma_descs"  # (const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs tma)
+# tiles=persistent: a third parameter, `int* tile_counter`, one int zeroed before each launch (scheduler.cuh)
+PERSISTENT_ABI = "attn_params+tma_descs+tile_counter"
 _CPP_DTYPE = {"f16": "qm::sm90::fp16", "bf16": "qm::sm90::bf16"}
 
 
@@ -82,7 +84,7 @@ def lower_sm90(program: ast.Program, target: Target, spec: AttentionSpec, source
 def smem_bytes(head_dim: int, block_m: int, block_n: int, stages: int) -> int:
     """sizeof(qm::sm90::SharedStorage<KT>) + 1024 (aligning dynamic shared memory by hand)."""
     tiles = 2 * head_dim * (block_m + 2 * stages * block_n)
-    barriers = BARRIER_BYTES * (2 + 4 * stages)
+    barriers = BARRIER_BYTES * (2 + 4 * stages + 4) + 2 * 4  # Q, K/V stages, tile slots; the two tile numbers
     return -(-(tiles + barriers) // SWIZZLE_ALIGN) * SWIZZLE_ALIGN + SWIZZLE_ALIGN
 
 
@@ -123,9 +125,13 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     threads = WARPGROUP_THREADS * (wgs + 1)
     smem = smem_bytes(d, bm, bn, stages)
     kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}>")
+    if shape.persistent and shape.paged:
+        raise refuse(k, "tiles=persistent claims tiles from one producer thread; the paged producers run a whole "
+                      "warp or warpgroup", "use tiles=grid for paged prefill")
+    counter = ", int* const tile_counter" if shape.persistent else ""
     out = [f"// ---- kernel {k.name} (TL line {k.span.line}): {threads} threads = 1 producer + {wgs} consumer warpgroups",
            f"extern \"C\" __global__ void __launch_bounds__({threads}, 1) {name}(const qm::AttnParams p, "
-           "const __grid_constant__ qm::sm90::TmaDescs tma) {",
+           f"const __grid_constant__ qm::sm90::TmaDescs tma{counter}) {{",
            f"  using KT = {kt};",
            f"  static_assert(qm::sm90::smem_bytes<KT>() == {smem}, \"launch metadata and building blocks disagree on "
            "shared memory\");"]
@@ -139,14 +145,12 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     grid = "grid (" + ", ".join(f"{g.name} : {print_expr(g.extent)}" for g in k.grid) + ")"
     extents = [scope.cpp(g.extent) for g in k.grid]
     if shape.persistent:
-        out += [f"  // {grid} with tiles=persistent: one CTA per SM walks the tiles, the last query blocks first",
-                f"  const qm::sm90::TileScheduler tiles({extents[0]}, {extents[1]}, {extents[2]}, p.max_seqlen_k, "
-                f"{d} * 2);",
-                "  const int tile_first = blockIdx.x, tile_step = gridDim.x;"]
+        # the TileScheduler is declared in each role where it is used (sm90_plan.tile_head)
+        shape.tiles_args = f"{extents[0]}, {extents[1]}, {extents[2]}, p.max_seqlen_k, {d} * 2, p.causal"
+        out += [f"  // {grid} with tiles=persistent: one CTA per SM; its producer claims tiles from tile_counter"]
     else:
         out += [f"  // {grid}: one CTA per tile",
-                "  const qm::sm90::GridTile tiles;",
-                "  const int tile_first = 0, tile_step = 1;"]
+                "  const qm::sm90::GridTile tiles;"]
     out += emit_producer(plan, scope, shape)
     out += emit_consumer(plan, scope, spec, shape)
     out.append("}")
@@ -155,5 +159,6 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
         launch_grid = [f"min(num_sms, ({formulas[0]}) * ({formulas[1]}) * ({formulas[2]}))"]
     else:
         launch_grid = formulas
-    entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps={"q": bm, "k": bn, "v": bn})
+    entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps={"q": bm, "k": bn, "v": bn},
+                      abi=PERSISTENT_ABI if shape.persistent else KERNEL_ABI)
     return out, entry

@@ -79,14 +79,19 @@ GOLDEN_SM90 = (
 
 
 def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 128, 256), softcap: float = 0.0,
-                       toolchain: Toolchain | None = None, programs=None, progress=None) -> dict:
+                       toolchain: Toolchain | None = None, programs=None, progress=None,
+                       defines: dict[str, str] | None = None) -> dict:
     """Lower and compile each Hopper dense prefill program (kernels_src/tl, GOLDEN_SM90 by default)
     for each dtype x head size into out_dir: `<entry>.cubin`, `<entry>.cu` and `index.json` (launch
     metadata, ptxas report, SASS opcode counts). programs: (TL file, dtypes, head sizes) triples, None
     meaning all of `dtypes` / `head_dims`.
 
-    Causal or not, GQA ratio and lengths are run-time arguments, so one kernel per dtype x head size."""
+    Causal or not, GQA ratio and lengths are run-time arguments, so one kernel per dtype x head size.
+    defines: macros set before the building blocks are included (diagnostic builds only, e.g. the
+    persistent scheduler's QM_SM90_L2_GROUP_BYTES); recorded in the index."""
+    import hashlib
     import json
+    from dataclasses import replace
 
     from qimeng_serve.build.toolchain import KERNELS_INCLUDE, find_toolchain
     from qimeng_serve.lower.emit_sm90 import lower_sm90
@@ -110,6 +115,10 @@ def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 
         for dtype, d in ((dt, hd) for dt in kinds for hd in dims):
             spec = AttentionSpec(program.op or "dense_prefill", dtype, d, 1, True, softcap=softcap)
             source = lower_sm90(program, target, spec, source_name=str(path))
+            if defines:
+                head = "".join(f"#define {k} {v}\n" for k, v in defines.items())
+                source = replace(source, text=head + source.text,
+                                 sha256=hashlib.sha256((head + source.text).encode()).hexdigest())
             result = compile_sm90(source, toolchain, keep_dir=out_dir)
             entry = source.entries[0]
             res = result.resources.get(entry.name)
@@ -118,7 +127,7 @@ def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 
                 "program": path.name, "dtype": dtype, "head_dim": d, "softcap": softcap, "threads": entry.threads, "grid": entry.grid,
                 "smem_bytes": entry.smem_bytes, "abi": entry.abi, "tensor_maps": entry.tensor_maps,
                 "params": source.params, "tl_sha256": source.tl_sha256, "source_sha256": source.sha256,
-                "nvcc_flags": result.flags,
+                "nvcc_flags": result.flags, **({"defines": dict(defines)} if defines else {}),
                 "ptxas": None if res is None else {"registers": res.registers, "stack": res.stack,
                                                   "spill_stores": res.spill_stores, "spill_loads": res.spill_loads},
                 "sass": opcode_counts(sass_text(result.cubin, toolchain)) if toolchain.cuobjdump else {},

@@ -21,6 +21,7 @@ from qimeng_serve.lower.sm90_plan import (
     role_text,
     seqlen_q_of,
     tile_head,
+    tile_tail,
 )
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.tl import ast
@@ -75,7 +76,10 @@ def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         f"    if ({who}) {{",
         f"      {leader}qm::sm90::prefetch_tma_descs(tma);",
         "      qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
-        *tile_head(plan, scope, "      "),
+        *tile_head(plan, scope, "      ", shape, "producer"),
+        *([f"        {leader}qm::sm90::prefetch_q<KT>(tma, qm::sm90::q_row(p, {b}, {scope.cpp(rows.lo)}), "
+           f"{scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}));  // into L2 while sQ is still in use"]
+          if shape.persistent else []),
         f"        // {_tl(plan.q_copy)} (varlen rows: from the sequence's first token; once the last tile's Q is "
         "released)",
         f"        {leader}qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, {scope.cpp(rows.lo)}), "
@@ -90,6 +94,7 @@ def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         "          ps_v.advance();",
         "        }",
         "      }",
+        *tile_tail(shape, "producer", "      "),
         "    }",
     ]
 
@@ -110,7 +115,7 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
         "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
         "    if (qm::sm90::producer_leader()) qm::sm90::prefetch_tma_descs(tma);",
         "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
-        *tile_head(plan, scope, "    "),
+        *tile_head(plan, scope, "    ", shape, "producer"),
         f"      // {_tl(plan.q_copy)} (varlen rows: from the sequence's first token)",
         f"      if (qm::sm90::producer_leader()) qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, "
         f"{scope.cpp(rows.lo)}), {scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
@@ -177,7 +182,7 @@ def emit_consumer(plan: Plan, scope: Scope, spec: AttentionSpec, shape: Shape) -
                  "turns issuing their GEMMs",
                  "    turn.start();"]
     head += [
-        *tile_head(plan, scope, "    "),
+        *tile_head(plan, scope, "    ", shape, "consumer"),
         "      c.reset();  // m (init=-inf), l (init=0)",
         "      auto acc = c.alloc_acc();  // init=0",
         f"      // {print_expr(mask)}",

@@ -17,7 +17,8 @@ from qimeng_serve.errors import QimengError
 from qimeng_serve.runtime.abi import AttnParams
 from qimeng_serve.runtime.formula import evaluate
 from qimeng_serve.runtime.loader import check, driver, num_sms
-from qimeng_serve.runtime.tma_sm90 import dense_descs, launch_args
+from qimeng_serve.runtime.launch import PERSISTENT_ABI
+from qimeng_serve.runtime.tma_sm90 import dense_descs, launch_args, zeroed_tile_counter
 
 LOG2E = 1.4426950408889634
 _TORCH = {"f16": "float16", "bf16": "bfloat16"}
@@ -77,8 +78,11 @@ class Sm90Kernel:
         grid = [evaluate(f, sizes) for f in self.meta["grid"]] + [1, 1]
         if min(grid[:3]) <= 0:
             return
-        args, _keep = launch_args(params, descs)  # _keep: both parameters stay alive through the launch call
-        handle = (stream or torch.cuda.current_stream()).cuda_stream
+        stream = stream or torch.cuda.current_stream()
+        counter = zeroed_tile_counter(stream) if self.meta.get("abi") == PERSISTENT_ABI else None
+        # _keep: the parameters stay alive through the launch call
+        args, _keep = launch_args(params, descs, None if counter is None else counter.data_ptr())
+        handle = stream.cuda_stream
         check(drv.cuLaunchKernel(self.function, grid[0], grid[1], grid[2], self.meta["threads"], 1, 1,
                                  self.meta["smem_bytes"], drv.CUstream(handle), ctypes.addressof(args), 0),
               f"launching {self.name}")

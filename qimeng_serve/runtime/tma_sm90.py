@@ -195,7 +195,22 @@ def encode_descs(maps, tensors, kv_cache: dict | None = None) -> TmaDescs:
 KV_MAP_CACHE_SIZE = 1024  # two per layer: room for any model's KV cache tensors
 
 
-def launch_args(params: AttnParams, descs: TmaDescs):
-    """The kernelParams array for cuLaunchKernel: pointers to the two parameters, kept alive together."""
-    args = (ctypes.c_void_p * 2)(ctypes.addressof(params), ctypes.addressof(descs))
-    return args, (params, descs)
+def launch_args(params: AttnParams, descs: TmaDescs, tile_counter: int | None = None):
+    """The kernelParams array for cuLaunchKernel: pointers to the two parameters (three with a
+    persistent kernel's tile counter, a device address), kept alive together."""
+    if tile_counter is None:
+        args = (ctypes.c_void_p * 2)(ctypes.addressof(params), ctypes.addressof(descs))
+        return args, (params, descs)
+    counter = ctypes.c_void_p(tile_counter)
+    args = (ctypes.c_void_p * 3)(ctypes.addressof(params), ctypes.addressof(descs), ctypes.addressof(counter))
+    return args, (params, descs, counter)
+
+
+def zeroed_tile_counter(stream):
+    """A persistent kernel's tile counter (scheduler.cuh): one int32, zeroed on the launch's (torch)
+    stream, its own per launch (so launches on other streams never share one). The tensor must stay
+    alive until the launch is enqueued; the caching allocator orders its reuse on that stream."""
+    import torch
+
+    with torch.cuda.stream(stream):
+        return torch.zeros(1, dtype=torch.int32, device=stream.device)

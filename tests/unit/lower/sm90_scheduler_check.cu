@@ -1,6 +1,7 @@
 // Host check of qm::sm90::TileScheduler (tiles=persistent): for grids of many shapes, the walk
 // t = 0 .. count-1 visits every (m_block, head, batch) tile exactly once; inside an L2 group of
-// heads, query blocks come last-first (the longest causal tiles first); a group's K/V fits in L2.
+// heads, query blocks come last-first (the longest causal tiles first); a group's K/V fits in L2;
+// not causal, the groups are one (head, batch) each (its query blocks consecutive).
 #include <qimeng/sm90/scheduler.cuh>
 #include <cstdio>
 #include <vector>
@@ -9,8 +10,9 @@ int main() {
   int bad = 0, grids = 0;
   const int kv_row_bytes[] = {64 * 2, 128 * 2, 256 * 2};
   for (int m_blocks : {1, 3, 8, 128}) for (int heads : {1, 5, 16, 64}) for (int batch : {1, 2, 7})
-    for (int kv_len : {1, 1000, 16384, 131072}) for (int rb : kv_row_bytes) {
-      qm::sm90::TileScheduler s(m_blocks, heads, batch, kv_len, rb);
+    for (int kv_len : {1, 1000, 16384, 131072}) for (int rb : kv_row_bytes) for (bool causal : {true, false}) {
+      qm::sm90::TileScheduler s(m_blocks, heads, batch, kv_len, rb, causal);
+      if (!causal && s.group != 1 && bad++ < 5) printf("not causal: groups of %d heads\n", s.group);
       ++grids;
       if (s.count != m_blocks * heads * batch) { ++bad; continue; }
       std::vector<int> seen(s.count, 0);

@@ -87,7 +87,8 @@ def test_trace_marks_find_their_places_in_the_shipped_kernel(d, persistent):
     marked = trace.with_marks(text)
     assert "#include <qimeng/sm90/trace.cuh>" in marked
     marks = sorted(int(m) for m in re.findall(r"trace_mark\((\d+)", marked))
-    assert marks == list(range(1 if persistent else 0, 11))  # every slot the report reads, once
+    # every slot the report reads, once: 0 (CTA start) for one-tile CTAs, 11 (tile taken) for persistent ones
+    assert marks == (list(range(1, 12)) if persistent else list(range(0, 11)))
     rows = set(re.findall(r"trace_mark\(\d+, ([^)]+)\)", marked))
     assert rows == ({"tile_t"} if persistent else {"-1"})
     kept = [line for line in marked.splitlines() if "trace" not in line]
@@ -117,6 +118,10 @@ def test_trace_analysis_of_one_tile_ctas_and_of_persistent_tiles():
     assert grid["intervals_us"]["normalise and store O"]["median"] == pytest.approx(0.8)
     assert grid["between_tiles_us"]["median"] == pytest.approx(0.4)
     assert grid["span_us"] == (10900 + 10500) / 1e3
+    # SM 4 finished at 10.55 us, SM 3 at 21.4; inside tiles 10.5 + 10.5 + 10.5 of 2 x 21.4 us
+    assert grid["last_store_per_worker_us"] == {"min": pytest.approx(10.55), "median": pytest.approx((10.55 + 21.4) / 2),
+                                                "max": pytest.approx(21.4)}
+    assert grid["busy_share"] == pytest.approx(3 * 10.5 / (2 * 21.4))
     # persistent: CTA 7 runs two tiles; the second's Q was loaded during the first (ready 200 ns
     # before the first tile's last store), so the cost between them is negative
     first = row(0, 5, 7)

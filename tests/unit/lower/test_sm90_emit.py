@@ -7,7 +7,7 @@ import pytest
 from qimeng_serve.errors import TLCheckError
 from qimeng_serve.lower.cexpr import LoweringError
 from qimeng_serve.lower.emit import Entry
-from qimeng_serve.lower.emit_sm90 import KERNEL_ABI, lower_sm90, smem_bytes
+from qimeng_serve.lower.emit_sm90 import KERNEL_ABI, PERSISTENT_ABI, lower_sm90, smem_bytes
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import get_target
 from qimeng_serve.tl.parser import parse_tl
@@ -24,11 +24,12 @@ def lowered(text=SM90, dtype="bf16", d=128, **kw):
     return lower_sm90(parse_tl(text), SM90_TARGET, AttentionSpec("dense_prefill", dtype, d, **kw))
 
 
-# per head size: BLOCK_M, BLOCK_N, consumer warpgroups, their registers (the shipped program's params)
-@pytest.mark.parametrize("d, block_m, block_n, wgs, regs", [(64, 192, 96, 3, 160), (128, 128, 128, 2, 240),
-                                                          (256, 128, 80, 2, 240)])
+# per head size: BLOCK_M, BLOCK_N, consumer warpgroups, the producer's and the consumers' registers
+# (the shipped program's params)
+@pytest.mark.parametrize("d, block_m, block_n, wgs, p_regs, regs", [(64, 192, 96, 3, 32, 160), (128, 128, 128, 2, 40, 232),
+                                                                  (256, 128, 80, 2, 24, 240)])
 @pytest.mark.parametrize("dtype", ["f16", "bf16"])
-def test_golden_lowers_for_each_head_size(d, dtype, block_m, block_n, wgs, regs):
+def test_golden_lowers_for_each_head_size(d, dtype, block_m, block_n, wgs, p_regs, regs):
     src = lowered(dtype=dtype, d=d)
     (entry,) = src.entries
     assert isinstance(entry, Entry) and entry.abi == KERNEL_ABI
@@ -37,13 +38,13 @@ def test_golden_lowers_for_each_head_size(d, dtype, block_m, block_n, wgs, regs)
     assert entry.tensor_maps == {"q": block_m, "k": block_n, "v": block_n}
     assert entry.smem_bytes == smem_bytes(d, block_m, block_n, 2) <= SM90_TARGET.smem_optin_max
     cpp = {"f16": "fp16", "bf16": "bf16"}[dtype]
-    assert f"qm::sm90::Traits<qm::sm90::{cpp}, {d}, {block_m}, {block_n}, 2, {wgs}, 24, {regs}>" in src.text
+    assert f"qm::sm90::Traits<qm::sm90::{cpp}, {d}, {block_m}, {block_n}, 2, {wgs}, {p_regs}, {regs}>" in src.text
     assert f"static_assert(qm::sm90::smem_bytes<KT>() == {entry.smem_bytes}" in src.text
 
 
 @pytest.mark.parametrize("d, persistent, pingpong, overlap, traits", [
-    (64, True, False, True, "64, 192, 96, 3, 3, 24, 160"),
-    (128, False, True, True, "128, 128, 128, 3, 2, 24, 240"),
+    (64, True, False, True, "64, 192, 96, 3, 3, 32, 160"),
+    (128, True, True, True, "128, 128, 128, 3, 2, 40, 232"),
     (256, False, False, True, "256, 128, 80, 2, 2, 24, 240"),
 ])
 def test_shipped_program_picks_its_schedule_per_head_size(d, persistent, pingpong, overlap, traits):
@@ -52,6 +53,8 @@ def test_shipped_program_picks_its_schedule_per_head_size(d, persistent, pingpon
     assert f"qm::sm90::Traits<qm::sm90::bf16, {traits}>" in text
     assert ("TileScheduler tiles(" in text) == persistent
     assert src.entries[0].grid[0].startswith("min(num_sms") == persistent
+    assert src.entries[0].abi == (PERSISTENT_ABI if persistent else KERNEL_ABI)
+    assert ("int* const tile_counter) {" in text) == persistent
     assert ("turn.wait_turn();" in text) == pingpong
     assert ("c.issue_pv(acc, P" in text) == overlap
     assert src.entries[0].smem_bytes <= SM90_TARGET.smem_optin_max
@@ -83,8 +86,8 @@ def test_lowering_is_deterministic_and_follows_the_spec():
 
 
 def test_params_flow_into_the_traits():
-    text = SM90.replace("STAGES = 2", "STAGES = 3").replace("CONSUMER_REGS = 240", "CONSUMER_REGS = 232")
-    assert "qm::sm90::Traits<qm::sm90::bf16, 128, 128, 128, 3, 2, 24, 232>" in lowered(text, d=128).text
+    text = SM90.replace("STAGES = 2", "STAGES = 3").replace("CONSUMER_REGS = 232", "CONSUMER_REGS = 224")
+    assert "qm::sm90::Traits<qm::sm90::bf16, 128, 128, 128, 3, 2, 40, 224>" in lowered(text, d=128).text
 
 
 def test_refused_off_hopper():
@@ -101,7 +104,7 @@ def test_fa2_program_is_refused_with_the_fix():
 
 def test_checker_runs_first():
     with pytest.raises(TLCheckError, match="setmaxnreg"):
-        lowered(SM90.replace("CONSUMER_REGS = 240", "CONSUMER_REGS = 244"))
+        lowered(SM90.replace("CONSUMER_REGS = 232", "CONSUMER_REGS = 244"))
 
 
 def test_warp_mma_in_the_consumer_is_refused():
@@ -177,12 +180,22 @@ def test_persistent_tiles_walk_the_grid_from_one_cta_per_sm():
     (entry,) = src.entries
     assert entry.grid == ["min(num_sms, (cdiv(max_seq_q, 128)) * (heads_q) * (batch))"]
     text = src.text
-    assert "qm::sm90::TileScheduler tiles(qm::cdiv(p.max_seqlen_q, 128), p.heads_q, p.batch, p.max_seqlen_k" in text
-    assert text.count("for (int tile_t = tile_first, iter = 0; tile_t < tiles.count; tile_t += tile_step)") == 2
-    # sQ's barriers flip once per tile that loads a Q: a skipped tile must not count
-    for role in (text[:text.index("consumer_registers")], text[text.index("consumer_registers"):]):
-        skip, count = role.index("continue;"), role.index("const int q_iter = iter++;")
-        assert skip < count
+    producer, consumer = text[:text.index("consumer_registers")], text[text.index("consumer_registers"):]
+    # each role builds the tile order; the consumers inside their tile loop (not held through the KV loop)
+    tiles = "qm::sm90::TileScheduler tiles(qm::cdiv(p.max_seqlen_q, 128), p.heads_q, p.batch, p.max_seqlen_k, 128 * 2, p.causal);"
+    assert producer.count(tiles) == 1 and consumer.count(tiles) == 1
+    assert consumer.index("for (int iter = 0;;) {") < consumer.index(tiles)
+    # the producer claims tiles from the counter and hands each one it runs to the consumers before its
+    # Q, then -1; the consumers take them until -1
+    assert "for (int tile_t = claims.first(); tile_t < tiles.count; tile_t = claims.next()) {" in producer
+    skip, count = producer.index("continue;"), producer.index("const int q_iter = iter++;")
+    hand, q = producer.index("qm::sm90::hand_tile(sm, tile_t, q_iter);"), producer.index("qm::sm90::produce_q<KT>(")
+    assert skip < count < hand < q  # sQ's barriers flip once per tile that loads a Q: a skipped tile must not count
+    assert producer.index("qm::sm90::prefetch_q<KT>(") < q
+    assert producer.rstrip().endswith("qm::sm90::hand_tile(sm, -1, iter);  // no tile left\n    }") or \
+        "qm::sm90::hand_tile(sm, -1, iter);  // no tile left" in producer
+    assert "const int tile_t = qm::sm90::take_tile(sm, iter);" in consumer and "if (tile_t < 0) break;" in consumer
+    assert "continue;" not in consumer  # the producer hands over no tile past its sequence
     assert "qm::sm90::wait_q(sm, q_iter);" in text and "q_batch(p, t_b), q_iter);" in text
     # the consumers hand sQ back after the tile's last S GEMM, or at once when the tile has no KV tile
     assert "if (t_n == n_lo) qm::sm90::release_q(sm);" in text

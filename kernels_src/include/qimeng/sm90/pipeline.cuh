@@ -46,6 +46,10 @@ __device__ __forceinline__ void init_barriers(SharedStorage<KT>& sm) {
       Barrier::init(&sm.k_empty[s], KT::kConsumerThreads);
       Barrier::init(&sm.v_empty[s], KT::kConsumerThreads);
     }
+    for (int s = 0; s < 2; ++s) {  // tiles=persistent: the tile-number slots (scheduler.cuh)
+      Barrier::init(&sm.tile_full[s], 1);
+      Barrier::init(&sm.tile_empty[s], KT::kConsumerThreads);
+    }
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();
@@ -77,6 +81,14 @@ __device__ __forceinline__ void produce_q(const TmaDescs& tma, SharedStorage<KT>
   Barrier::wait(&sm.q_empty, (static_cast<uint32_t>(iter) & 1u) ^ 1u);
   TxBarrier::arrive_and_expect_tx(&sm.q_full, KT::kQBytes);
   tma_load_tile<KT::kBlockM, KT::kHeadDim>(&tma.q, &sm.q_full, sm.q, row0, h, b);
+}
+
+// tiles=persistent: the next tile's Q into L2 before waiting for the consumers to release sQ (its
+// load then reads L2, not HBM: the trace measured 2.4 us from issue to landed from HBM, longer than
+// the consumers' last softmax, last O += P V and store together)
+template <class KT>
+__device__ __forceinline__ void prefetch_q(const TmaDescs& tma, int row0, int h, int b) {
+  tma_prefetch_tile<KT::kBlockM, KT::kHeadDim>(&tma.q, row0, h, b);
 }
 
 // Copy sK <- K[b, h, row0 : row0 + BLOCK_N] with via=tma into the ring slot ps.stage, once the
@@ -260,6 +272,27 @@ constexpr uint32_t kConsumerBarrier = 0;
 template <class KT>
 __device__ __forceinline__ void consumers_sync() {
   cutlass::arch::NamedBarrier::sync(KT::kConsumerThreads, kConsumerBarrier);
+}
+
+// ---- tiles=persistent (scheduler.cuh): the tile numbers from the producer to the consumers, in two shared slots: slot i % 2 carries the
+// CTA's i-th tile (a number < 0: no more tiles). The slot's full barrier takes the producer's one
+// arrival (release: the number written before it), its empty barrier every consumer thread's.
+template <class Storage>
+__device__ __forceinline__ void hand_tile(Storage& sm, int tile, int i) {
+  const int s = i & 1;
+  Barrier::wait(&sm.tile_empty[s], ((static_cast<uint32_t>(i) >> 1) & 1u) ^ 1u);
+  sm.tile[s] = tile;
+  Barrier::arrive(&sm.tile_full[s]);
+}
+template <class Storage>
+__device__ __forceinline__ int take_tile(Storage& sm, int i) {
+  const int s = i & 1;
+  Barrier::wait(&sm.tile_full[s], (static_cast<uint32_t>(i) >> 1) & 1u);
+  const int tile = *static_cast<volatile int*>(&sm.tile[s]);
+  Barrier::arrive(&sm.tile_empty[s]);
+  // the same number in every lane, but a shared-memory load is not known to be warp-uniform: the
+  // broadcast from lane 0 is, so the tile's coordinates and KV range can live in uniform registers
+  return __shfl_sync(0xffffffff, tile, 0);
 }
 
 // ---- ping-pong between the consumer warpgroups (TL: `Role consumer with ..., schedule=pingpong`)

@@ -1,18 +1,31 @@
 // qimeng/sm90/scheduler.cuh -- TL's `kernel ... grid (m_block : X, q_head : Y, b : Z) with tiles=persistent`:
-// one CTA per SM walks the grid's tiles (t = blockIdx.x, blockIdx.x + gridDim.x, ...), so the producer
-// loads the next tile's Q and K/V while the consumers finish the current one (no CTA launch, no
-// cold pipeline between tiles).
+// one CTA per SM; its producer claims tiles one at a time from a counter in global memory (zeroed by
+// the host before each launch) and hands each tile's number to the consumers through shared memory,
+// so the producer loads the next tile's Q and K/V while the consumers finish the current one (no CTA
+// launch, no cold pipeline between tiles), and an SM that finishes early takes more tiles (no static
+// share that a slow SM or a long causal tile holds up).
 //
-// Order: heads are taken in groups whose K and V fit in L2 together; inside a group the query
-// blocks run from the last to the first (under a causal mask the last see the most keys, so the
-// longest tiles start first and the short ones fill the tail), the group's heads fastest, so the
-// CTAs of one wave read the same few heads' K/V.
+// Order of the tiles (what the counter hands out):
+//  - causal: heads in groups whose K and V fit in L2 together; inside a group the query blocks from
+//    the last to the first (under a causal mask the last see the most keys: the longest tiles go
+//    first and the short ones fill the tail), the group's heads fastest;
+//  - not causal (every tile the same work): one (head, batch) at a time, its query blocks fastest,
+//    so the CTAs running at once read the same few heads' K/V (a wave of 132 tiles covers ~8 heads
+//    at 16 query blocks each; spreading it over the group's 32 heads measured 3-8% slower).
 #pragma once
 #include <cstdint>
 
 namespace qm::sm90 {
 
-constexpr int64_t kL2Bytes = 32ll << 20;  // what the K/V of one head group may take (H100: 50 MB of L2)
+// what the K/V of one head group may take (H100: 50 MB of L2); a diagnostic build may set another
+// budget (scripts/sm90_variants.py)
+#ifndef QM_SM90_L2_GROUP_BYTES
+#define QM_SM90_L2_GROUP_BYTES (32ll << 20)
+#endif
+constexpr int64_t kL2Bytes = QM_SM90_L2_GROUP_BYTES;
+#ifndef QM_SM90_GROUP_NOT_CAUSAL  // 1: group heads for L2 without a causal mask too (diagnostic builds)
+#define QM_SM90_GROUP_NOT_CAUSAL 0
+#endif
 
 struct Tile {
   int m_block;
@@ -27,10 +40,11 @@ struct TileScheduler {
   int group;     // heads per L2 group
   int count;     // X * Y * Z
 
-  __host__ __device__ __forceinline__ TileScheduler(int m_blocks_, int heads_, int batch, int kv_len, int kv_row_bytes)
+  __host__ __device__ __forceinline__ TileScheduler(int m_blocks_, int heads_, int batch, int kv_len, int kv_row_bytes,
+                                                    bool causal)
       : m_blocks(m_blocks_), heads(heads_), hb(heads_ * batch) {
     const int64_t per_head = int64_t(kv_len > 0 ? kv_len : 1) * kv_row_bytes * 2;  // K and V
-    const int64_t g = kL2Bytes / per_head;
+    const int64_t g = causal || QM_SM90_GROUP_NOT_CAUSAL ? kL2Bytes / per_head : 1;
     group = g < 1 ? 1 : (g > hb ? hb : static_cast<int>(g));
     count = m_blocks * hb;
   }
@@ -44,6 +58,14 @@ struct TileScheduler {
     const int pair = first + r % size;
     return Tile{m_blocks - 1 - r / size, pair % heads, pair / heads};
   }
+};
+
+// The producer's tile claims: its CTA's first tile is blockIdx.x, each later one the next unclaimed
+// (gridDim.x + the counter's old value). counter: one int per launch, zero before it.
+struct TileCounter {
+  int* counter;
+  __device__ __forceinline__ int first() const { return static_cast<int>(blockIdx.x); }
+  __device__ __forceinline__ int next() const { return static_cast<int>(gridDim.x) + atomicAdd(counter, 1); }
 };
 
 // TL's plain grid (tiles=grid): this CTA's one tile is its block index

@@ -40,4 +40,13 @@ __device__ __forceinline__ void tma_load_tile(const CUtensorMap* map, uint64_t* 
   }
 }
 
+// the same rows into L2 only (no shared memory, no barrier): a later tma_load_tile of them hits L2
+template <int ROWS, int HEAD_DIM>
+__device__ __forceinline__ void tma_prefetch_tile(const CUtensorMap* map, int row0, int h, int b) {
+  CUTE_UNROLL
+  for (int chunk = 0; chunk < HEAD_DIM / kSwizzleCols; ++chunk) {
+    cute::SM90_TMA_LOAD_4D::PREFETCH::copy(map, chunk * kSwizzleCols, row0, h, b);
+  }
+}
+
 }  // namespace qm::sm90

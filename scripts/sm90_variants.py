@@ -1,0 +1,131 @@
+#!/usr/bin/env python
+"""Build named variants of the Hopper (sm_90a) programs into one kernel directory, for the GPU check
+to time beside the shipped kernels (scripts/hopper_device.sh --kernels DIR):
+
+    python scripts/sm90_variants.py --out registry-var [--only pers_g1,pers_gall] [--list]
+        [--baseline qm_dense_prefill_sm90_attn_bf16_hd128,...]   # shipped kernels copied in from registry-sm90a
+
+A variant is a shipped TL program with some params overridden for one head size (a `params when
+D = ...` block put before its kernel, the program renamed `<program>_v_<variant>`) and, optionally,
+macros set before the building blocks (e.g. the persistent scheduler's head-group budget). Each is
+checked, lowered and compiled as `qimeng-serve build` does; ptxas spills are reported, not rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TL_DIR = REPO / "kernels_src" / "tl"
+NO_GROUPS = {"QM_SM90_L2_GROUP_BYTES": "0"}  # one (head, batch) at a time: query blocks fastest
+ONE_GROUP = {"QM_SM90_L2_GROUP_BYTES": "(1ll << 62)"}  # every head at once: the last query blocks of all first
+GROUP_NOT_CAUSAL = {"QM_SM90_GROUP_NOT_CAUSAL": "1"}  # L2 head groups, longest first, without a causal mask too
+
+# name: (program, head size, param overrides, macros, dtypes)
+VARIANTS = {
+    # tiles claimed from a counter (causal: L2 head groups, longest first; not causal: one head at a
+    # time); the producer's tile claims spill at 24 registers: 32, and 232 for the consumers
+    "pers": ("dense_prefill_sm90.tl", 128, {"PERSISTENT": 1, "PRODUCER_REGS": 32, "CONSUMER_REGS": 232}, {},
+             ("bf16", "f16")),
+    "pers_gall": ("dense_prefill_sm90.tl", 128, {"PERSISTENT": 1, "PRODUCER_REGS": 32, "CONSUMER_REGS": 232},
+                  ONE_GROUP, ("bf16",)),
+    "d256_pers": ("dense_prefill_sm90.tl", 256, {"PERSISTENT": 1, "PRODUCER_REGS": 32, "CONSUMER_REGS": 232}, {},
+                  ("bf16",)),
+    "pers_r240": ("dense_prefill_sm90.tl", 128, {"PERSISTENT": 1}, {}, ("bf16",)),  # 24 / 240: the producer spills
+    "pers_l2full": ("dense_prefill_sm90.tl", 128, {"PERSISTENT": 1, "PRODUCER_REGS": 32, "CONSUMER_REGS": 232},
+                    GROUP_NOT_CAUSAL, ("bf16",)),
+    "grid_r232": ("dense_prefill_sm90.tl", 128, {"PRODUCER_REGS": 32, "CONSUMER_REGS": 232}, {}, ("bf16",)),
+    "d64_l2full": ("dense_prefill_sm90.tl", 64, {}, GROUP_NOT_CAUSAL, ("bf16",)),
+    "shipped128": ("dense_prefill_sm90.tl", 128, {}, {}, ("bf16",)),
+    "d64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16", "f16")),  # the D = 64 program under a variant name
+    "d64_grid": ("dense_prefill_sm90.tl", 64, {"PERSISTENT": 0}, {}, ("bf16",)),
+}
+
+
+def variant_text(base: str, name: str, head_dim: int, overrides: dict) -> str:
+    """The base program renamed, with the overrides in a `params when D = head_dim` block before its kernel."""
+    text, n = re.subn(r"^program (\w+)$", lambda m: f"program {m.group(1)}_v_{name}", base, count=1, flags=re.M)
+    if n != 1:
+        raise SystemExit("the base program has no `program NAME` line")
+    if overrides:
+        block = f"params when D = {head_dim} {{\n" + "".join(f"  {k} = {v}\n" for k, v in overrides.items()) + "}\n\n"
+        at = re.search(r"^kernel ", text, flags=re.M)
+        if at is None:
+            raise SystemExit("the base program has no kernel")
+        text = text[: at.start()] + block + text[at.start():]
+    return text
+
+
+def build(out: Path, names: list[str]) -> None:
+    from qimeng_serve.lower.sm90_build import INDEX, build_sm90_kernels
+
+    out.mkdir(parents=True, exist_ok=True)
+    index_path = out / INDEX
+    index = json.loads(index_path.read_text()) if index_path.exists() else {
+        "schema": "qimeng-sm90a-kernels/1", "arch": "sm_90a", "kernels": {}}
+    with tempfile.TemporaryDirectory(prefix="qimeng-variants-") as tmp:
+        for name in names:
+            program, head_dim, overrides, defines, dtypes = VARIANTS[name]
+            tl = Path(tmp) / f"{Path(program).stem}_v_{name}.tl"
+            tl.write_text(variant_text((TL_DIR / program).read_text(), name, head_dim, overrides))
+            part = Path(tmp) / name
+            built = build_sm90_kernels(part, dtypes=dtypes, head_dims=(head_dim,), programs=[(str(tl), None, None)],
+                                       defines=defines)
+            for entry, meta in built["kernels"].items():
+                shutil.copy(part / f"{entry}.cubin", out / f"{entry}.cubin")
+                shutil.copy(part / f"{entry}.cu", out / f"{entry}.cu")
+                index["kernels"][entry] = {**meta, "variant": name}
+                ptxas = meta.get("ptxas") or {}
+                print(f"{entry}: {ptxas.get('registers')} registers, spills {ptxas.get('spill_stores')}/"
+                      f"{ptxas.get('spill_loads')} B")
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def copy_baseline(out: Path, source: Path, names: list[str]) -> None:
+    """Shipped kernels (from a `build_sm90_kernels` directory) beside the variants, timed in the same run."""
+    from qimeng_serve.lower.sm90_build import INDEX
+
+    shipped = json.loads((source / INDEX).read_text())["kernels"]
+    missing = [n for n in names if n not in shipped]
+    if missing:
+        raise SystemExit(f"not in {source}: {', '.join(missing)}")
+    index = json.loads((out / INDEX).read_text())
+    for name in names:
+        shutil.copy(source / f"{name}.cubin", out / f"{name}.cubin")
+        index["kernels"][name] = shipped[name]
+    (out / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=REPO / "registry-var")
+    ap.add_argument("--only", help="variant names, comma-separated (default: all; none: only --baseline)")
+    ap.add_argument("--list", action="store_true", help="print the variants and stop")
+    ap.add_argument("--baseline", help="shipped kernel names to copy in beside the variants (comma-separated)")
+    ap.add_argument("--baseline-from", type=Path, default=REPO / "registry-sm90a")
+    args = ap.parse_args()
+    if args.list:
+        for name, (program, d, over, defs, dtypes) in VARIANTS.items():
+            print(f"{name:12s} {program} D={d} {over} {defs} {','.join(dtypes)}")
+        return 0
+    names = args.only.split(",") if args.only else list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS and names != ["none"]]
+    if unknown:
+        raise SystemExit(f"unknown variants: {', '.join(unknown)} (--list shows them)")
+    if names != ["none"]:
+        build(args.out, names)
+    if args.baseline:
+        copy_baseline(args.out, args.baseline_from, args.baseline.split(","))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
