@@ -66,10 +66,10 @@ def load_trace():
     return trace
 
 
-@pytest.mark.parametrize("d, persistent", [(128, False), (64, True)])
+@pytest.mark.parametrize("d, persistent", [(256, False), (128, True), (64, True)])
 def test_trace_marks_find_their_places_in_the_shipped_kernel(d, persistent):
     """scripts/sm90_trace.py inserts its timestamp marks after anchor lines of a generated kernel (the
-    shipped program: one tile per CTA at D = 128, tiles=persistent at D = 64). Each anchor must match
+    shipped program: one tile per CTA at D = 256, tiles=persistent at D = 64 and 128). Each anchor must match
     exactly one line, so a lowering change cannot silently move or drop a mark; the marked source
     includes the trace header, keeps every original line, and indexes a persistent kernel's rows by
     tile."""
