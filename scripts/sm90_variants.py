@@ -44,7 +44,8 @@ VARIANTS = {
                     GROUP_NOT_CAUSAL, ("bf16",)),
     "grid_r232": ("dense_prefill_sm90.tl", 128, {"PRODUCER_REGS": 32, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "d64_l2full": ("dense_prefill_sm90.tl", 64, {}, GROUP_NOT_CAUSAL, ("bf16",)),
-    "shipped128": ("dense_prefill_sm90.tl", 128, {}, {}, ("bf16",)),
+    "shipped128": ("dense_prefill_sm90.tl", 128, {}, {}, ("bf16", "f16")),  # the D = 128 program, renamed
+    "paged128": ("paged_prefill_sm90.tl", 128, {}, {}, ("f16",)),  # the paged program, renamed
     "d64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16", "f16")),  # the D = 64 program under a variant name
     "d64_grid": ("dense_prefill_sm90.tl", 64, {"PERSISTENT": 0}, {}, ("bf16",)),
 }
