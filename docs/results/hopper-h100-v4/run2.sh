@@ -1,7 +1,7 @@
 #!/bin/bash
 # Session 6, run 2: tiles claimed from a counter (persistent D 128 and D 64) validated, sanitized and
 # timed beside the shipped kernels; a trace of the persistent D 128 kernel.
-cd "$(dirname "$0")/.." || exit 2
+cd "$(dirname "$0")/../../.." || exit 2  # the repository root
 OUT=${OUT:-/tmp/out}
 bash scripts/hopper_device.sh --kernels registry-var --bench-dtypes bf16,f16 --flex none --out "$OUT/bench" \
   --sanitize qm_dense_prefill_sm90_v_pers_attn_bf16_hd128,qm_dense_prefill_sm90_v_d64_attn_bf16_hd64 > "$OUT/bench.log" 2>&1

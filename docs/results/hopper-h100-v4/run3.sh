@@ -2,7 +2,7 @@
 # Session 6, run 3: why the persistent D 128 kernel loses 2-5% per KV tile without a causal mask at
 # long L: registers (232 vs 240 for the consumers), tile order (one head at a time vs L2 head groups),
 # beside the shipped grid kernel; D 64 likewise. Traces of grid and persistent at B 1 x 16k.
-cd "$(dirname "$0")/.." || exit 2
+cd "$(dirname "$0")/../../.." || exit 2  # the repository root
 OUT=${OUT:-/tmp/out}
 bash scripts/hopper_device.sh --kernels registry-var --bench-dtypes bf16 --flex none --out "$OUT/bench" > "$OUT/bench.log" 2>&1
 export PYTHONPATH="$PWD:/tmp/py"

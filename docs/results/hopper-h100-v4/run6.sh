@@ -3,7 +3,7 @@
 # the D 128 / D 64 programs rebuilt with it (v_shipped128, v_d64) timed beside the same programs
 # built before it (registry-sm90a); a trace; then `qimeng-serve validate` on an sm_90 dense bundle,
 # whose sm90a kernels launch through KernelSet with the tile-counter ABI.
-cd "$(dirname "$0")/.." || exit 2
+cd "$(dirname "$0")/../../.." || exit 2  # the repository root
 OUT=${OUT:-/tmp/out}
 bash scripts/hopper_device.sh --kernels registry-var --bench-dtypes bf16,f16 --flex none --out "$OUT/bench" \
   --sanitize qm_dense_prefill_sm90_v_shipped128_attn_bf16_hd128,qm_dense_prefill_sm90_v_d64_attn_f16_hd64 > "$OUT/bench.log" 2>&1

@@ -2,7 +2,7 @@
 # Session 6, run 4: the persistent D 128 and D 64 kernels with tiles claimed from a counter and the
 # tile scheduler out of the consumers' KV loop, validated, sanitized and timed beside the grid D 128
 # and the static-persistent D 64 kernels of session 5; a trace of the persistent D 128 kernel.
-cd "$(dirname "$0")/.." || exit 2
+cd "$(dirname "$0")/../../.." || exit 2  # the repository root
 OUT=${OUT:-/tmp/out}
 bash scripts/hopper_device.sh --kernels registry-var --bench-dtypes bf16,f16 --flex none --out "$OUT/bench" \
   --sanitize qm_dense_prefill_sm90_v_pers_attn_f16_hd128,qm_dense_prefill_sm90_v_d64_attn_bf16_hd64 > "$OUT/bench.log" 2>&1
