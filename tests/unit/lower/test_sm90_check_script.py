@@ -129,3 +129,34 @@ def test_trace_analysis_of_one_tile_ctas_and_of_persistent_tiles():
     pers = trace.analyse([first, second], persistent=True)
     assert pers["intervals_us"]["Q landed after its copy was issued"]["median"] == pytest.approx(1.6)
     assert pers["between_tiles_us"]["median"] == pytest.approx(-0.2)
+
+
+def test_every_variant_is_the_shipped_program_with_its_overrides():
+    """scripts/sm90_variants.py: each variant's TL text parses, is renamed `<program>_v_<name>`, and
+    for its head size reads exactly its overrides on top of the shipped program's params (other head
+    sizes keep theirs); its macros name switches the building blocks define."""
+    spec = importlib.util.spec_from_file_location("sm90_variants", REPO / "scripts" / "sm90_variants.py")
+    variants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(variants)
+    from qimeng_serve.tl.parser import parse_tl
+
+    headers = "".join((REPO / "kernels_src" / "include" / "qimeng" / "sm90" / f).read_text()
+                      for f in ("scheduler.cuh", "pipeline.cuh"))
+    for name, (program, d, overrides, macros, dtypes) in variants.VARIANTS.items():
+        base_text = (variants.TL_DIR / program).read_text()
+        base, var = parse_tl(base_text), parse_tl(variants.variant_text(base_text, name, d, overrides))
+        assert var.name == f"{base.name}_v_{name}"
+        want = {k: print_value(p) for k, p in base.param_exprs({"D": d}).items()}
+        want.update({k: str(v) for k, v in overrides.items()})
+        assert {k: print_value(p) for k, p in var.param_exprs({"D": d}).items()} == want, name
+        other = 64 if d != 64 else 128
+        assert {k: print_value(p) for k, p in var.param_exprs({"D": other}).items()} == \
+            {k: print_value(p) for k, p in base.param_exprs({"D": other}).items()}, name
+        assert all(f"#ifndef {m}" in headers for m in macros), name
+        assert set(dtypes) <= {"f16", "bf16"}
+
+
+def print_value(param) -> str:
+    from qimeng_serve.tl.printer import print_expr
+
+    return print_expr(param.value)
