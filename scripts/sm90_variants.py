@@ -53,12 +53,12 @@ VARIANTS = {
 
 def variant_text(base: str, name: str, head_dim: int, overrides: dict) -> str:
     """The base program renamed, with the overrides in a `params when D = head_dim` block before its kernel."""
-    text, n = re.subn(r"^program (\w+)$", lambda m: f"program {m.group(1)}_v_{name}", base, count=1, flags=re.M)
+    text, n = re.subn(r"^program (\w+)$", lambda m: f"program {m.group(1)}_v_{name}", base, count=1, flags=re.MULTILINE)
     if n != 1:
         raise SystemExit("the base program has no `program NAME` line")
     if overrides:
         block = f"params when D = {head_dim} {{\n" + "".join(f"  {k} = {v}\n" for k, v in overrides.items()) + "}\n\n"
-        at = re.search(r"^kernel ", text, flags=re.M)
+        at = re.search(r"^kernel ", text, flags=re.MULTILINE)
         if at is None:
             raise SystemExit("the base program has no kernel")
         text = text[: at.start()] + block + text[at.start():]

@@ -16,8 +16,8 @@ from pathlib import Path
 from qimeng_serve.errors import QimengError
 from qimeng_serve.runtime.abi import AttnParams
 from qimeng_serve.runtime.formula import evaluate
-from qimeng_serve.runtime.loader import check, driver, num_sms
 from qimeng_serve.runtime.launch import PERSISTENT_ABI
+from qimeng_serve.runtime.loader import check, driver, num_sms
 from qimeng_serve.runtime.tma_sm90 import dense_descs, launch_args, zeroed_tile_counter
 
 LOG2E = 1.4426950408889634

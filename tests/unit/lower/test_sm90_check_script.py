@@ -88,7 +88,7 @@ def test_trace_marks_find_their_places_in_the_shipped_kernel(d, persistent):
     assert "#include <qimeng/sm90/trace.cuh>" in marked
     marks = sorted(int(m) for m in re.findall(r"trace_mark\((\d+)", marked))
     # every slot the report reads, once: 0 (CTA start) for one-tile CTAs, 11 (tile taken) for persistent ones
-    assert marks == (list(range(1, 12)) if persistent else list(range(0, 11)))
+    assert marks == (list(range(1, 12)) if persistent else list(range(11)))
     rows = set(re.findall(r"trace_mark\(\d+, ([^)]+)\)", marked))
     assert rows == ({"tile_t"} if persistent else {"-1"})
     kept = [line for line in marked.splitlines() if "trace" not in line]

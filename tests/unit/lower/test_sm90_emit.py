@@ -7,7 +7,12 @@ import pytest
 from qimeng_serve.errors import TLCheckError
 from qimeng_serve.lower.cexpr import LoweringError
 from qimeng_serve.lower.emit import Entry
-from qimeng_serve.lower.emit_sm90 import KERNEL_ABI, PERSISTENT_ABI, lower_sm90, smem_bytes
+from qimeng_serve.lower.emit_sm90 import (
+    KERNEL_ABI,
+    PERSISTENT_ABI,
+    lower_sm90,
+    smem_bytes,
+)
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import get_target
 from qimeng_serve.tl.parser import parse_tl
