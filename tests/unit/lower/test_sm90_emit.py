@@ -294,3 +294,17 @@ def test_gathering_is_for_paged_prefill_only():
                            "Copy sV <- V[b, kv_head, n * BLOCK_N : n * BLOCK_N + BLOCK_N] with via=tma")
     with pytest.raises(LoweringError, match="the same way"):
         paged(mixed)
+
+
+@pytest.mark.parametrize("program", ["gather", "page-per-box"])
+def test_paged_producers_refuse_persistent_tiles(program):
+    """Tiles are claimed by one producer thread; the paged producers run a whole warp (page-per-box
+    TMA) or warpgroup (cp.async gather), so tiles=persistent is refused with the fix, not miscompiled."""
+    if program == "gather":
+        text = GATHER.replace("  PERSISTENT = 0\n", "  PERSISTENT = 1\n")
+    else:
+        text = PAGED.replace("b : batch) {", "b : batch) with tiles=persistent {", 1)
+    assert "PERSISTENT = 1" in text or "tiles=persistent {" in text
+    with pytest.raises(LoweringError, match="tiles=persistent claims tiles from one producer thread") as e:
+        paged(text)
+    assert "tiles=grid" in e.value.fix
