@@ -83,9 +83,9 @@ __device__ __forceinline__ void produce_q(const TmaDescs& tma, SharedStorage<KT>
   tma_load_tile<KT::kBlockM, KT::kHeadDim>(&tma.q, &sm.q_full, sm.q, row0, h, b);
 }
 
-// tiles=persistent: the next tile's Q into L2 before waiting for the consumers to release sQ (its
-// load then reads L2, not HBM: the trace measured 2.4 us from issue to landed from HBM, longer than
-// the consumers' last softmax, last O += P V and store together)
+// tiles=persistent: the next tile's Q into L2 before waiting for the consumers to release sQ, so
+// that its load reads L2, not HBM (measured: no change either way; docs/perf-notes.md "Hopper path,
+// fourth run" 3-3c)
 template <class KT>
 __device__ __forceinline__ void prefetch_q(const TmaDescs& tma, int row0, int h, int b) {
   tma_prefetch_tile<KT::kBlockM, KT::kHeadDim>(&tma.q, row0, h, b);
@@ -274,9 +274,10 @@ __device__ __forceinline__ void consumers_sync() {
   cutlass::arch::NamedBarrier::sync(KT::kConsumerThreads, kConsumerBarrier);
 }
 
-// ---- tiles=persistent (scheduler.cuh): the tile numbers from the producer to the consumers, in two shared slots: slot i % 2 carries the
-// CTA's i-th tile (a number < 0: no more tiles). The slot's full barrier takes the producer's one
-// arrival (release: the number written before it), its empty barrier every consumer thread's.
+// ---- tiles=persistent (scheduler.cuh): the tile numbers from the producer to the consumers, in
+// two shared slots: slot i % 2 carries the CTA's i-th tile (a number < 0: no more tiles). The slot's
+// full barrier takes the producer's one arrival (release: the number written before it), its empty
+// barrier every consumer thread's.
 template <class Storage>
 __device__ __forceinline__ void hand_tile(Storage& sm, int tile, int i) {
   const int s = i & 1;

@@ -11,7 +11,7 @@
 //    first and the short ones fill the tail), the group's heads fastest;
 //  - not causal (every tile the same work): one (head, batch) at a time, its query blocks fastest,
 //    so the CTAs running at once read the same few heads' K/V (a wave of 132 tiles covers ~8 heads
-//    at 16 query blocks each; spreading it over the group's 32 heads measured 3-8% slower).
+//    at 16 query blocks each; spreading it over the group's 32 heads measured 4-9% slower).
 #pragma once
 #include <cstdint>
 
