@@ -120,8 +120,12 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     if gather and (spec.op != "paged_prefill" or bn > WARPGROUP_THREADS):
         raise refuse(plan.kv_copies["K"], "the producer gathers K/V with cp.async for paged prefill only, at most "
                       "128 rows per tile", "copy dense K/V with via=tma, or use BLOCK_N <= 128")
-    shape = Shape(bm, bn, wgs, tiles == "persistent", spec.op == "paged_prefill", pingpong,
-                   overlap_on(plan.consumer, params), gather)
+    extents = [scope.cpp(g.extent) for g in k.grid]
+    persistent = tiles == "persistent"
+    # tiles=persistent: the TileScheduler is declared in each role where it is used (sm90_plan.tile_head)
+    tiles_args = f"{extents[0]}, {extents[1]}, {extents[2]}, p.max_seqlen_k, {d} * 2, p.causal" if persistent else ""
+    shape = Shape(bm, bn, wgs, persistent, spec.op == "paged_prefill", pingpong,
+                   overlap_on(plan.consumer, params), gather, tiles_args)
     threads = WARPGROUP_THREADS * (wgs + 1)
     smem = smem_bytes(d, bm, bn, stages)
     kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}>")
@@ -143,10 +147,7 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
             "  qm::sm90::init_barriers<KT" + (", qm::sm90::kWarpgroupThreads" if gather else "") + ">(sm);"
             + ("  // K/V stages: 128 producer arrivals" if gather else "")]
     grid = "grid (" + ", ".join(f"{g.name} : {print_expr(g.extent)}" for g in k.grid) + ")"
-    extents = [scope.cpp(g.extent) for g in k.grid]
     if shape.persistent:
-        # the TileScheduler is declared in each role where it is used (sm90_plan.tile_head)
-        shape.tiles_args = f"{extents[0]}, {extents[1]}, {extents[2]}, p.max_seqlen_k, {d} * 2, p.causal"
         out += [f"  // {grid} with tiles=persistent: one CTA per SM; its producer claims tiles from tile_counter"]
     else:
         out += [f"  // {grid}: one CTA per tile",

@@ -151,8 +151,7 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
     if not shape.persistent:
         head = [f"{pad}for (int tile_t = 0, iter = 0; tile_t < tiles.count; ++tile_t) {{"]
     elif role == "producer":
-        # the scheduler is rebuilt per tile (its arguments are kernel parameters): held through the
-        # loop, its fields cost the producer's 32 registers a spill
+        # the scheduler is rebuilt per tile from kernel parameters: fewer registers live in the producer
         head = [f"{pad}const int tile_count = qm::sm90::TileScheduler({shape.tiles_args}).count;",
                 f"{pad}const qm::sm90::TileCounter claims{{tile_counter}};",
                 f"{pad}int iter = 0;  // the tiles handed to the consumers",

@@ -31,13 +31,21 @@ def launch(kernel: LoadedKernel, params: AttnParams, sizes: dict[str, int], stre
     stream = stream or torch.cuda.current_stream()
     handle = stream.cuda_stream
     if two_params:
-        from qimeng_serve.runtime.tma_sm90 import launch_args, zeroed_tile_counter
-
-        counter = zeroed_tile_counter(stream) if kernel.meta.get("abi") == PERSISTENT_ABI else None
-        # _keep: the parameters stay alive through the call
-        args, _keep = launch_args(params, descs, None if counter is None else counter.data_ptr())
+        args, _keep = sm90_args(kernel.meta.get("abi"), params, descs, stream)  # _keep: alive through the call
     else:
         args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
     check(drv.cuLaunchKernel(kernel.function, grid[0], grid[1], grid[2], launch_meta["threads"], 1, 1,
                              launch_meta["smem_bytes"], drv.CUstream(handle), ctypes.addressof(args), 0),
           f"launching {kernel.name}")
+
+
+def sm90_args(abi: str, params: AttnParams, descs, stream):
+    """The kernelParams of an sm90a kernel and what must stay alive with them: AttnParams and TmaDescs,
+    and for a persistent one (PERSISTENT_ABI) a tile counter zeroed on `stream` for this launch."""
+    from qimeng_serve.runtime.tma_sm90 import launch_args, zeroed_tile_counter
+
+    if abi != PERSISTENT_ABI:
+        return launch_args(params, descs)
+    counter = zeroed_tile_counter(stream)
+    args, keep = launch_args(params, descs, counter.data_ptr())
+    return args, (*keep, counter)

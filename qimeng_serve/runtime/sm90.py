@@ -16,9 +16,9 @@ from pathlib import Path
 from qimeng_serve.errors import QimengError
 from qimeng_serve.runtime.abi import AttnParams
 from qimeng_serve.runtime.formula import evaluate
-from qimeng_serve.runtime.launch import PERSISTENT_ABI
+from qimeng_serve.runtime.launch import sm90_args
 from qimeng_serve.runtime.loader import check, driver, num_sms
-from qimeng_serve.runtime.tma_sm90 import dense_descs, launch_args, zeroed_tile_counter
+from qimeng_serve.runtime.tma_sm90 import dense_descs
 
 LOG2E = 1.4426950408889634
 _TORCH = {"f16": "float16", "bf16": "bfloat16"}
@@ -79,9 +79,7 @@ class Sm90Kernel:
         if min(grid[:3]) <= 0:
             return
         stream = stream or torch.cuda.current_stream()
-        counter = zeroed_tile_counter(stream) if self.meta.get("abi") == PERSISTENT_ABI else None
-        # _keep: the parameters stay alive through the launch call
-        args, _keep = launch_args(params, descs, None if counter is None else counter.data_ptr())
+        args, _keep = sm90_args(self.meta.get("abi"), params, descs, stream)  # _keep: alive through the call
         handle = stream.cuda_stream
         check(drv.cuLaunchKernel(self.function, grid[0], grid[1], grid[2], self.meta["threads"], 1, 1,
                                  self.meta["smem_bytes"], drv.CUstream(handle), ctypes.addressof(args), 0),
