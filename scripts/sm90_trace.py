@@ -41,7 +41,8 @@ MARKS = (
     (("// the last tile's O += P V", ""), "if (c.tid == 0) qm::sm90::trace_mark(5, {row});"),
     (("qm::sm90::wait_full(sm.v_full", ": Wait sV"), "if (c.tid == 0) qm::sm90::trace_mark(9, {row});"),
     (("c.gemm_pv(acc, P, sm, ps_v.stage);", ""), "if (c.tid == 0) qm::sm90::trace_mark(10, {row});"),
-    (("if (tile_t < 0) break;", ""), "if (c.tid == 0) qm::sm90::trace_mark(11, {row});"),
+    (("take_tile(sm, iter, tile_words)) break;", "; none left"),
+     "const int tile_t = tile_words[0]; if (c.tid == 0) qm::sm90::trace_mark(11, {row});"),
     (("c.normalize_and_store(", ""),
      "if (c.tid == 0) qm::sm90::trace_mark(7, {row}); if (c.tid == 128) qm::sm90::trace_mark(8, {row});"),
 )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from qimeng_serve.lower.cexpr import LoweringError, host_formula
 from qimeng_serve.lower.emit import CudaSource, Entry, _scope, entry_name
-from qimeng_serve.lower.sm90_plan import Plan, Shape, overlap_on, plan_kernel, refuse
+from qimeng_serve.lower.sm90_plan import TILE_WORDS, Plan, Shape, overlap_on, plan_kernel, refuse
 from qimeng_serve.lower.sm90_roles import emit_consumer, emit_producer
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import Target
@@ -84,7 +84,8 @@ def lower_sm90(program: ast.Program, target: Target, spec: AttentionSpec, source
 def smem_bytes(head_dim: int, block_m: int, block_n: int, stages: int) -> int:
     """sizeof(qm::sm90::SharedStorage<KT>) + 1024 (aligning dynamic shared memory by hand)."""
     tiles = 2 * head_dim * (block_m + 2 * stages * block_n)
-    barriers = BARRIER_BYTES * (2 + 4 * stages + 4) + 2 * 4  # Q, K/V stages, tile slots; the two tile numbers
+    # Q, K/V stages, tile slots; the two decoded tiles
+    barriers = BARRIER_BYTES * (2 + 4 * stages + 4) + 2 * 4 * TILE_WORDS
     return -(-(tiles + barriers) // SWIZZLE_ALIGN) * SWIZZLE_ALIGN + SWIZZLE_ALIGN
 
 

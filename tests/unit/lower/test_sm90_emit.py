@@ -186,20 +186,24 @@ def test_persistent_tiles_walk_the_grid_from_one_cta_per_sm():
     assert entry.grid == ["min(num_sms, (cdiv(max_seq_q, 128)) * (heads_q) * (batch))"]
     text = src.text
     producer, consumer = text[:text.index("consumer_registers")], text[text.index("consumer_registers"):]
-    # each role builds the tile order; the consumers inside their tile loop (not held through the KV loop)
+    # the producer alone builds the tile order and decodes each tile; the consumers take it decoded
     tiles = "qm::sm90::TileScheduler tiles(qm::cdiv(p.max_seqlen_q, 128), p.heads_q, p.batch, p.max_seqlen_k, 128 * 2, p.causal);"
-    assert producer.count(tiles) == 1 and consumer.count(tiles) == 1
-    assert consumer.index("for (int iter = 0;;) {") < consumer.index(tiles)
+    assert producer.count(tiles) == 1 and "TileScheduler" not in consumer and "tiles.at(" not in consumer
     # the producer claims tiles from the counter and hands each one it runs to the consumers before its
-    # Q, then -1; the consumers take them until -1
+    # Q (its number, coordinates, lets and KV range), then -1; the consumers take them until -1
     loop = "for (int tile_t = claims.first(); tile_t < tile_count; tile_t = claims.next()) {"
     assert "const int tile_count = qm::sm90::TileScheduler(" in producer and producer.index(loop) < producer.index(tiles)
     skip, count = producer.index("continue;"), producer.index("const int q_iter = iter++;")
-    hand, q = producer.index("qm::sm90::hand_tile(sm, tile_t, q_iter);"), producer.index("qm::sm90::produce_q<KT>(")
+    words = ("t_m_block, t_q_head, t_b, t_kv_head, t_Lq, t_Lk, t_q0, t_n_end, t_n_start, n_lo, n_hi")
+    assert f"const int tile_words[] = {{tile_t, {words}}};" in producer
+    hand, q = producer.index("qm::sm90::hand_tile(sm, tile_words, q_iter);"), producer.index("qm::sm90::produce_q<KT>(")
     assert skip < count < hand < q  # sQ's barriers flip once per tile that loads a Q: a skipped tile must not count
     assert producer.index("qm::sm90::prefetch_q<KT>(") < q
-    assert producer.index("qm::sm90::hand_tile(sm, -1, iter);  // no tile left") > q
-    assert "const int tile_t = qm::sm90::take_tile(sm, iter);" in consumer and "if (tile_t < 0) break;" in consumer
+    assert producer.index("qm::sm90::hand_no_tile(sm, iter);  // no tile left") > q
+    take = consumer.index("if (!qm::sm90::take_tile(sm, iter, tile_words)) break;")
+    assert consumer.index("int tile_words[12];") < take
+    for i, name in enumerate(words.split(", ")):  # each word read back under its own name, in the producer's order
+        assert consumer.index(f"const int {name} = tile_words[{i + 1}];") > take
     assert "continue;" not in consumer  # the producer hands over no tile past its sequence
     assert "qm::sm90::wait_q(sm, q_iter);" in text and "q_batch(p, t_b), q_iter);" in text
     # the consumers hand sQ back after the tile's last S GEMM, or at once when the tile has no KV tile

@@ -79,6 +79,9 @@ struct Traits {
   static constexpr uint32_t kKVBytes = BLOCK_N * HEAD_DIM * sizeof(T);
 };
 
+// the ints a decoded tile takes at most in its hand-over slot (the emitter checks its count)
+constexpr int kTileWords = 16;
+
 // Shared memory of one CTA: the tiles (each on a 1024-byte boundary, as the 128-byte swizzle needs)
 // and the stage barriers (mbarriers: full = the TMA landed, empty = every consumer thread let go).
 template <class KT>
@@ -93,10 +96,11 @@ struct SharedStorage {
   uint64_t k_empty[KT::kStages];
   uint64_t v_full[KT::kStages];
   uint64_t v_empty[KT::kStages];
-  // tiles=persistent: the tile numbers the producer hands the consumers (two slots, full/empty each)
+  // tiles=persistent: the tiles the producer hands the consumers (two slots, full/empty each), each
+  // decoded: its number, coordinates, lets and KV range (pipeline.cuh: hand_tile / take_tile)
   uint64_t tile_full[2];
   uint64_t tile_empty[2];
-  int tile[2];
+  alignas(16) int tile[2][kTileWords];
 };
 
 // dynamic shared memory is only 16-byte aligned: ask for 1024 bytes more and align by hand
