@@ -41,8 +41,9 @@ MARKS = (
     (("// the last tile's O += P V", ""), "if (c.tid == 0) qm::sm90::trace_mark(5, {row});"),
     (("qm::sm90::wait_full(sm.v_full", ": Wait sV"), "if (c.tid == 0) qm::sm90::trace_mark(9, {row});"),
     (("c.gemm_pv(acc, P, sm, ps_v.stage);", ""), "if (c.tid == 0) qm::sm90::trace_mark(10, {row});"),
-    (("take_tile(sm, iter, tile_words)) break;", "; none left"),
-     "const int tile_t = tile_words[0]; if (c.tid == 0) qm::sm90::trace_mark(11, {row});"),
+    # 11: when WG0 took the tile, stored once the tile's coordinates (its row) are known
+    (("if (tile_t < 0) break;", ""), "const qm::sm90::TraceStamp took = qm::sm90::trace_stamp();"),
+    (("= word.unpack(tile_t, tiles);", ""), "if (c.tid == 0) qm::sm90::trace_put(11, {row}, took);"),
     (("c.normalize_and_store(", ""),
      "if (c.tid == 0) qm::sm90::trace_mark(7, {row}); if (c.tid == 128) qm::sm90::trace_mark(8, {row});"),
 )
@@ -61,14 +62,14 @@ def with_marks(text: str) -> str:
     for (contains, ends), insert in MARKS:
         if persistent and "trace_mark(0)" in insert:
             continue  # a persistent CTA runs many tiles: its start is no tile's
-        if not persistent and "trace_mark(11" in insert:
+        if not persistent and ("trace_put(11" in insert or "trace_stamp()" in insert):
             continue  # one tile per CTA: nothing is taken from the producer
         hits = [i for i, line in enumerate(lines) if contains in line and line.endswith(ends)]
         if len(hits) != 1:
             raise SystemExit(f"anchor {contains!r} found {len(hits)} times in the generated source")
         i = hits[0]
         pad = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
-        lines.insert(i + 1, pad + insert.format(row="tile_t" if persistent else "-1"))
+        lines.insert(i + 1, pad + insert.format(row="qm::sm90::trace_row(tile, tiles)" if persistent else "-1"))
     text = "\n".join(lines) + "\n"
     return text.replace("#include <qimeng/sm90/fa3.cuh>", "#include <qimeng/sm90/fa3.cuh>\n#include <qimeng/sm90/trace.cuh>")
 

@@ -48,6 +48,12 @@ VARIANTS = {
     # the shipped schedules, bf16 only (e.g. to time a building-block change against registry-sm90a/)
     "dec128": ("dense_prefill_sm90.tl", 128, {}, {}, ("bf16",)),
     "dec64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16",)),
+    "pack128": ("dense_prefill_sm90.tl", 128, {}, {}, ("bf16",)),
+    "pack64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16",)),
+    "fence128": ("dense_prefill_sm90.tl", 128, {}, {}, ("bf16", "f16")),
+    "fence64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16",)),
+    "fence256": ("dense_prefill_sm90.tl", 256, {}, {}, ("bf16",)),
+    "r240": ("dense_prefill_sm90.tl", 128, {"PRODUCER_REGS": 24, "CONSUMER_REGS": 240}, {}, ("bf16",)),
     # wider KV tiles without a causal mask (FA3 picks 128 x 176 at D 128 and 192 x 128 / 192 at D 64 there):
     # fewer softmax passes and barrier waits per key, at two stages where three no longer fit. At 40 / 232
     # registers 128 x 176 spills 300 B (the second score tile of the overlap): FA3's 24 / 240
@@ -57,6 +63,9 @@ VARIANTS = {
                                              "PERSISTENT": 0}, {}, ("bf16",)),
     "n192": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 192, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240},
              {}, ("bf16",)),
+    "n128s2": ("dense_prefill_sm90.tl", 128, {"STAGES": 2}, {}, ("bf16",)),
+    "n160": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 160, "STAGES": 2}, {}, ("bf16",)),
+    "n144": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 144, "STAGES": 2}, {}, ("bf16",)),
     "d64_n128": ("dense_prefill_sm90.tl", 64, {"BLOCK_N": 128}, {}, ("bf16",)),
     # D 256 persistent: ptxas spills the overlapped loop at 232 consumer registers
     "d256_pers": ("dense_prefill_sm90.tl", 256, {"PERSISTENT": 1, "PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {},

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from qimeng_serve.lower.cexpr import LoweringError, host_formula
 from qimeng_serve.lower.emit import CudaSource, Entry, _scope, entry_name
-from qimeng_serve.lower.sm90_plan import TILE_WORDS, Plan, Shape, overlap_on, plan_kernel, refuse
+from qimeng_serve.lower.sm90_plan import Plan, Shape, overlap_on, plan_kernel, refuse, softmax_pinned
 from qimeng_serve.lower.sm90_roles import emit_consumer, emit_producer
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import Target
@@ -84,8 +84,7 @@ def lower_sm90(program: ast.Program, target: Target, spec: AttentionSpec, source
 def smem_bytes(head_dim: int, block_m: int, block_n: int, stages: int) -> int:
     """sizeof(qm::sm90::SharedStorage<KT>) + 1024 (aligning dynamic shared memory by hand)."""
     tiles = 2 * head_dim * (block_m + 2 * stages * block_n)
-    # Q, K/V stages, tile slots; the two decoded tiles
-    barriers = BARRIER_BYTES * (2 + 4 * stages + 4) + 2 * 4 * TILE_WORDS
+    barriers = BARRIER_BYTES * (2 + 4 * stages + 4) + 2 * 4  # Q, K/V stages, tile slots; the two tile numbers
     return -(-(tiles + barriers) // SWIZZLE_ALIGN) * SWIZZLE_ALIGN + SWIZZLE_ALIGN
 
 
@@ -124,9 +123,11 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     extents = [scope.cpp(g.extent) for g in k.grid]
     persistent = tiles == "persistent"
     # tiles=persistent: the TileScheduler is declared in each role where it is used (sm90_plan.tile_head)
-    tiles_args = f"{extents[0]}, {extents[1]}, {extents[2]}, p.max_seqlen_k, {d} * 2, p.causal" if persistent else ""
+    grid_args = ", ".join(extents) if persistent else ""
+    tiles_args = f"{grid_args}, p.max_seqlen_k, {d} * 2, p.causal" if persistent else ""
     shape = Shape(bm, bn, wgs, persistent, spec.op == "paged_prefill", pingpong,
-                   overlap_on(plan.consumer, params), gather, tiles_args)
+                   overlap_on(plan.consumer, params), gather, tiles_args, grid_args,
+                   softmax_pinned(plan.consumer, params))
     threads = WARPGROUP_THREADS * (wgs + 1)
     smem = smem_bytes(d, bm, bn, stages)
     kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}>")

@@ -11,10 +11,8 @@ from qimeng_serve.lower.cexpr import LoweringError, Scope, scalar_name
 from qimeng_serve.lower.plan import ROLE_ORDER, _loop_role
 from qimeng_serve.tl import ast
 from qimeng_serve.tl.printer import print_expr
-from qimeng_serve.tl.rules.hopper import switch_value
+from qimeng_serve.tl.rules.hopper import overlap_value, switch_value
 
-# ints in a persistent kernel's tile hand-over slot (kTileWords, traits.cuh)
-TILE_WORDS = 16
 NEEDED_ROLES = ("gemm_qk", "scale", "mask", "m_new", "alpha", "exp", "l_update", "rescale", "m_update", "reshape",
            "gemm_pv")
 
@@ -137,39 +135,55 @@ class Shape:
     overlap: bool
     gather: bool = False  # paged K/V copied by the producer warpgroup's cp.async (not TMA boxes)
     tiles_args: str = ""  # tiles=persistent: the TileScheduler's constructor arguments
+    grid_args: str = ""  # tiles=persistent: the grid's extents (TileWord's constructor arguments)
+    pinned: bool = False  # overlap=pinned: the softmax stays ahead of the previous PV GEMM's wait
 
 
 def overlap_on(role: ast.Role, params: dict[str, int]) -> bool:
-    """overlap=softmax, or overlap=PARAM with the param 1 (so `params when D = ...` can turn it off)."""
-    return switch_value(ast.option(role.options, "overlap"), params, "softmax", "none") == "softmax"
+    """overlap=softmax or pinned, or overlap=PARAM with the param 1 or 2 (so `params when D = ...` can
+    turn it off)."""
+    return overlap_value(ast.option(role.options, "overlap"), params) in ("softmax", "pinned")
+
+
+def softmax_pinned(role: ast.Role, params: dict[str, int]) -> bool:
+    """overlap=pinned (or a param 2): the softmax is kept ahead of the wait for the previous tile's
+    O += P V (Consumer::softmax_done), so it overlaps this warpgroup's own PV GEMM; its registers live
+    through the GEMM, which fits at D = 128 only (D 64 spilled and serialised its GMMAs, D 256 spilled)."""
+    return overlap_value(ast.option(role.options, "overlap"), params) == "pinned"
 
 
 def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> list[str]:
     """The tile loop's head and the tile's coordinates, lets and KV range. One tile per CTA: a loop of
-    one. tiles=persistent: the producer (one thread) claims tiles from the counter, decodes each one it
-    will run and hands it to the consumers decoded (hand_tile, in the order it loads their Q), ending
-    with -1; the consumers take the words (take_tile) instead of decoding again."""
+    one. tiles=persistent: the producer (one thread) claims tiles from the counter and hands each one
+    it will run to the consumers (hand_tile, in the order it loads their Q), ending with -1; the
+    consumers take them (take_tile)."""
     k = plan.kernel
-    names = [scalar_name(g.name) for g in k.grid] + [scalar_name(let.name) for let in plan.lets] + ["n_lo", "n_hi"]
-    if shape.persistent and role == "consumer":
-        # the words, in hand_tile's order: the tile number, then names
-        out = [f"{pad}for (int iter = 0;;) {{",
-               f"{pad}  int tile_words[{1 + len(names)}];",
-               f"{pad}  if (!qm::sm90::take_tile(sm, iter, tile_words)) break;  // the producer's next tile, "
-               "decoded; none left",
-               *(f"{pad}  const int {n} = tile_words[{i + 1}];" for i, n in enumerate(names)),
-               f"{pad}  const int q_iter = iter++;  // the tiles this CTA loads a Q for: the parity of sQ's barriers"]
-        return out
     if not shape.persistent:
         head = [f"{pad}for (int tile_t = 0, iter = 0; tile_t < tiles.count; ++tile_t) {{"]
-    else:
+    elif role == "producer":
         # the scheduler is rebuilt per tile from kernel parameters: fewer registers live in the producer
         head = [f"{pad}const int tile_count = qm::sm90::TileScheduler({shape.tiles_args}).count;",
                 f"{pad}const qm::sm90::TileCounter claims{{tile_counter}};",
                 f"{pad}int iter = 0;  // the tiles handed to the consumers",
                 f"{pad}for (int tile_t = claims.first(); tile_t < tile_count; tile_t = claims.next()) {{",
                 f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args});"]
-    out = [*head, f"{pad}  const qm::sm90::Tile tile = tiles.at(tile_t);"]
+    else:
+        head = [f"{pad}for (int iter = 0;;) {{",
+                f"{pad}  const int tile_t = qm::sm90::take_tile(sm, iter);  // the producer's next tile (its word); "
+                "< 0: none left",
+                f"{pad}  if (tile_t < 0) break;",
+                # here, not at kernel scope: held through the KV loop, its uniform registers pushed the
+                # GMMA descriptors into vector ones (+32 R2UR per KV tile, 3% slower at L 16k)
+                f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args});"]
+    if not shape.persistent:
+        decode = "tiles.at(tile_t)"
+    elif role == "producer":
+        decode = "tiles.at(tile_t)"
+        head.append(f"{pad}  const qm::sm90::TileWord word({shape.grid_args});")
+    else:  # the consumers unpack the producer's word (or decode a tile number when the grid is too big)
+        head.append(f"{pad}  const qm::sm90::TileWord word({shape.grid_args});")
+        decode = "word.unpack(tile_t, tiles)"
+    out = [*head, f"{pad}  const qm::sm90::Tile tile = {decode};"]
     for g, field_ in zip(k.grid, ("m_block", "head", "batch")):
         out.append(f"{pad}  const int {scalar_name(g.name)} = tile.{field_};")
     for let in plan.lets:
@@ -177,22 +191,20 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
                 f"{pad}  const int {scalar_name(let.name)} = {scope.cpp(let.value)};"]
     q = plan.q_copy.src
     out.append(f"{pad}  const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};")
-    out.append(f"{pad}  if ({scope.cpp(q.indices[2].lo)} >= {seqlen_q_of(plan, scope)}) continue;  // a query "
-               "block past this sequence (varlen batches)")
+    if not (shape.persistent and role == "consumer"):  # the producer hands over no such tile
+        out.append(f"{pad}  if ({scope.cpp(q.indices[2].lo)} >= {seqlen_q_of(plan, scope)}) continue;  // a query "
+                   "block past this sequence (varlen batches)")
     out.append(f"{pad}  const int q_iter = iter++;  // the tiles this CTA loads a Q for: the parity of sQ's barriers")
-    if shape.persistent:
-        if 1 + len(names) > TILE_WORDS:
-            raise refuse(k, f"a decoded tile takes {1 + len(names)} words; the hand-over slot holds {TILE_WORDS}",
-                         "use fewer lets, or raise kTileWords in traits.cuh and TILE_WORDS in sm90_plan.py")
-        out += [f"{pad}  const int tile_words[] = {{tile_t, {', '.join(names)}}};",
-                f"{pad}  qm::sm90::hand_tile(sm, tile_words, q_iter);  // to the consumers, decoded, before its Q"]
+    if shape.persistent and role == "producer":
+        out.append(f"{pad}  qm::sm90::hand_tile(sm, word.pack(tile_t, tile), q_iter);  // to the consumers, before "
+                   "its Q")
     return out
 
 
 def tile_tail(shape: Shape, role: str, pad: str) -> list[str]:
     """After the tile loop: the producer of a persistent kernel tells the consumers no tile is left."""
     if shape.persistent and role == "producer":
-        return [f"{pad}qm::sm90::hand_no_tile(sm, iter);  // no tile left"]
+        return [f"{pad}qm::sm90::hand_tile(sm, -1, iter);  // no tile left"]
     return []
 
 

@@ -317,6 +317,8 @@ def _overlapped_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
         f"{p2}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
         *st.release(sk, "k", p2),
         *st.softmax("S_next", p2),
+        *([f"{p2}c.softmax_done(S_next);  // overlap=pinned: the softmax stays ahead of the wait below, beside "
+           "O += P V"] if st.shape.pinned else []),
         f"{p2}c.wait_gemms<0>(acc, P);  // O += P V of the previous tile is done",
         *st.release(sv, "v", p2),
         st.line("P = c.reshape(S_next);", r["reshape"], p2),

@@ -39,7 +39,8 @@ REG_MIN, REG_MAX, REG_STEP = 24, 256, 8  # setmaxnreg's range and granularity
 BARRIER_BYTES = 8  # one mbarrier
 SWIZZLE_ALIGN = 1024  # a 128-byte-swizzled tile starts on a 1024-byte boundary
 ROLE_NAMES = ("producer", "consumer")
-OVERLAPS = ("none", "softmax")  # intra-warpgroup overlap of the consumer (docs/tl.md §10)
+# intra-warpgroup overlap of the consumer (docs/tl.md §10); a param names one by its index (0, 1, 2)
+OVERLAPS = ("none", "softmax", "pinned")
 TILE_MODES = ("grid", "persistent")  # `kernel ... with tiles=`: a CTA per grid tile, or one per SM walking them
 ROLE_STMTS = (ast.Role, ast.Wait, ast.Release)
 
@@ -50,6 +51,15 @@ def switch_value(value: str | None, values: dict, on: str, off: str | None) -> s
     so `params when D = ...` can choose it: the param 1 means `on`, 0 means `off`."""
     if value is not None and isinstance(values.get(value), int):
         return on if values[value] else off
+    return value
+
+
+def overlap_value(value: str | None, values: dict) -> str | None:
+    """`overlap=` on a consumer: a name, or a param whose value indexes OVERLAPS (0 none, 1 softmax,
+    2 pinned); an index past them comes back as its number, which the checker rejects."""
+    if value is not None and isinstance(values.get(value), int):
+        i = values[value]
+        return OVERLAPS[i] if 0 <= i < len(OVERLAPS) else str(i)
     return value
 
 
@@ -337,12 +347,12 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
         if not (isinstance(wg, int) and isinstance(regs, int)):
             complete = False
             continue
-        overlap = switch_value(ast.option(role.options, "overlap"), ctx.values, OVERLAPS[1], OVERLAPS[0])
+        overlap = overlap_value(ast.option(role.options, "overlap"), ctx.values)
         if overlap is not None and (overlap not in OVERLAPS or name == "producer"):
             yield diag("setmaxnreg", _option_node(role, "overlap"), f"overlap={overlap} on the {name} role: the "
                        f"consumer takes overlap={' or overlap='.join(OVERLAPS)}",
-                       "write `overlap=softmax` on `Role consumer` (the softmax of a KV tile runs while the GEMMs "
-                       "of its neighbours do), or drop it")
+                       "write `overlap=softmax` or `overlap=pinned` on `Role consumer` (the softmax of a KV tile "
+                       "runs while the GEMMs of its neighbours do), or drop it")
         schedule = switch_value(ast.option(role.options, "schedule"), ctx.values, "pingpong", None)
         if schedule not in (None, "pingpong"):
             yield diag("setmaxnreg", _option_node(role, "schedule"), f"schedule={schedule} on Role {name}: a "

@@ -1,7 +1,8 @@
 // Host check of qm::sm90::TileScheduler (tiles=persistent): for grids of many shapes, the walk
 // t = 0 .. count-1 visits every (m_block, head, batch) tile exactly once; inside an L2 group of
 // heads, query blocks come last-first (the longest causal tiles first); a group's K/V fits in L2;
-// not causal, the groups are one (head, batch) each (its query blocks consecutive).
+// not causal, the groups are one (head, batch) each (its query blocks consecutive). TileWord: the
+// word the producer hands over unpacks to the same tile, packed exactly when the grid fits its fields.
 #include <qimeng/sm90/scheduler.cuh>
 #include <cstdio>
 #include <vector>
@@ -12,6 +13,7 @@ int main() {
   for (int m_blocks : {1, 3, 8, 128}) for (int heads : {1, 5, 16, 64}) for (int batch : {1, 2, 7})
     for (int kv_len : {1, 1000, 16384, 131072}) for (int rb : kv_row_bytes) for (bool causal : {true, false}) {
       qm::sm90::TileScheduler s(m_blocks, heads, batch, kv_len, rb, causal);
+      const qm::sm90::TileWord word(m_blocks, heads, batch);
       if (!causal && s.group != 1 && bad++ < 5) printf("not causal: groups of %d heads\n", s.group);
       ++grids;
       if (s.count != m_blocks * heads * batch) { ++bad; continue; }
@@ -26,6 +28,11 @@ int main() {
           continue;
         }
         seen[(tile.m_block * heads + tile.head) * batch + tile.batch] += 1;
+        const int w = word.pack(t, tile);
+        const qm::sm90::Tile back = word.unpack(w, s);
+        if ((w < 0 || back.m_block != tile.m_block || back.head != tile.head || back.batch != tile.batch) && bad++ < 5)
+          printf("grid %d x %d x %d: tile %d's word %d unpacks to (%d, %d, %d)\n", m_blocks, heads, batch, t, w,
+                 back.m_block, back.head, back.batch);
         // within a group the query blocks never go up
         const int group = (tile.batch * heads + tile.head) / s.group;
         if (group == last_pair_group && tile.m_block > last_m) {
@@ -41,6 +48,26 @@ int main() {
       if (s.group < 1 || (s.group > 1 && group_bytes > qm::sm90::kL2Bytes))
         if (bad++ < 5) printf("group of %d heads holds %lld bytes of K/V\n", s.group, group_bytes);
     }
+  // the fields' limits: packed up to 4096 query blocks, 256 heads, 2048 sequences; the corner tiles
+  // of grids at and past them (their tile numbers would overflow the walk above)
+  for (int m_blocks : {4096, 4097}) for (int heads : {256, 257}) for (int batch : {2048, 2049}) {
+    const qm::sm90::TileWord word(m_blocks, heads, batch);
+    const bool fits = m_blocks <= 4096 && heads <= 256 && batch <= 2048;
+    ++grids;
+    if (word.packed != fits && bad++ < 5) printf("grid %d x %d x %d: packed %d\n", m_blocks, heads, batch, word.packed);
+    const qm::sm90::TileScheduler small(1, 1, 1, 1, 2, false);  // unpack's fallback is not reached when packed
+    for (int mb : {0, m_blocks - 1}) for (int h : {0, heads - 1}) for (int b : {0, batch - 1}) {
+      const int w = word.pack(7, qm::sm90::Tile{mb, h, b});
+      if (!fits) {
+        if (w != 7 && bad++ < 5) printf("grid %d x %d x %d: not packed, but the word is %d\n", m_blocks, heads, batch, w);
+        continue;
+      }
+      const qm::sm90::Tile back = word.unpack(w, small);
+      if ((w < 0 || back.m_block != mb || back.head != h || back.batch != b) && bad++ < 5)
+        printf("tile (%d, %d, %d) packs to %d, unpacks to (%d, %d, %d)\n", mb, h, b, w, back.m_block, back.head,
+               back.batch);
+    }
+  }
   printf("scheduler: %d grids: %s (%d mismatches)\n", grids, bad ? "FAILED" : "ok", bad);
   return bad ? 1 : 0;
 }

@@ -86,11 +86,17 @@ def test_trace_marks_find_their_places_in_the_shipped_kernel(d, persistent):
     assert trace.is_persistent(text) == persistent
     marked = trace.with_marks(text)
     assert "#include <qimeng/sm90/trace.cuh>" in marked
-    marks = sorted(int(m) for m in re.findall(r"trace_mark\((\d+)", marked))
+    marks = sorted(int(m) for m in re.findall(r"trace_(?:mark|put)\((\d+)", marked))
     # every slot the report reads, once: 0 (CTA start) for one-tile CTAs, 11 (tile taken) for persistent ones
     assert marks == (list(range(1, 12)) if persistent else list(range(11)))
-    rows = set(re.findall(r"trace_mark\(\d+, ([^)]+)\)", marked))
-    assert rows == ({"tile_t"} if persistent else {"-1"})
+    # a persistent kernel's rows: the tile's place in the grid (a packed tile word is no row number)
+    rows = set(re.findall(r"trace_mark\(\d+, ([^)]+\))\)", marked)) if persistent else \
+        set(re.findall(r"trace_mark\(\d+, ([^)]+)\)", marked))
+    assert rows == ({"qm::sm90::trace_row(tile, tiles)"} if persistent else {"-1"})
+    if persistent:  # the moment it took the tile, stored under that row once the tile is unpacked
+        took, put = marked.index("const qm::sm90::TraceStamp took = qm::sm90::trace_stamp();"), \
+            marked.index("qm::sm90::trace_put(11, qm::sm90::trace_row(tile, tiles), took);")
+        assert marked.index("if (tile_t < 0) break;") < took < marked.index("word.unpack(tile_t, tiles);") < put
     kept = [line for line in marked.splitlines() if "trace" not in line]
     assert kept == text.splitlines()
     # an anchor that no longer matches is an error, not a missing mark

@@ -62,6 +62,8 @@ def test_shipped_program_picks_its_schedule_per_head_size(d, persistent, pingpon
     assert ("int* const tile_counter) {" in text) == persistent
     assert ("turn.wait_turn();" in text) == pingpong
     assert ("c.issue_pv(acc, P" in text) == overlap
+    # the softmax is pinned ahead of the previous O += P V's wait at D = 128 only (OVERLAP = 2)
+    assert text.count("c.softmax_done(S_next);") == (1 if d == 128 else 0)
     assert src.entries[0].smem_bytes <= SM90_TARGET.smem_optin_max
 
 
@@ -176,6 +178,21 @@ def test_overlap_can_come_from_a_param():
     assert "c.issue_pv(acc, P" not in lowered(off).text and "c.gemm_pv(acc, P" in lowered(off).text
 
 
+def test_pinned_overlap_ends_the_softmax_before_the_previous_pv_wait():
+    """overlap=pinned (or OVERLAP = 2): the overlapped loop's softmax, then softmax_done (the branch
+    ptxas does not hoist the wait above), then the wait for the previous tile's O += P V."""
+    pinned = lowered(OVERLAP.replace("overlap=softmax", "overlap=pinned")).text
+    loop = pinned[pinned.index("for (int t_n = n_hi - 2; t_n >= n_lo; --t_n)"):]
+    order = [loop.index(s) for s in ("c.wait_gemms<1>(S_next)", "c.online_softmax(S_next", "c.softmax_done(S_next);",
+                                     "c.wait_gemms<0>(acc, P)", "P = c.reshape(S_next)")]
+    assert order == sorted(order) and pinned.count("c.softmax_done(") == 1
+    by_param = OVERLAP.replace("overlap=softmax", "overlap=OVERLAP").replace("STAGES = 2", "STAGES = 2\n  OVERLAP = 2")
+    assert lowered(by_param).text.count("c.softmax_done(S_next);") == 1
+    assert "c.softmax_done(" not in lowered(OVERLAP).text  # overlap=softmax leaves the order to the compiler
+    with pytest.raises(TLCheckError, match="overlap=3"):
+        lowered(by_param.replace("OVERLAP = 2", "OVERLAP = 3"))
+
+
 FA3 = (GOLDEN_DIR / "dense_prefill_sm90_fa3.tl").read_text()
 PAGED = (GOLDEN_DIR / "paged_prefill_sm90_pagetma.tl").read_text()
 
@@ -186,24 +203,26 @@ def test_persistent_tiles_walk_the_grid_from_one_cta_per_sm():
     assert entry.grid == ["min(num_sms, (cdiv(max_seq_q, 128)) * (heads_q) * (batch))"]
     text = src.text
     producer, consumer = text[:text.index("consumer_registers")], text[text.index("consumer_registers"):]
-    # the producer alone builds the tile order and decodes each tile; the consumers take it decoded
+    # each role builds the tile order; the consumers inside their tile loop (not held through the KV loop)
     tiles = "qm::sm90::TileScheduler tiles(qm::cdiv(p.max_seqlen_q, 128), p.heads_q, p.batch, p.max_seqlen_k, 128 * 2, p.causal);"
-    assert producer.count(tiles) == 1 and "TileScheduler" not in consumer and "tiles.at(" not in consumer
+    assert producer.count(tiles) == 1 and consumer.count(tiles) == 1
+    assert consumer.index("for (int iter = 0;;) {") < consumer.index(tiles)
     # the producer claims tiles from the counter and hands each one it runs to the consumers before its
-    # Q (its number, coordinates, lets and KV range), then -1; the consumers take them until -1
+    # Q, then -1; the consumers take them until -1
     loop = "for (int tile_t = claims.first(); tile_t < tile_count; tile_t = claims.next()) {"
     assert "const int tile_count = qm::sm90::TileScheduler(" in producer and producer.index(loop) < producer.index(tiles)
     skip, count = producer.index("continue;"), producer.index("const int q_iter = iter++;")
-    words = ("t_m_block, t_q_head, t_b, t_kv_head, t_Lq, t_Lk, t_q0, t_n_end, t_n_start, n_lo, n_hi")
-    assert f"const int tile_words[] = {{tile_t, {words}}};" in producer
-    hand, q = producer.index("qm::sm90::hand_tile(sm, tile_words, q_iter);"), producer.index("qm::sm90::produce_q<KT>(")
+    hand, q = producer.index("qm::sm90::hand_tile(sm, word.pack(tile_t, tile), q_iter);"), producer.index("qm::sm90::produce_q<KT>(")
     assert skip < count < hand < q  # sQ's barriers flip once per tile that loads a Q: a skipped tile must not count
     assert producer.index("qm::sm90::prefetch_q<KT>(") < q
-    assert producer.index("qm::sm90::hand_no_tile(sm, iter);  // no tile left") > q
-    take = consumer.index("if (!qm::sm90::take_tile(sm, iter, tile_words)) break;")
-    assert consumer.index("int tile_words[12];") < take
-    for i, name in enumerate(words.split(", ")):  # each word read back under its own name, in the producer's order
-        assert consumer.index(f"const int {name} = tile_words[{i + 1}];") > take
+    assert producer.index("qm::sm90::hand_tile(sm, -1, iter);  // no tile left") > q
+    assert "const int tile_t = qm::sm90::take_tile(sm, iter);" in consumer and "if (tile_t < 0) break;" in consumer
+    # the producer hands over the tile's coordinates packed into one word when the grid fits; the
+    # consumers unpack it, decoding (TileScheduler::at) only a tile number
+    word = "const qm::sm90::TileWord word(qm::cdiv(p.max_seqlen_q, 128), p.heads_q, p.batch);"
+    assert producer.count(word) == 1 and consumer.count(word) == 1
+    assert "const qm::sm90::Tile tile = tiles.at(tile_t);" in producer
+    assert "const qm::sm90::Tile tile = word.unpack(tile_t, tiles);" in consumer and "tiles.at(" not in consumer
     assert "continue;" not in consumer  # the producer hands over no tile past its sequence
     assert "qm::sm90::wait_q(sm, q_iter);" in text and "q_batch(p, t_b), q_iter);" in text
     # the consumers hand sQ back after the tile's last S GEMM, or at once when the tile has no KV tile

@@ -94,6 +94,20 @@ struct Consumer {
     cute::warpgroup_wait<N>();
     (cute::warpgroup_fence_operand(operands), ...);
   }
+  // The overlapped loop's softmax, kept ahead of the wait for the previous tile's O += P V. ptxas
+  // schedules that wait (WARPGROUP.DEPBAR) as early as its basic block allows: at the top of the
+  // block the softmax is in, so every exponential ran after the GEMM instead of beside it, register
+  // fences notwithstanding (they emit no instruction), and with two P buffers too. A branch on the
+  // row sums ends the block after the softmax: ptxas does not hoist the wait above it. The branch
+  // is never taken (l sums exponentials: >= 0, and NaN compares false); the vote keeps it
+  // warp-uniform (a divergent one pushed the loop's GMMA descriptors out of uniform registers).
+  __device__ __forceinline__ void softmax_done(TileS& S) {
+    cute::warpgroup_fence_operand(S);
+    float sum = 0.f;
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) sum += l[r];
+    if (__any_sync(0xffffffffu, sum < -1.f)) asm volatile("trap;");
+  }
   // acc += gemm(P, sV), waited for: the plain loop's, and the overlapped loop's last tile
   template <class TP>
   __device__ __forceinline__ void gemm_pv(TileO& acc, TP const& P, SharedStorage<KT>& sm, int stage) {

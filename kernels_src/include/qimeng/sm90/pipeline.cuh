@@ -274,41 +274,26 @@ __device__ __forceinline__ void consumers_sync() {
   cutlass::arch::NamedBarrier::sync(KT::kConsumerThreads, kConsumerBarrier);
 }
 
-// ---- tiles=persistent (scheduler.cuh): the tiles from the producer to the consumers, in two shared
-// slots: slot i % 2 carries the CTA's i-th tile, decoded (words[0] its number, < 0: no more tiles;
-// then its coordinates, lets and KV range, as the emitter lists them). The producer decodes: its one
-// thread has time while the K/V copies fly, and the consumers, who wait on it between tiles, then
-// skip the scheduler's divisions. The slot's full barrier takes the producer's one arrival (release:
-// the words written before it), its empty barrier every consumer thread's.
-template <class Storage, int N>
-__device__ __forceinline__ void hand_tile(Storage& sm, const int (&words)[N], int i) {
-  static_assert(N <= kTileWords, "a decoded tile has more words than its hand-over slot");
+// ---- tiles=persistent (scheduler.cuh): the tile numbers from the producer to the consumers, in
+// two shared slots: slot i % 2 carries the CTA's i-th tile (a number < 0: no more tiles). The slot's
+// full barrier takes the producer's one arrival (release: the number written before it), its empty
+// barrier every consumer thread's.
+template <class Storage>
+__device__ __forceinline__ void hand_tile(Storage& sm, int tile, int i) {
   const int s = i & 1;
   Barrier::wait(&sm.tile_empty[s], ((static_cast<uint32_t>(i) >> 1) & 1u) ^ 1u);
-#pragma unroll
-  for (int w = 0; w < N; ++w) sm.tile[s][w] = words[w];
+  sm.tile[s] = tile;
   Barrier::arrive(&sm.tile_full[s]);
 }
 template <class Storage>
-__device__ __forceinline__ void hand_no_tile(Storage& sm, int i) {
-  const int end[1] = {-1};
-  hand_tile(sm, end, i);
-}
-// false: no tile left. The words are the same in every lane, but shared-memory loads are not known
-// to be warp-uniform: the broadcast from lane 0 is, so the tile's coordinates and KV range can live
-// in uniform registers (the GMMA descriptors keep theirs).
-template <class Storage, int N>
-__device__ __forceinline__ bool take_tile(Storage& sm, int i, int (&words)[N]) {
-  static_assert(N <= kTileWords, "a decoded tile has more words than its hand-over slot");
+__device__ __forceinline__ int take_tile(Storage& sm, int i) {
   const int s = i & 1;
   Barrier::wait(&sm.tile_full[s], (static_cast<uint32_t>(i) >> 1) & 1u);
-  const volatile int* slot = sm.tile[s];
-#pragma unroll
-  for (int w = 0; w < N; ++w) words[w] = slot[w];
+  const int tile = *static_cast<volatile int*>(&sm.tile[s]);
   Barrier::arrive(&sm.tile_empty[s]);
-#pragma unroll
-  for (int w = 0; w < N; ++w) words[w] = __shfl_sync(0xffffffff, words[w], 0);
-  return words[0] >= 0;
+  // the same number in every lane, but a shared-memory load is not known to be warp-uniform: the
+  // broadcast from lane 0 is, so the tile's coordinates and KV range can live in uniform registers
+  return __shfl_sync(0xffffffff, tile, 0);
 }
 
 // ---- ping-pong between the consumer warpgroups (TL: `Role consumer with ..., schedule=pingpong`)

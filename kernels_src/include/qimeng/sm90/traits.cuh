@@ -79,9 +79,6 @@ struct Traits {
   static constexpr uint32_t kKVBytes = BLOCK_N * HEAD_DIM * sizeof(T);
 };
 
-// the ints a decoded tile takes at most in its hand-over slot (the emitter checks its count)
-constexpr int kTileWords = 16;
-
 // Shared memory of one CTA: the tiles (each on a 1024-byte boundary, as the 128-byte swizzle needs)
 // and the stage barriers (mbarriers: full = the TMA landed, empty = every consumer thread let go).
 template <class KT>
@@ -96,11 +93,10 @@ struct SharedStorage {
   uint64_t k_empty[KT::kStages];
   uint64_t v_full[KT::kStages];
   uint64_t v_empty[KT::kStages];
-  // tiles=persistent: the tiles the producer hands the consumers (two slots, full/empty each), each
-  // decoded: its number, coordinates, lets and KV range (pipeline.cuh: hand_tile / take_tile)
+  // tiles=persistent: the tile numbers the producer hands the consumers (two slots, full/empty each)
   uint64_t tile_full[2];
   uint64_t tile_empty[2];
-  alignas(16) int tile[2][kTileWords];
+  int tile[2];
 };
 
 // dynamic shared memory is only 16-byte aligned: ask for 1024 bytes more and align by hand
