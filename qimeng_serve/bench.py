@@ -109,6 +109,10 @@ def _flex(q, k, v, causal):
     import torch
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+    # a fresh compile per shape: dynamo recompiles flex_attention for every new shape and, past its
+    # cache-size limit (8), runs it eagerly (it materialises the scores: 7-14 TFLOPS at 16k and on
+    # the GQA rows, which the bench then reported as FlexAttention's speed)
+    torch._dynamo.reset()
     compiled = torch.compile(flex_attention, dynamic=False)
     mask = None
     if causal:

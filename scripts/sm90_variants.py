@@ -36,6 +36,7 @@ VARIANTS = {
     "shipped128": ("dense_prefill_sm90.tl", 128, {}, {}, ("bf16", "f16")),
     "d64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16", "f16")),
     "paged128": ("paged_prefill_sm90.tl", 128, {}, {}, ("f16",)),
+    "paged_pin": ("paged_prefill_sm90.tl", 128, {"OVERLAP": 2}, {}, ("bf16",)),
     # one tile per CTA (session 5's D 128 schedule, and D 64 without the counter)
     "grid128": ("dense_prefill_sm90.tl", 128, {"PERSISTENT": 0, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240}, {},
                 ("bf16",)),
@@ -67,6 +68,10 @@ VARIANTS = {
     "n160": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 160, "STAGES": 2}, {}, ("bf16",)),
     "n144": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 144, "STAGES": 2}, {}, ("bf16",)),
     "d64_n128": ("dense_prefill_sm90.tl", 64, {"BLOCK_N": 128}, {}, ("bf16",)),
+    "d64_m128n176": ("dense_prefill_sm90.tl", 64, {"BLOCK_M": 128, "BLOCK_N": 176, "WARPS": 8, "CONSUMERS": 2,
+                     "PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "PINGPONG": 1, "OVERLAP": 2}, {}, ("bf16",)),
+    "d64_m128": ("dense_prefill_sm90.tl", 64, {"BLOCK_M": 128, "BLOCK_N": 128, "WARPS": 8, "CONSUMERS": 2, "PRODUCER_REGS": 40,
+                                          "CONSUMER_REGS": 232, "PINGPONG": 1, "OVERLAP": 2}, {}, ("bf16",)),
     # D 256 persistent: ptxas spills the overlapped loop at 232 consumer registers
     "d256_pers": ("dense_prefill_sm90.tl", 256, {"PERSISTENT": 1, "PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {},
                   ("bf16",)),
