@@ -1,6 +1,7 @@
 // qimeng/sm90/scheduler.cuh -- TL's `kernel ... grid (m_block : X, q_head : Y, b : Z) with tiles=persistent`:
 // one CTA per SM; its producer claims tiles one at a time from a counter in global memory (zeroed by
-// the host before each launch) and hands each tile's number to the consumers through shared memory,
+// the host before each launch) and hands each tile to the consumers through shared memory (one word:
+// its coordinates packed, see TileWord),
 // so the producer loads the next tile's Q and K/V while the consumers finish the current one (no CTA
 // launch, no cold pipeline between tiles), and an SM that finishes early takes more tiles (no static
 // share that a slow SM or a long causal tile holds up).
