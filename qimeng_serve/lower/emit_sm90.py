@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 from qimeng_serve.lower.cexpr import LoweringError, host_formula
 from qimeng_serve.lower.emit import CudaSource, Entry, _scope, entry_name
-from qimeng_serve.lower.sm90_plan import Plan, Shape, overlap_on, plan_kernel, refuse, softmax_pinned
+from qimeng_serve.lower.sm90_plan import (
+    Plan,
+    Shape,
+    overlap_on,
+    plan_kernel,
+    refuse,
+    softmax_pinned,
+)
 from qimeng_serve.lower.sm90_roles import emit_consumer, emit_producer
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import Target

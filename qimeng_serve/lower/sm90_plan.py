@@ -11,7 +11,7 @@ from qimeng_serve.lower.cexpr import LoweringError, Scope, scalar_name
 from qimeng_serve.lower.plan import ROLE_ORDER, _loop_role
 from qimeng_serve.tl import ast
 from qimeng_serve.tl.printer import print_expr
-from qimeng_serve.tl.rules.hopper import overlap_value, switch_value
+from qimeng_serve.tl.rules.hopper import overlap_value
 
 NEEDED_ROLES = ("gemm_qk", "scale", "mask", "m_new", "alpha", "exp", "l_update", "rescale", "m_update", "reshape",
            "gemm_pv")
