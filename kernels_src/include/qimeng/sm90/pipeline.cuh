@@ -274,10 +274,10 @@ __device__ __forceinline__ void consumers_sync() {
   cutlass::arch::NamedBarrier::sync(KT::kConsumerThreads, kConsumerBarrier);
 }
 
-// ---- tiles=persistent (scheduler.cuh): the tile numbers from the producer to the consumers, in
-// two shared slots: slot i % 2 carries the CTA's i-th tile (a number < 0: no more tiles). The slot's
-// full barrier takes the producer's one arrival (release: the number written before it), its empty
-// barrier every consumer thread's.
+// ---- tiles=persistent (scheduler.cuh): the tiles from the producer to the consumers, in two shared
+// slots: slot i % 2 carries the CTA's i-th tile as one word (TileWord; < 0: no more tiles). The
+// slot's full barrier takes the producer's one arrival (release: the word written before it), its
+// empty barrier every consumer thread's.
 template <class Storage>
 __device__ __forceinline__ void hand_tile(Storage& sm, int tile, int i) {
   const int s = i & 1;

@@ -93,7 +93,7 @@ struct SharedStorage {
   uint64_t k_empty[KT::kStages];
   uint64_t v_full[KT::kStages];
   uint64_t v_empty[KT::kStages];
-  // tiles=persistent: the tile numbers the producer hands the consumers (two slots, full/empty each)
+  // tiles=persistent: the tile words the producer hands the consumers (two slots, full/empty each)
   uint64_t tile_full[2];
   uint64_t tile_empty[2];
   int tile[2];
