@@ -374,11 +374,19 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
         return
     consumer = roles["consumer"]
     t = ctx.target
-    if total_regs > t.regs_per_sm:
+    # setmaxnreg moves registers between a CTA's warpgroups; it cannot add any. The CTA holds what it
+    # was launched with: the register file over its threads, per thread a multiple of 8 (384 threads:
+    # 168 each, 64512 in all). A consumer asking past that waits in setmaxnreg.inc forever (a hang
+    # seen at 32 + 2 x 240 with 384 threads: 65536 fits the register file, not the launch).
+    threads = total_warps * 32
+    per_thread = min(REG_MAX, t.regs_per_sm // max(threads, 1) // REG_STEP * REG_STEP)
+    launched = per_thread * threads
+    if total_regs > launched:
         parts = ", ".join(f"{n} {_int_option(ctx, r, 'warpgroups')} x 128 threads x {_int_option(ctx, r, 'regs')}"
                           for n, r in roles.items())
-        yield diag("setmaxnreg", consumer, f"the roles ask for {total_regs} registers ({parts}); the register file "
-                   f"holds {t.regs_per_sm}", "lower the consumer's regs= (e.g. 240 with a 24-register producer "
+        yield diag("setmaxnreg", consumer, f"the roles ask for {total_regs} registers ({parts}); a CTA of {threads} "
+                   f"threads launches with {per_thread} a thread, {launched} in all, and setmaxnreg only moves "
+                   "them between warpgroups", "lower the consumer's regs= (e.g. 240 with a 24-register producer "
                    "and two consumer warpgroups)")
     if total_warps * 32 > t.max_threads_per_block:
         yield diag("setmaxnreg", consumer, f"{total_warps} warps are more than a CTA holds",
