@@ -155,8 +155,8 @@ def softmax_pinned(role: ast.Role, params: dict[str, int]) -> bool:
 def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> list[str]:
     """The tile loop's head and the tile's coordinates, lets and KV range. One tile per CTA: a loop of
     one. tiles=persistent: the producer (one thread) claims tiles from the counter and hands each one
-    it will run to the consumers (hand_tile, in the order it loads their Q), ending with -1; the
-    consumers take them (take_tile)."""
+    it will run to the consumers as one word, its coordinates packed (hand_tile, TileWord; in the
+    order it loads their Q), ending with -1; the consumers take and unpack them (take_tile)."""
     k = plan.kernel
     if not shape.persistent:
         head = [f"{pad}for (int tile_t = 0, iter = 0; tile_t < tiles.count; ++tile_t) {{"]
@@ -175,14 +175,11 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
                 # here, not at kernel scope: held through the KV loop, its uniform registers pushed the
                 # GMMA descriptors into vector ones (+32 R2UR per KV tile, 3% slower at L 16k)
                 f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args});"]
-    if not shape.persistent:
-        decode = "tiles.at(tile_t)"
-    elif role == "producer":
-        decode = "tiles.at(tile_t)"
+    decode = "tiles.at(tile_t)"
+    if shape.persistent:
         head.append(f"{pad}  const qm::sm90::TileWord word({shape.grid_args});")
-    else:  # the consumers unpack the producer's word (or decode a tile number when the grid is too big)
-        head.append(f"{pad}  const qm::sm90::TileWord word({shape.grid_args});")
-        decode = "word.unpack(tile_t, tiles)"
+        if role == "consumer":  # the producer's word, unpacked (a tile number, decoded, when the grid is too big)
+            decode = "word.unpack(tile_t, tiles)"
     out = [*head, f"{pad}  const qm::sm90::Tile tile = {decode};"]
     for g, field_ in zip(k.grid, ("m_block", "head", "batch")):
         out.append(f"{pad}  const int {scalar_name(g.name)} = tile.{field_};")
