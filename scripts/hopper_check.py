@@ -96,6 +96,8 @@ def validation_cases(quick: bool):
             for causal in (True, False):
                 cases.append((f"L={length} g={g} {'causal' if causal else 'full'}", length, length, g, causal, 0))
         cases.append((f"Lq=100 Lk=1000 g={g} causal", 100, 1000, g, True, 0))
+    # more queries than keys under a causal mask: the first query blocks see no key (tiles with no KV tile)
+    cases.append(("Lq=1000 Lk=100 g=4 causal", 1000, 100, 4, True, 0))
     cases.append(("L=1000 g=4 causal window=64", 1000, 1000, 4, True, 64))
     cases.append(("Lq=129 Lk=700 g=1 causal window=200", 129, 700, 1, True, 200))
     return cases
@@ -224,7 +226,8 @@ def worker_validate(args) -> dict:
     results = []
     cases = validation_cases(args.quick)
     if args.sanitize:  # under compute-sanitizer every launch is slow: a few cases that reach every path
-        cases = [c for c in cases if c[0] in ("L=129 g=4 causal", "L=1000 g=1 full", "Lq=129 Lk=700 g=1 causal window=200")]
+        cases = [c for c in cases if c[0] in ("L=129 g=4 causal", "L=1000 g=1 full", "Lq=129 Lk=700 g=1 causal window=200",
+                                              "Lq=1000 Lk=100 g=4 causal")]
     for label, lq, lk, g, causal, window in cases:
         row = {"case": label}
         try:

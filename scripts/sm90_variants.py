@@ -55,6 +55,13 @@ VARIANTS = {
              {}, ("bf16",)),
     "n176g": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 176, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240,
                                              "PERSISTENT": 0}, {}, ("bf16",)),
+    # the same without the pinned softmax (OVERLAP = 1): S, P and O no longer live together (session 8)
+    "n176o1": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 176, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240,
+                                              "OVERLAP": 1}, {}, ("bf16",)),
+    "n160": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 160, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240},
+             {}, ("bf16",)),
+    "n160o1": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 160, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240,
+                                              "OVERLAP": 1}, {}, ("bf16",)),
     "n192": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 192, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240},
              {}, ("bf16",)),
     "n128s2": ("dense_prefill_sm90.tl", 128, {"STAGES": 2}, {}, ("bf16",)),
@@ -68,6 +75,10 @@ VARIANTS = {
     # D 256 persistent: ptxas spills the overlapped loop at 232 consumer registers
     # 24 / 240: the producer spills 332 B (its tile claims), the KV loop none (32 / 240 asks for more
     # registers than the CTA launches with: the checker refuses it since it hung in run 7)
+    # carry=pv: a tile's last O += P V issued with the next tile's first S GEMM, its store after that
+    # tile's first softmax (session 8)
+    "carry128": ("dense_prefill_sm90.tl", 128, {"CARRY": 1}, {}, ("bf16", "f16")),
+    # (at D 64 and 256 ptxas serialises every GMMA of the carried loop for want of registers: C7512)
     "d256_pers24": ("dense_prefill_sm90.tl", 256, {"PERSISTENT": 1, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240}, {},
                     ("bf16", "f16")),
     "d256_pers": ("dense_prefill_sm90.tl", 256, {"PERSISTENT": 1, "PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {},

@@ -20,6 +20,7 @@ from qimeng_serve.lower.emit import CudaSource, Entry, _scope, entry_name
 from qimeng_serve.lower.sm90_plan import (
     Plan,
     Shape,
+    carry_on,
     overlap_on,
     plan_kernel,
     refuse,
@@ -134,7 +135,10 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     tiles_args = f"{grid_args}, p.max_seqlen_k, {d} * 2, p.causal" if persistent else ""
     shape = Shape(bm, bn, wgs, persistent, spec.op == "paged_prefill", pingpong,
                    overlap_on(plan.consumer, params), gather, tiles_args, grid_args,
-                   softmax_pinned(plan.consumer, params))
+                   softmax_pinned(plan.consumer, params), carry_on(plan.consumer, params))
+    if shape.carry and not (shape.persistent and shape.overlap):
+        raise refuse(plan.consumer, "carry=pv hands a tile's last O += P V to the CTA's next tile, in the "
+                      "overlapped loop", "use it with tiles=persistent and overlap=softmax or pinned")
     threads = WARPGROUP_THREADS * (wgs + 1)
     smem = smem_bytes(d, bm, bn, stages)
     kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}>")

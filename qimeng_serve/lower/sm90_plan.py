@@ -11,7 +11,7 @@ from qimeng_serve.lower.cexpr import LoweringError, Scope, scalar_name
 from qimeng_serve.lower.plan import ROLE_ORDER, _loop_role
 from qimeng_serve.tl import ast
 from qimeng_serve.tl.printer import print_expr
-from qimeng_serve.tl.rules.hopper import overlap_value
+from qimeng_serve.tl.rules.hopper import carry_value, overlap_value
 
 NEEDED_ROLES = ("gemm_qk", "scale", "mask", "m_new", "alpha", "exp", "l_update", "rescale", "m_update", "reshape",
            "gemm_pv")
@@ -137,6 +137,7 @@ class Shape:
     tiles_args: str = ""  # tiles=persistent: the TileScheduler's constructor arguments
     grid_args: str = ""  # tiles=persistent: the grid's extents (TileWord's constructor arguments)
     pinned: bool = False  # overlap=pinned: the softmax stays ahead of the previous PV GEMM's wait
+    carry: bool = False  # carry=pv: a tile's last PV GEMM and store run in the next tile's first KV step
 
 
 def overlap_on(role: ast.Role, params: dict[str, int]) -> bool:
@@ -150,6 +151,12 @@ def softmax_pinned(role: ast.Role, params: dict[str, int]) -> bool:
     O += P V (Consumer::softmax_done), so it overlaps this warpgroup's own PV GEMM; its registers live
     through the GEMM, which fits at D = 128 only (D 64 spilled and serialised its GMMAs, D 256 spilled)."""
     return overlap_value(ast.option(role.options, "overlap"), params) == "pinned"
+
+
+def carry_on(role: ast.Role, params: dict[str, int]) -> bool:
+    """carry=pv (or a param 1): the consumer issues a tile's last O += P V with the next tile's first
+    S GEMM and stores the tile's O after that tile's first softmax (tiles=persistent, overlapped loop)."""
+    return carry_value(ast.option(role.options, "carry"), params) == "pv"
 
 
 def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> list[str]:
@@ -180,12 +187,7 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
         head.append(f"{pad}  const qm::sm90::TileWord word({shape.grid_args});")
         if role == "consumer":  # the producer's word, unpacked (a tile number, decoded, when the grid is too big)
             decode = "word.unpack(tile_t, tiles)"
-    out = [*head, f"{pad}  const qm::sm90::Tile tile = {decode};"]
-    for g, field_ in zip(k.grid, ("m_block", "head", "batch")):
-        out.append(f"{pad}  const int {scalar_name(g.name)} = tile.{field_};")
-    for let in plan.lets:
-        out += [f"{pad}  // let {let.name} = {print_expr(let.value)}",
-                f"{pad}  const int {scalar_name(let.name)} = {scope.cpp(let.value)};"]
+    out = [*head, *tile_coordinates(plan, scope, pad + "  ", decode)]
     q = plan.q_copy.src
     out.append(f"{pad}  const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};")
     if not (shape.persistent and role == "consumer"):  # the producer hands over no such tile
@@ -195,6 +197,17 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
     if shape.persistent and role == "producer":
         out.append(f"{pad}  qm::sm90::hand_tile(sm, word.pack(tile_t, tile), q_iter);  // to the consumers, before "
                    "its Q")
+    return out
+
+
+def tile_coordinates(plan: Plan, scope: Scope, pad: str, decode: str) -> list[str]:
+    """The grid variables and lets of the tile `decode` gives (a qm::sm90::Tile expression)."""
+    out = [f"{pad}const qm::sm90::Tile tile = {decode};"]
+    for g, field_ in zip(plan.kernel.grid, ("m_block", "head", "batch")):
+        out.append(f"{pad}const int {scalar_name(g.name)} = tile.{field_};")
+    for let in plan.lets:
+        out += [f"{pad}// let {let.name} = {print_expr(let.value)}",
+                f"{pad}const int {scalar_name(let.name)} = {scope.cpp(let.value)};"]
     return out
 
 

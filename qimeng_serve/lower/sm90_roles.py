@@ -20,6 +20,7 @@ from qimeng_serve.lower.sm90_plan import (
     refuse,
     role_text,
     seqlen_q_of,
+    tile_coordinates,
     tile_head,
     tile_tail,
 )
@@ -85,6 +86,9 @@ def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         f"        {leader}qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, {scope.cpp(rows.lo)}), "
         f"{scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
         *pages,
+        # one thread issues a tile's copies and then waits: unrolled, ptxas kept the addresses of four
+        # tiles' copies live and spilled 332 B at D = 256's 24 producer registers
+        "        #pragma unroll 1",
         f"        {loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
         f"{print_expr(plan.p_loop.stop)}",
         *lookup,
@@ -181,27 +185,36 @@ def emit_consumer(plan: Plan, scope: Scope, spec: AttentionSpec, shape: Shape) -
         head += [f"    const qm::sm90::PingPong<{shape.wgs}> turn(c.tid);  // schedule=pingpong: the warpgroups take "
                  "turns issuing their GEMMs",
                  "    turn.start();"]
+    if shape.carry:
+        head += ["    auto acc = c.alloc_acc();  // init=0; carry=pv: O lives on into the next tile until its store",
+                 "    auto P = c.alloc_p();",
+                 "    int carried_word = -1;  // the tile whose last O += P V and store are still to run: its word "
+                 "(< 0: none)"]
     head += [
         *tile_head(plan, scope, "    ", shape, "consumer"),
-        "      c.reset();  // m (init=-inf), l (init=0)",
-        "      auto acc = c.alloc_acc();  // init=0",
+        *([] if shape.carry else ["      c.reset();  // m (init=-inf), l (init=0)",
+                                  "      auto acc = c.alloc_acc();  // init=0"]),
         f"      // {print_expr(mask)}",
         f"      const qm::sm90::MaskArgs mk{{{scope.cpp(q0)}, {kv_len}, {scope.cpp(kw.get('causal', zero))}, "
         f"{scope.cpp(kw.get('offset', zero))}, {scope.cpp(kw.get('window', zero))}}};",
         f"      qm::sm90::wait_q(sm, q_iter);  // {_tl(plan.q_wait)}",
     ]
-    tail = [
-        "      if (n_hi <= n_lo) qm::sm90::release_q(sm);  // no KV tile: sQ was never read",
-        f"      // {_tl(plan.normalize)}; {_tl(plan.store)} (rows < seqlen_q only)",
-        f"      c.normalize_and_store(acc, p, {scope.cpp(plan.q_copy.src.indices[0])}, "
-        f"{scope.cpp(plan.q_copy.src.indices[1])}, {scope.cpp(q0)}, {q_len});",
-        "    }",
-    ]
+    steps = _ConsumerSteps(plan, n, "true" if softcap else "false", shape, kv_len)
+    if shape.carry:
+        loop = _carried_loop(plan, steps, n, scope)
+        tail = ["    }", *_flush_carry(plan, steps, scope, "    ", past_loop=True)]
+    else:
+        loop = _overlapped_loop(plan, steps, n) if shape.overlap else _plain_loop(plan, steps, n)
+        tail = [
+            "      if (n_hi <= n_lo) qm::sm90::release_q(sm);  // no KV tile: sQ was never read",
+            f"      // {_tl(plan.normalize)}; {_tl(plan.store)} (rows < seqlen_q only)",
+            f"      c.normalize_and_store(acc, p, {scope.cpp(plan.q_copy.src.indices[0])}, "
+            f"{scope.cpp(plan.q_copy.src.indices[1])}, {scope.cpp(q0)}, {q_len});",
+            "    }",
+        ]
     if turns:
         tail.append("    turn.finish();")
     tail.append("  }")
-    steps = _ConsumerSteps(plan, n, "true" if softcap else "false", shape, kv_len)
-    loop = _overlapped_loop(plan, steps, n) if shape.overlap else _plain_loop(plan, steps, n)
     return head + loop + tail
 
 
@@ -288,21 +301,41 @@ def _overlapped_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
     already runs (as FA3 orders it), so the rescale is off the path from one GEMM to the next.
     Same arithmetic, in the same order per tile. Under schedule=pingpong the warpgroup holds the
     turn while it issues the two GEMMs."""
-    r = plan.roles
-    sk, sv = buffer_of(plan, "K"), buffer_of(plan, "V")
-    reverse = ast.option(plan.c_loop.options, "order") == "reverse"
-    first = "n_hi - 1" if reverse else "n_lo"
-    rest = (f"for (int {n} = n_hi - 2; {n} >= n_lo; --{n})" if reverse
-            else f"for (int {n} = n_lo + 1; {n} < n_hi; ++{n})")
-    prev = f"{n} + 1" if reverse else f"{n} - 1"
-    last = f"{n} == n_lo" if reverse else f"{n} == n_hi - 1"
-    p1, p2 = "        ", "          "
+    _, _, first, _ = _directions(plan, n)
+    p1 = "        "
     return [
-        f"      // Loop {plan.c_loop.var} in {print_expr(plan.c_loop.start)} .. {print_expr(plan.c_loop.stop)}, "
-        "overlap=softmax: the softmax of a tile runs while the previous tile's O += P V does",
+        *_overlap_comment(plan),
         "      if (n_hi > n_lo) {",
         f"{p1}int {n} = {first};  // the first tile: S, softmax, P",
         *st.score_tile("S", "n_hi - n_lo == 1", p1, rescale=False),
+        *_overlap_rest(plan, st, n),
+        f"{p1}// the last tile's O += P V",
+        *_last_pv(plan, st, n, p1),
+        "      }",
+    ]
+
+
+def _directions(plan: Plan, n: str) -> tuple[bool, str, str, str]:
+    """(reverse, the tile before n in the loop, the first tile, n is the last tile)."""
+    reverse = ast.option(plan.c_loop.options, "order") == "reverse"
+    prev = f"{n} + 1" if reverse else f"{n} - 1"
+    return reverse, prev, "n_hi - 1" if reverse else "n_lo", f"{n} == n_lo" if reverse else f"{n} == n_hi - 1"
+
+
+def _overlap_comment(plan: Plan) -> list[str]:
+    return [f"      // Loop {plan.c_loop.var} in {print_expr(plan.c_loop.start)} .. {print_expr(plan.c_loop.stop)}, "
+            "overlap=softmax: the softmax of a tile runs while the previous tile's O += P V does"]
+
+
+def _overlap_rest(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
+    """The overlapped loop past its first KV tile: S of tile n issued with O += P V of the one before."""
+    r = plan.roles
+    sk, sv = buffer_of(plan, "K"), buffer_of(plan, "V")
+    reverse, prev, _, last = _directions(plan, n)
+    rest = (f"for (int {n} = n_hi - 2; {n} >= n_lo; --{n})" if reverse
+            else f"for (int {n} = n_lo + 1; {n} < n_hi; ++{n})")
+    p1, p2 = "        ", "          "
+    return [
         f"{p1}{rest} {{",
         f"{p2}auto S_next = c.alloc_s();",
         st.wait(sk, "k", p2),
@@ -323,11 +356,116 @@ def _overlapped_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
         *st.release(sv, "v", p2),
         st.line("P = c.reshape(S_next);", r["reshape"], p2),
         f"{p1}}}",
-        f"{p1}// the last tile's O += P V",
-        st.wait(sv, "v", p1),
-        *st.v_tail("n_lo" if reverse else "n_hi - 1", p1),
-        st.line("c.rescale(acc);", r["rescale"], p1),
-        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p1),
-        *st.release(sv, "v", p1),
+    ]
+
+
+def _last_pv(plan: Plan, st: _ConsumerSteps, n: str, pad: str) -> list[str]:
+    """O += P V of the loop's last KV tile, waited for."""
+    r, sv = plan.roles, buffer_of(plan, "V")
+    reverse = ast.option(plan.c_loop.options, "order") == "reverse"
+    return [
+        st.wait(sv, "v", pad),
+        *st.v_tail("n_lo" if reverse else "n_hi - 1", pad),
+        st.line("c.rescale(acc);", r["rescale"], pad),
+        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], pad),
+        *st.release(sv, "v", pad),
+    ]
+
+
+def _carried_loop(plan: Plan, st: _ConsumerSteps, n: str, scope: Scope) -> list[str]:
+    """carry=pv: the overlapped loop with the tile's last O += P V left to the CTA's next tile. The
+    next tile issues it with its first S GEMM, runs its first softmax beside it, then normalises and
+    stores the carried tile's O (its row sums kept in l_carried) before its own first O += P V, so
+    the tensor cores do not idle through the last PV GEMM and the first S GEMM at the tile boundary.
+    The CTA's first tile (and one after a tile with no KV tile) has nothing carried: its first step
+    is the plain one, in a branch of its own. Each branch waits for all it issued, so ptxas sees the
+    same GMMAs in flight where they meet (a wait that differs between two paths that meet makes it
+    serialise every GMMA of the kernel). The last tile's O is finished by `_flush_carry`."""
+    r = plan.roles
+    sk, sv = buffer_of(plan, "K"), buffer_of(plan, "V")
+    _, _, first, _ = _directions(plan, n)
+    p1, p2 = "        ", "          "
+    q = plan.q_copy.src
+    single = "n_hi - n_lo == 1"
+    return [
+        *_overlap_comment(plan),
+        "      // carry=pv: this tile's last O += P V and store run in the next tile's first KV step",
+        "      if (n_hi > n_lo) {",
+        f"{p1}int {n} = {first};  // the first tile: S, softmax, P",
+        f"{p1}auto S = c.alloc_s();",
+        f"{p1}if (qm::sm90::carry_pending(carried_word)) {{  // beside the carried tile's last O += P V",
+        st.wait(sk, "k", p2),
+        st.wait(sv, "v", p2) + " (the carried tile's last)",
+        *st.turn("wait_turn", p2),
+        st.line("c.issue_qk(S, sm, ps_k.stage);", r["gemm_qk"], p2),
+        st.line("c.rescale(acc);", r["rescale"], p2) + " (the carried tile's alpha, while S runs)",
+        st.line("c.issue_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p2) + " (the carried tile's last)",
+        *st.turn("pass_turn", p2),
+        f"{p2}c.wait_gemms<1>(S);  // S is done; the carried O += P V may run on",
+        f"{p2}if ({single}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
+        *st.release(sk, "k", p2),
+        f"{p2}c.carry_rows();  // m (init=-inf), l (init=0) of this tile; the carried tile's l kept for its store",
+        *st.softmax("S", p2),
+        f"{p2}c.wait_gemms<0>(acc, P);  // the carried tile's O += P V is done",
+        *st.release(sv, "v", p2),
+        st.line("P = c.reshape(S);", r["reshape"], p2) + " (S's registers free for the store)",
+        *_store_carried(plan, scope, p2, "c.l_carried"),
+        f"{p2}cute::clear(acc);  // init=0, this tile's",
+        f"{p1}}} else {{  // nothing carried (acc is 0)",
+        st.wait(sk, "k", p2),
+        *st.turn("wait_turn", p2),
+        st.line("c.issue_qk(S, sm, ps_k.stage);", r["gemm_qk"], p2),
+        *st.turn("pass_turn", p2),
+        f"{p2}c.wait_gemms<0>(S);",
+        f"{p2}if ({single}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
+        *st.release(sk, "k", p2),
+        f"{p2}c.reset();  // m (init=-inf), l (init=0)",
+        *st.softmax("S", p2),
+        st.line("P = c.reshape(S);", r["reshape"], p2),
+        f"{p1}}}",
+        *_overlap_rest(plan, st, n),
+        f"{p1}carried_word = tile_t;  // this tile's last O += P V: in the next tile",
+        "      } else {  // no KV tile: O = 0 (l = 0); the carried tile is finished first",
+        f"{p1}qm::sm90::release_q(sm);  // sQ was never read",
+        *_flush_carry(plan, st, scope, p1, past_loop=False),
+        f"{p1}c.reset();",
+        f"{p1}c.normalize_and_store(acc, p, {scope.cpp(q.indices[0])}, {scope.cpp(q.indices[1])}, "
+        f"{scope.cpp(q.indices[2].lo)}, {seqlen_q_of(plan, scope)});",
         "      }",
+    ]
+
+
+def _flush_carry(plan: Plan, st: _ConsumerSteps, scope: Scope, pad: str, past_loop: bool) -> list[str]:
+    """carry=pv: the carried tile's last O += P V, waited for, and its store (no next KV step to run
+    them in); acc is zero after it."""
+    r, sv = plan.roles, buffer_of(plan, "V")
+    inner = pad + "  "
+    return [
+        f"{pad}if (qm::sm90::carry_pending(carried_word)) {{  // the carried tile's last O += P V and store",
+        st.wait(sv, "v", inner),
+        st.line("c.rescale(acc);", r["rescale"], inner),
+        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], inner),
+        *st.release(sv, "v", inner),
+        *_store_carried(plan, scope, inner, "c.l", st.shape if past_loop else None),
+        f"{inner}cute::clear(acc);",
+        f"{inner}carried_word = -1;",
+        f"{pad}}}",
+    ]
+
+
+def _store_carried(plan: Plan, scope: Scope, pad: str, row_sums: str, shape: Shape | None = None) -> list[str]:
+    """Normalise and store the carried tile's O: its coordinates and lets again, from its word (held
+    as one register through the KV loop, not as four). shape: past the tile loop, where the word's
+    decoders are declared again."""
+    q = plan.q_copy.src
+    inner = pad + "  "
+    decoders = ([f"{inner}const qm::sm90::TileScheduler tiles({shape.tiles_args});",
+                 f"{inner}const qm::sm90::TileWord word({shape.grid_args});"] if shape else [])
+    return [
+        f"{pad}{{  // {_tl(plan.normalize)}; {_tl(plan.store)} of the carried tile",
+        *decoders,
+        *tile_coordinates(plan, scope, inner, "word.unpack(carried_word, tiles)"),
+        f"{inner}c.normalize_and_store(acc, p, {scope.cpp(q.indices[0])}, {scope.cpp(q.indices[1])}, "
+        f"{scope.cpp(q.indices[2].lo)}, {seqlen_q_of(plan, scope)}, {row_sums});",
+        f"{pad}}}",
     ]

@@ -41,6 +41,9 @@ SWIZZLE_ALIGN = 1024  # a 128-byte-swizzled tile starts on a 1024-byte boundary
 ROLE_NAMES = ("producer", "consumer")
 # intra-warpgroup overlap of the consumer (docs/tl.md §10); a param names one by its index (0, 1, 2)
 OVERLAPS = ("none", "softmax", "pinned")
+# what a consumer carries from one tile into the next (tiles=persistent): nothing, or the tile's last
+# O += P V with its store, issued with the next tile's first S GEMM (docs/tl.md §10)
+CARRIES = ("none", "pv")
 TILE_MODES = ("grid", "persistent")  # `kernel ... with tiles=`: a CTA per grid tile, or one per SM walking them
 ROLE_STMTS = (ast.Role, ast.Wait, ast.Release)
 
@@ -61,6 +64,16 @@ def overlap_value(value: str | None, values: dict) -> str | None:
         i = values[value]
         return OVERLAPS[i] if 0 <= i < len(OVERLAPS) else str(i)
     return value
+
+
+def carry_value(value: str | None, values: dict) -> str | None:
+    """`carry=` on a consumer: `pv` or `none`, or a param that is 1 (pv) or 0 (none)."""
+    return switch_value(value, values, "pv", "none")
+
+
+def kernel_tiles(k: KernelInfo, values: dict) -> str:
+    """`grid` or `persistent`: how the kernel's CTAs cover its grid."""
+    return switch_value(ast.option(k.kernel.options, "tiles"), values, "persistent", "grid") or "grid"
 
 
 def roles_of(k: KernelInfo) -> dict[str, ast.Role]:
@@ -353,6 +366,7 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
                        f"consumer takes overlap={' or overlap='.join(OVERLAPS)}",
                        "write `overlap=softmax` or `overlap=pinned` on `Role consumer` (the softmax of a KV tile "
                        "runs while the GEMMs of its neighbours do), or drop it")
+        yield from _carry(ctx, k, name, role, overlap)
         schedule = switch_value(ast.option(role.options, "schedule"), ctx.values, "pingpong", None)
         if schedule not in (None, "pingpong"):
             yield diag("setmaxnreg", _option_node(role, "schedule"), f"schedule={schedule} on Role {name}: a "
@@ -404,6 +418,25 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
         yield diag("setmaxnreg", _option_node(consumer, "regs"), f"the consumer needs about {estimate} registers "
                    f"per thread ({listed} + overhead) but keeps regs={regs}: it would spill",
                    f"raise regs= (at most {REG_MAX}, within the register file) or shrink BLOCK_N / D tiles")
+
+
+def _carry(ctx: Context, k: KernelInfo, name: str, role: ast.Role, overlap: str | None) -> Iterator[Diagnostic]:
+    """carry=pv: a tile's last O += P V is issued with the next tile's first S GEMM and its store runs
+    after that tile's first softmax, so there must be a next tile in the same CTA (tiles=persistent)
+    and the overlapped loop that issues two GEMMs at once (overlap=softmax or pinned)."""
+    carry = carry_value(ast.option(role.options, "carry"), ctx.values)
+    if carry is None or carry == "none":
+        return
+    node = _option_node(role, "carry")
+    if carry not in CARRIES or name == "producer":
+        yield diag("setmaxnreg", node, f"carry={carry} on the {name} role: the consumer takes carry=pv or "
+                   "carry=none", "write `carry=pv` on `Role consumer`, or drop it")
+    elif overlap not in ("softmax", "pinned"):
+        yield diag("setmaxnreg", node, "carry=pv issues a tile's last O += P V with the next tile's first S GEMM: "
+                   "that needs the overlapped loop", "add `overlap=softmax` (or pinned) to the role, or drop carry=")
+    elif kernel_tiles(k, ctx.values) != "persistent" and not ctx.sketch:
+        yield diag("setmaxnreg", node, "carry=pv hands a tile's last O += P V to the CTA's next tile; with "
+                   "tiles=grid a CTA runs one tile", "add `with tiles=persistent` to the kernel, or drop carry=")
 
 
 # ---------------------------------------------------------------- how CTAs cover the grid

@@ -66,22 +66,26 @@ def load_trace():
     return trace
 
 
-@pytest.mark.parametrize("d, persistent", [(256, False), (128, True), (64, True)])
+@pytest.mark.parametrize("d, persistent", [(256, False), (256, True), (128, True), (64, True)])
 def test_trace_marks_find_their_places_in_the_shipped_kernel(d, persistent):
     """scripts/sm90_trace.py inserts its timestamp marks after anchor lines of a generated kernel (the
-    shipped program: one tile per CTA at D = 256, tiles=persistent at D = 64 and 128). Each anchor must match
-    exactly one line, so a lowering change cannot silently move or drop a mark; the marked source
-    includes the trace header, keeps every original line, and indexes a persistent kernel's rows by
-    tile."""
+    shipped program, tiles=persistent at every head size; with PERSISTENT = 0 for one tile per CTA).
+    Each anchor must match exactly one line, so a lowering change cannot silently move or drop a mark;
+    the marked source includes the trace header, keeps every original line, and indexes a persistent
+    kernel's rows by tile."""
     import re
 
     from qimeng_serve.lower.emit_sm90 import lower_sm90
     from qimeng_serve.spec import AttentionSpec
     from qimeng_serve.targets import get_target
-    from qimeng_serve.tl.parser import parse_tl_file
+    from qimeng_serve.tl.parser import parse_tl
 
     trace = load_trace()
-    program = parse_tl_file(REPO / "kernels_src" / "tl" / trace.PROGRAM)
+    source = (REPO / "kernels_src" / "tl" / trace.PROGRAM).read_text()
+    if not persistent:
+        assert "  PERSISTENT = 1\n" in source
+        source = source.replace("  PERSISTENT = 1\n", "  PERSISTENT = 0\n")
+    program = parse_tl(source)
     text = lower_sm90(program, get_target("sm_90"), AttentionSpec("dense_prefill", "bf16", d, 1, True)).text
     assert trace.is_persistent(text) == persistent
     marked = trace.with_marks(text)

@@ -50,7 +50,7 @@ def test_golden_lowers_for_each_head_size(d, dtype, block_m, block_n, wgs, p_reg
 @pytest.mark.parametrize("d, persistent, pingpong, overlap, traits", [
     (64, True, False, True, "64, 192, 96, 3, 3, 32, 160"),
     (128, True, True, True, "128, 128, 128, 3, 2, 40, 232"),
-    (256, False, False, True, "256, 128, 80, 2, 2, 24, 240"),
+    (256, True, False, True, "256, 128, 80, 2, 2, 24, 240"),
 ])
 def test_shipped_program_picks_its_schedule_per_head_size(d, persistent, pingpong, overlap, traits):
     src = lowered(SHIPPED, d=d)
@@ -191,6 +191,61 @@ def test_pinned_overlap_ends_the_softmax_before_the_previous_pv_wait():
     assert "c.softmax_done(" not in lowered(OVERLAP).text  # overlap=softmax leaves the order to the compiler
     with pytest.raises(TLCheckError, match="overlap=3"):
         lowered(by_param.replace("OVERLAP = 2", "OVERLAP = 3"))
+
+
+def carried(d=128, **params):
+    """The shipped program with carry=pv switched on (CARRY = 1) and other params overridden."""
+    text = SHIPPED.replace("  CARRY = 0", "  CARRY = 1")
+    for key, value in params.items():
+        text = text.replace(f"  {key} = ", f"  {key} = {value}  # was ", 1)
+    return lowered(text, d=d).text
+
+
+def test_carry_issues_the_last_pv_of_a_tile_with_the_next_tiles_first_score_gemm():
+    """carry=pv: the carried branch of a tile's first step issues S and the carried tile's O += P V
+    together, runs the softmax beside it, then stores the carried O with its own row sums; no tile
+    ends with its last O += P V any more."""
+    text = carried()
+    assert "// the last tile's O += P V" not in text and "int carried_word = -1;" in text
+    step = text[text.index("if (qm::sm90::carry_pending(carried_word)) {  // beside"):text.index("} else {  // nothing")]
+    order = [step.index(s) for s in ("turn.wait_turn();", "c.issue_qk(S, sm", "c.rescale(acc);", "c.issue_pv(acc, P",
+                                     "turn.pass_turn();", "c.wait_gemms<1>(S);", "c.carry_rows();",
+                                     "c.online_softmax(S, scale);", "c.wait_gemms<0>(acc, P);",
+                                     "qm::sm90::release(sm.v_empty", "P = c.reshape(S);",
+                                     "word.unpack(carried_word, tiles)", "c.l_carried);", "cute::clear(acc);")]
+    assert order == sorted(order)
+    plain = text[text.index("} else {  // nothing"):text.index("for (int t_n = n_hi - 2; t_n >= n_lo; --t_n)")]
+    assert "c.issue_pv" not in plain and "c.wait_gemms<0>(S);" in plain and "c.reset();" in plain
+    # every path issues and waits for its own GEMMs: the rest of the loop is the overlapped one
+    assert text.count("turn.wait_turn();") == text.count("turn.pass_turn();") == 3
+    assert "carried_word = tile_t;" in text[text.index("for (int t_n = n_hi - 2; t_n >= n_lo; --t_n)"):]
+
+
+def test_carry_finishes_the_carried_tile_where_no_next_kv_step_takes_it():
+    text = carried()
+    # a tile with no KV tile: the carried O first (its PV GEMM waited for), then this tile's zeros
+    empty = text[text.index("} else {  // no KV tile"):]
+    order = [empty.index(s) for s in ("qm::sm90::release_q(sm);", "if (qm::sm90::carry_pending(carried_word))",
+                                      "c.gemm_pv(acc, P", "word.unpack(carried_word, tiles)", "carried_word = -1;",
+                                      "c.reset();",
+                                      "c.normalize_and_store(acc, p, t_b, t_q_head, t_q0, qm::seqlen_q_of(p, t_b));")]
+    assert order == sorted(order)
+    # past the tile loop: the CTA's last tile, its decoders declared again
+    tail = text[text.rindex("if (qm::sm90::carry_pending(carried_word))"):]
+    assert "const qm::sm90::TileScheduler tiles(" in tail and "c.gemm_pv(acc, P" in tail
+    assert tail.index("c.gemm_pv(acc, P") < tail.index("c.normalize_and_store(") < tail.index("turn.finish();")
+
+
+def test_carry_is_off_in_the_shipped_program_and_checked():
+    assert "carried_word" not in lowered(SHIPPED).text  # CARRY = 0: measured slower (docs/perf-notes.md)
+    with pytest.raises(TLCheckError, match="tiles=persistent"):
+        carried(d=128, PERSISTENT=0)
+    with pytest.raises(TLCheckError, match="overlapped loop"):
+        carried(d=128, OVERLAP=0)
+    with pytest.raises(TLCheckError, match="carry=fast"):
+        lowered(SHIPPED.replace("carry=CARRY", "carry=fast"))
+    with pytest.raises(TLCheckError, match="on the producer role"):
+        lowered(SHIPPED.replace("regs=PRODUCER_REGS {", "regs=PRODUCER_REGS, carry=pv {"))
 
 
 FA3 = (GOLDEN_DIR / "dense_prefill_sm90_fa3.tl").read_text()

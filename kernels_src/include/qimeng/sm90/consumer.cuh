@@ -22,6 +22,12 @@ struct MaskArgs {
   int window;  // TL's WINDOW: keys visible up to and including the diagonal; 0 = none
 };
 
+// carry=pv: is a tile's last O += P V still to run (its word, `carried`, >= 0)? Broadcast from lane 0:
+// the same in every thread, and known to ptxas as warp-uniform, which the GMMA issued under it needs
+// (on a path ptxas takes for divergent it inserts warpgroup waits and arrives, and then serialises
+// every GMMA of the kernel: C7518 / C7520).
+__device__ __forceinline__ bool carry_pending(int carried) { return __shfl_sync(0xffffffffu, carried, 0) >= 0; }
+
 template <class KT>
 struct Consumer {
   using T = typename KT::T;
@@ -29,6 +35,7 @@ struct Consumer {
                                                     cute::Shape<typename KT::BM, typename KT::BN>{}));
   using TileO = decltype(cute::partition_fragment_C(typename KT::TiledMmaPV{},
                                                     cute::Shape<typename KT::BM, typename KT::HD>{}));
+  using TileP = decltype(cute::make_tensor<typename KT::T>(acc_as_operand_a(TileS{}.layout())));
   static constexpr int kRows = decltype(cute::size<0>(acc_rowcol(TileS{}.layout())))::value;
 
   typename KT::TiledMmaQK mma_qk;
@@ -37,6 +44,7 @@ struct Consumer {
   float m[kRows];  // running max (log2 domain, scaled), init=-inf
   float l[kRows];  // thread-partial row sum, init=0
   float alpha[kRows];
+  float l_carried[kRows];  // carry=pv: the row sums of the tile whose store is carried into the next
 
   __device__ __forceinline__ explicit Consumer(int tid_) : tid(tid_) {
     CUTE_UNROLL
@@ -55,7 +63,16 @@ struct Consumer {
     }
   }
 
+  // carry=pv: the next tile's rows start (m = -inf, l = 0) while the carried tile's O is still to be
+  // normalised: its row sums move to l_carried first
+  __device__ __forceinline__ void carry_rows() {
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) l_carried[r] = l[r];
+    reset();
+  }
+
   __device__ __forceinline__ TileS alloc_s() const { return TileS{}; }
+  __device__ __forceinline__ TileP alloc_p() const { return TileP{}; }
   __device__ __forceinline__ TileO alloc_acc() const {
     TileO acc;
     cute::clear(acc);
@@ -83,12 +100,20 @@ struct Consumer {
   // Compute acc += gemm(P, sV) with mma=gmma, issued without waiting: P from registers, V^T from shared memory
   template <class TP>
   __device__ __forceinline__ void issue_pv(TileO& acc, TP const& P, SharedStorage<KT>& sm, int stage) {
+    issue_pv(acc, P, &sm.v[0][0], stage);
+  }
+  template <class TP>
+  __device__ __forceinline__ void issue_pv(TileO& acc, TP const& P, T* v, int stage) {
     using namespace cute;
-    Tensor sVt = make_tensor(make_smem_ptr(&sm.v[0][0]), typename KT::SmemLayoutVt{});
+    Tensor sVt = make_tensor(make_smem_ptr(v), typename KT::SmemLayoutVt{});
     auto thr = mma_pv.get_thread_slice(tid);
     Tensor tOrV = thr.partition_fragment_B(sVt);
     gemm_issue<false, true>(mma_pv, P, tOrV(_, _, _, stage), acc);
   }
+  // An empty commit group: where one path issues a GEMM and the other does not, both then count the
+  // same groups, so one wait_gemms<N> after them means the same on both (ptxas serialises every
+  // GMMA of a kernel whose waits differ between paths that meet again, C7518).
+  __device__ __forceinline__ static void commit_nothing() { cute::warpgroup_commit_batch(); }
   template <int N, class... Ts>
   __device__ __forceinline__ static void wait_gemms(Ts&... operands) {
     cute::warpgroup_wait<N>();
@@ -107,6 +132,17 @@ struct Consumer {
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) sum += l[r];
     if (__any_sync(0xffffffffu, sum < -1.f)) asm volatile("trap;");
+  }
+  // carry=pv: the carried tile's O += P V where no next KV step takes it (the CTA's last tile, or
+  // before a tile with no KV tile), waited for. sV's address goes through an empty asm: a GEMM on
+  // the same address outside the KV loop made ptxas share the V descriptors with the loop's and
+  // move them out of uniform registers there (+31 R2UR per KV tile, 934 -> 966 instructions).
+  template <class TP>
+  __device__ __forceinline__ void gemm_pv_apart(TileO& acc, TP const& P, SharedStorage<KT>& sm, int stage) {
+    T* v = &sm.v[0][0];
+    asm volatile("" : "+l"(v));
+    issue_pv(acc, P, v, stage);
+    wait_gemms<0>(acc, const_cast<TP&>(P));
   }
   // acc += gemm(P, sV), waited for: the plain loop's, and the overlapped loop's last tile
   template <class TP>
@@ -244,6 +280,11 @@ struct Consumer {
   // CTA as 16-bit stores, 1.7 us as 32-bit ones). O not 16-byte aligned: 4-byte stores.
   __device__ __forceinline__ void normalize_and_store(TileO& acc, const AttnParams& p, int b, int h, int q0,
                                                       int seqlen_q) {
+    normalize_and_store(acc, p, b, h, q0, seqlen_q, l);
+  }
+  // the same with the row sums given (carry=pv: l_carried)
+  __device__ __forceinline__ void normalize_and_store(TileO& acc, const AttnParams& p, int b, int h, int q0,
+                                                      int seqlen_q, const float (&row_sums)[kRows]) {
     using namespace cute;
     Tensor o = make_tensor(acc.data(), acc_rowcol(acc.layout()));
     auto cO = make_identity_tensor(Shape<typename KT::BM, typename KT::HD>{});
@@ -258,7 +299,7 @@ struct Consumer {
     const int q = tid % 4;
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
-      float sum = l[r];
+      float sum = row_sums[r];
       sum += __shfl_xor_sync(0xffffffff, sum, 1);
       sum += __shfl_xor_sync(0xffffffff, sum, 2);
       const float inv = sum == 0.f ? 1.f : 1.f / sum;
