@@ -164,7 +164,6 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
     one. tiles=persistent: the producer (one thread) claims tiles from the counter and hands each one
     it will run to the consumers as one word, its coordinates packed (hand_tile, TileWord; in the
     order it loads their Q), ending with -1; the consumers take and unpack them (take_tile)."""
-    k = plan.kernel
     if not shape.persistent:
         head = [f"{pad}for (int tile_t = 0, iter = 0; tile_t < tiles.count; ++tile_t) {{"]
     elif role == "producer":

@@ -258,6 +258,25 @@ class _ConsumerSteps:
     def turn(self, what: str, pad: str) -> list[str]:
         return [f"{pad}turn.{what}();"] if self.shape.pingpong else []
 
+    def paired_gemms(self, s: str, which: str, v_tile: str | None, last: str, pad: str) -> list[str]:
+        """S = Q K^T of a KV tile issued with O += P V of `which` tile before it (the overlapped loop's
+        steps, and a carried tile's last): K and that V waited for, both GEMMs in one turn, S waited
+        for while O += P V may run on, sK (and after the tile's last S GEMM sQ) handed back."""
+        r, sk, sv = self.plan.roles, buffer_of(self.plan, "K"), buffer_of(self.plan, "V")
+        return [
+            self.wait(sk, "k", pad),
+            self.wait(sv, "v", pad) + f" ({which})",
+            *(self.v_tail(v_tile, pad) if v_tile else []),
+            *self.turn("wait_turn", pad),
+            self.line(f"c.issue_qk({s}, sm, ps_k.stage);", r["gemm_qk"], pad),
+            self.line("c.rescale(acc);", r["rescale"], pad) + f" (alpha of the {which}, while S runs)",
+            self.line("c.issue_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], pad) + f" ({which})",
+            *self.turn("pass_turn", pad),
+            f"{pad}c.wait_gemms<1>({s});  // S of this tile is done; O += P V may still run",
+            f"{pad}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
+            *self.release(sk, "k", pad),
+        ]
+
     def score_tile(self, s: str, last: str, pad: str, rescale: bool = True) -> list[str]:
         """S = Q K^T of one KV tile (its turn under ping-pong), sQ handed back after the tile's last
         one, the softmax, acc rescaled (unless the caller does it later), P: what both loop shapes do
@@ -330,7 +349,7 @@ def _overlap_comment(plan: Plan) -> list[str]:
 def _overlap_rest(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
     """The overlapped loop past its first KV tile: S of tile n issued with O += P V of the one before."""
     r = plan.roles
-    sk, sv = buffer_of(plan, "K"), buffer_of(plan, "V")
+    sv = buffer_of(plan, "V")
     reverse, prev, _, last = _directions(plan, n)
     rest = (f"for (int {n} = n_hi - 2; {n} >= n_lo; --{n})" if reverse
             else f"for (int {n} = n_lo + 1; {n} < n_hi; ++{n})")
@@ -338,17 +357,7 @@ def _overlap_rest(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
     return [
         f"{p1}{rest} {{",
         f"{p2}auto S_next = c.alloc_s();",
-        st.wait(sk, "k", p2),
-        st.wait(sv, "v", p2) + " (previous tile)",
-        *st.v_tail(prev, p2),
-        *st.turn("wait_turn", p2),
-        st.line("c.issue_qk(S_next, sm, ps_k.stage);", r["gemm_qk"], p2),
-        st.line("c.rescale(acc);", r["rescale"], p2) + " (previous tile's alpha, while S runs)",
-        st.line("c.issue_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p2) + " (previous tile)",
-        *st.turn("pass_turn", p2),
-        f"{p2}c.wait_gemms<1>(S_next);  // S of this tile is done; O += P V may still run",
-        f"{p2}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
-        *st.release(sk, "k", p2),
+        *st.paired_gemms("S_next", "previous tile", prev, last, p2),
         *st.softmax("S_next", p2),
         *([f"{p2}c.softmax_done(S_next);  // overlap=pinned: the softmax stays ahead of the wait below, beside "
            "O += P V"] if st.shape.pinned else []),
@@ -394,16 +403,7 @@ def _carried_loop(plan: Plan, st: _ConsumerSteps, n: str, scope: Scope) -> list[
         f"{p1}int {n} = {first};  // the first tile: S, softmax, P",
         f"{p1}auto S = c.alloc_s();",
         f"{p1}if (qm::sm90::carry_pending(carried_word)) {{  // beside the carried tile's last O += P V",
-        st.wait(sk, "k", p2),
-        st.wait(sv, "v", p2) + " (the carried tile's last)",
-        *st.turn("wait_turn", p2),
-        st.line("c.issue_qk(S, sm, ps_k.stage);", r["gemm_qk"], p2),
-        st.line("c.rescale(acc);", r["rescale"], p2) + " (the carried tile's alpha, while S runs)",
-        st.line("c.issue_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], p2) + " (the carried tile's last)",
-        *st.turn("pass_turn", p2),
-        f"{p2}c.wait_gemms<1>(S);  // S is done; the carried O += P V may run on",
-        f"{p2}if ({single}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
-        *st.release(sk, "k", p2),
+        *st.paired_gemms("S", "carried tile's last KV tile", None, single, p2),
         f"{p2}c.carry_rows();  // m (init=-inf), l (init=0) of this tile; the carried tile's l kept for its store",
         *st.softmax("S", p2),
         f"{p2}c.wait_gemms<0>(acc, P);  // the carried tile's O += P V is done",

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Session 8, run 3:
-#  A. D 128 with 160-key KV tiles at two stages, 24 / 240 registers (FA3 runs 128 x 176 at D 128
-#     without a mask; 176 spills in our loop): n160 (pinned softmax, 15 spill instructions in the KV
-#     loop) and n160o1 (overlap=softmax, spills outside the loop only), beside the shipped D 128, bf16.
+#  A. D 128 with 160-key KV tiles at two stages (FA3 runs 128 x 176 at D 128 without a mask; 176
+#     spills in our loop): n160 (pinned softmax, 40 / 232, 15 spill instructions in the KV loop) and
+#     n160o1 (overlap=softmax, 24 / 240, spills outside the loop only), beside the shipped D 128, bf16.
 #     Predicted: +1-3% without a mask at L >= 8k (6% fewer instructions per key), -2 to -5% at 2k and
 #     below and under a causal mask (two stages, more masked keys on the diagonal).
 #     registry-var/ from: scripts/sm90_variants.py --out registry-var --only n160o1,n160 \
