@@ -100,20 +100,12 @@ struct Consumer {
   // Compute acc += gemm(P, sV) with mma=gmma, issued without waiting: P from registers, V^T from shared memory
   template <class TP>
   __device__ __forceinline__ void issue_pv(TileO& acc, TP const& P, SharedStorage<KT>& sm, int stage) {
-    issue_pv(acc, P, &sm.v[0][0], stage);
-  }
-  template <class TP>
-  __device__ __forceinline__ void issue_pv(TileO& acc, TP const& P, T* v, int stage) {
     using namespace cute;
-    Tensor sVt = make_tensor(make_smem_ptr(v), typename KT::SmemLayoutVt{});
+    Tensor sVt = make_tensor(make_smem_ptr(&sm.v[0][0]), typename KT::SmemLayoutVt{});
     auto thr = mma_pv.get_thread_slice(tid);
     Tensor tOrV = thr.partition_fragment_B(sVt);
     gemm_issue<false, true>(mma_pv, P, tOrV(_, _, _, stage), acc);
   }
-  // An empty commit group: where one path issues a GEMM and the other does not, both then count the
-  // same groups, so one wait_gemms<N> after them means the same on both (ptxas serialises every
-  // GMMA of a kernel whose waits differ between paths that meet again, C7518).
-  __device__ __forceinline__ static void commit_nothing() { cute::warpgroup_commit_batch(); }
   template <int N, class... Ts>
   __device__ __forceinline__ static void wait_gemms(Ts&... operands) {
     cute::warpgroup_wait<N>();
@@ -132,17 +124,6 @@ struct Consumer {
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) sum += l[r];
     if (__any_sync(0xffffffffu, sum < -1.f)) asm volatile("trap;");
-  }
-  // carry=pv: the carried tile's O += P V where no next KV step takes it (the CTA's last tile, or
-  // before a tile with no KV tile), waited for. sV's address goes through an empty asm: a GEMM on
-  // the same address outside the KV loop made ptxas share the V descriptors with the loop's and
-  // move them out of uniform registers there (+31 R2UR per KV tile, 934 -> 966 instructions).
-  template <class TP>
-  __device__ __forceinline__ void gemm_pv_apart(TileO& acc, TP const& P, SharedStorage<KT>& sm, int stage) {
-    T* v = &sm.v[0][0];
-    asm volatile("" : "+l"(v));
-    issue_pv(acc, P, v, stage);
-    wait_gemms<0>(acc, const_cast<TP&>(P));
   }
   // acc += gemm(P, sV), waited for: the plain loop's, and the overlapped loop's last tile
   template <class TP>
