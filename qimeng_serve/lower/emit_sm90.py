@@ -33,7 +33,7 @@ from qimeng_serve.tl import ast
 from qimeng_serve.tl.checker import check_tl_or_raise
 from qimeng_serve.tl.interpreter import resolve_params
 from qimeng_serve.tl.printer import print_expr, print_tl
-from qimeng_serve.tl.rules.hopper import switch_value
+from qimeng_serve.tl.rules.hopper import kernel_tiles, switch_value
 
 WARPGROUP_THREADS = 128
 SWIZZLE_ALIGN = 1024
@@ -119,7 +119,7 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
         raise refuse(plan.kernel, f"BLOCK_M={bm}, BLOCK_N={bn}, D={d} with {wgs} consumer warpgroups is not a tile "
                       "the sm90 blocks implement", "BLOCK_M = 64 per consumer warpgroup, BLOCK_N a multiple of 16 "
                       "up to 256, D a multiple of 64")
-    tiles = switch_value(ast.option(plan.kernel.options, "tiles"), params, "persistent", "grid") or "grid"
+    tiles = kernel_tiles(plan.kernel, params)
     k = plan.kernel
     if len(k.grid) != 3:
         raise refuse(k, "the Hopper kernels have a 3-dimensional grid (query block, head, sequence)",

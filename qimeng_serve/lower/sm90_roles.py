@@ -277,13 +277,13 @@ class _ConsumerSteps:
             *self.release(sk, "k", pad),
         ]
 
-    def score_tile(self, s: str, last: str, pad: str, rescale: bool = True) -> list[str]:
+    def score_tile(self, s: str, last: str, pad: str, rescale: bool = True, declared: bool = False) -> list[str]:
         """S = Q K^T of one KV tile (its turn under ping-pong), sQ handed back after the tile's last
         one, the softmax, acc rescaled (unless the caller does it later), P: what both loop shapes do
-        for their first tile."""
+        for their first tile. declared: the caller holds S and P already (carry=pv)."""
         r, sk = self.plan.roles, buffer_of(self.plan, "K")
         return [
-            f"{pad}auto {s} = c.alloc_s();",
+            *([] if declared else [f"{pad}auto {s} = c.alloc_s();"]),
             self.wait(sk, "k", pad),
             *self.turn("wait_turn", pad),
             self.line(f"c.issue_qk({s}, sm, ps_k.stage);", r["gemm_qk"], pad),
@@ -293,7 +293,7 @@ class _ConsumerSteps:
             *self.release(sk, "k", pad),
             *self.softmax(s, pad),
             *([self.line("c.rescale(acc);", r["rescale"], pad)] if rescale else []),
-            self.line(f"auto P = c.reshape({s});", r["reshape"], pad),
+            self.line(f"{'' if declared else 'auto '}P = c.reshape({s});", r["reshape"], pad),
         ]
 
 
@@ -329,7 +329,7 @@ def _overlapped_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
         *st.score_tile("S", "n_hi - n_lo == 1", p1, rescale=False),
         *_overlap_rest(plan, st, n),
         f"{p1}// the last tile's O += P V",
-        *_last_pv(plan, st, n, p1),
+        *_last_pv(plan, st, "n_lo" if ast.option(plan.c_loop.options, "order") == "reverse" else "n_hi - 1", p1),
         "      }",
     ]
 
@@ -368,13 +368,12 @@ def _overlap_rest(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
     ]
 
 
-def _last_pv(plan: Plan, st: _ConsumerSteps, n: str, pad: str) -> list[str]:
-    """O += P V of the loop's last KV tile, waited for."""
+def _last_pv(plan: Plan, st: _ConsumerSteps, v_tile: str | None, pad: str) -> list[str]:
+    """O += P V of a tile's last KV tile (v_tile: its index, for paged K/V's tail), waited for."""
     r, sv = plan.roles, buffer_of(plan, "V")
-    reverse = ast.option(plan.c_loop.options, "order") == "reverse"
     return [
         st.wait(sv, "v", pad),
-        *st.v_tail("n_lo" if reverse else "n_hi - 1", pad),
+        *(st.v_tail(v_tile, pad) if v_tile else []),
         st.line("c.rescale(acc);", r["rescale"], pad),
         st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], pad),
         *st.release(sv, "v", pad),
@@ -391,7 +390,7 @@ def _carried_loop(plan: Plan, st: _ConsumerSteps, n: str, scope: Scope) -> list[
     same GMMAs in flight where they meet (a wait that differs between two paths that meet makes it
     serialise every GMMA of the kernel). The last tile's O is finished by `_flush_carry`."""
     r = plan.roles
-    sk, sv = buffer_of(plan, "K"), buffer_of(plan, "V")
+    sv = buffer_of(plan, "V")
     _, _, first, _ = _directions(plan, n)
     p1, p2 = "        ", "          "
     q = plan.q_copy.src
@@ -412,16 +411,8 @@ def _carried_loop(plan: Plan, st: _ConsumerSteps, n: str, scope: Scope) -> list[
         *_store_carried(plan, scope, p2, "c.l_carried"),
         f"{p2}cute::clear(acc);  // init=0, this tile's",
         f"{p1}}} else {{  // nothing carried (acc is 0)",
-        st.wait(sk, "k", p2),
-        *st.turn("wait_turn", p2),
-        st.line("c.issue_qk(S, sm, ps_k.stage);", r["gemm_qk"], p2),
-        *st.turn("pass_turn", p2),
-        f"{p2}c.wait_gemms<0>(S);",
-        f"{p2}if ({single}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
-        *st.release(sk, "k", p2),
         f"{p2}c.reset();  // m (init=-inf), l (init=0)",
-        *st.softmax("S", p2),
-        st.line("P = c.reshape(S);", r["reshape"], p2),
+        *st.score_tile("S", single, p2, rescale=False, declared=True),
         f"{p1}}}",
         *_overlap_rest(plan, st, n),
         f"{p1}carried_word = tile_t;  // this tile's last O += P V: in the next tile",
@@ -438,14 +429,10 @@ def _carried_loop(plan: Plan, st: _ConsumerSteps, n: str, scope: Scope) -> list[
 def _flush_carry(plan: Plan, st: _ConsumerSteps, scope: Scope, pad: str, past_loop: bool) -> list[str]:
     """carry=pv: the carried tile's last O += P V, waited for, and its store (no next KV step to run
     them in); acc is zero after it."""
-    r, sv = plan.roles, buffer_of(plan, "V")
     inner = pad + "  "
     return [
         f"{pad}if (qm::sm90::carry_pending(carried_word)) {{  // the carried tile's last O += P V and store",
-        st.wait(sv, "v", inner),
-        st.line("c.rescale(acc);", r["rescale"], inner),
-        st.line("c.gemm_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], inner),
-        *st.release(sv, "v", inner),
+        *_last_pv(plan, st, None, inner),  # carry=pv is dense (persistent): no paged V tail
         *_store_carried(plan, scope, inner, "c.l", st.shape if past_loop else None),
         f"{inner}cute::clear(acc);",
         f"{inner}carried_word = -1;",

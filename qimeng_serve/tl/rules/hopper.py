@@ -71,9 +71,9 @@ def carry_value(value: str | None, values: dict) -> str | None:
     return switch_value(value, values, "pv", "none")
 
 
-def kernel_tiles(k: KernelInfo, values: dict) -> str:
+def kernel_tiles(kernel: ast.Kernel, values: dict) -> str:
     """`grid` or `persistent`: how the kernel's CTAs cover its grid."""
-    return switch_value(ast.option(k.kernel.options, "tiles"), values, "persistent", "grid") or "grid"
+    return switch_value(ast.option(kernel.options, "tiles"), values, "persistent", "grid") or "grid"
 
 
 def roles_of(k: KernelInfo) -> dict[str, ast.Role]:
@@ -434,7 +434,7 @@ def _carry(ctx: Context, k: KernelInfo, name: str, role: ast.Role, overlap: str 
     elif overlap not in ("softmax", "pinned"):
         yield diag("setmaxnreg", node, "carry=pv issues a tile's last O += P V with the next tile's first S GEMM: "
                    "that needs the overlapped loop", "add `overlap=softmax` (or pinned) to the role, or drop carry=")
-    elif kernel_tiles(k, ctx.values) != "persistent" and not ctx.sketch:
+    elif kernel_tiles(k.kernel, ctx.values) != "persistent" and not ctx.sketch:
         yield diag("setmaxnreg", node, "carry=pv hands a tile's last O += P V to the CTA's next tile; with "
                    "tiles=grid a CTA runs one tile", "add `with tiles=persistent` to the kernel, or drop carry=")
 
