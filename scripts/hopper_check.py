@@ -118,7 +118,7 @@ def prepare_paged(kernel, q, k_cache, v_cache, table, cu, seqlens_k, max_q: int,
     hq, hkv = q.shape[1], k_cache.shape[2]
     p = paged_params(q, k_cache, v_cache, table, cu, seqlens_k, max_q, max_k, causal=causal, softmax_scale=None,
                      window=window, softcap=0.0, out=out)
-    descs = paged_descs(q, k_cache, v_cache, kernel.meta["dtype"], kernel.meta["tensor_maps"])
+    descs = paged_descs(q, k_cache, v_cache, kernel.meta["dtype"], kernel.meta["tensor_maps"], out=out)
     sizes = {"batch": p.batch, "heads_q": hq, "heads_kv": hkv, "max_seq_q": max_q, "max_seq_k": max_k,
              "num_sms": num_sms(q.device.index)}
     return lambda: kernel.launch(p, descs, sizes)
@@ -294,7 +294,10 @@ def worker_bench(args) -> dict:
     # the sweep (B*L = 16k, H*D = 2048), then at D = 128 the GQA models' shapes (causal, as served)
     shapes = [(TOKENS // length, HIDDEN // d, HIDDEN // d, length, causal, "sweep")
               for length in args.lengths for causal in (False, True)]
-    if d == 128:
+    if args.shapes:  # explicit rows instead (e.g. tile counts that fill whole waves of SMs)
+        shapes = [(b, h, h, length, causal, f"H={h}") for b, h, length in _parse_shapes(args.shapes)
+                  for causal in (False, True)]
+    elif d == 128:
         shapes += [(b, hq, hk, length, True, tag) for tag, hq, hk in GQA_MODELS for b, length in ((8, 2048), (2, 8192))]
     for b, h, hk, length, causal, tag in shapes:
             row = {"kernel": kernel.name, "program": kernel.meta.get("program"), "dtype": dtype, "head_dim": d,
@@ -553,6 +556,7 @@ def step_bench(rep: Report, args) -> None:
             rep.step(name, False, 0, "skipped: the time budget (--budget-s) is spent")
             continue
         extra = ["--lengths", ",".join(map(str, args.lengths))] + (["--with-flex"] if with_flex else [])
+        extra += ["--shapes", args.shapes] if args.shapes else []
         data = _child(rep, args, "bench", kernel, min(BENCH_TIMEOUT_S, _left(args)), extra)
         rows = data.get("rows", data.get("partial", []))
         for row in rows:
@@ -560,6 +564,17 @@ def step_bench(rep: Report, args) -> None:
             rep.data["bench"].append(row)
             rep.log("  " + _fmt_row(row))
         rep.step(name, "error" not in data, time.time() - t, data.get("error"))
+
+
+def _parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    """`BxHxL,...` (batch, heads, length) as int triples; a malformed entry stops the run."""
+    shapes = []
+    for item in filter(None, text.split(",")):
+        parts = item.lower().split("x")
+        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise SystemExit(f"--shapes takes BxHxL entries such as 4x33x2048, not {item!r}")
+        shapes.append(tuple(int(p) for p in parts))
+    return shapes
 
 
 def _fmt_row(row: dict) -> str:
@@ -585,6 +600,8 @@ def main(argv=None) -> int:
     ap.add_argument("--programs", help="TL programs to build (kernels_src/tl file names, comma-separated; "
                     "default: the plain, ping-pong and overlap schedules)")
     ap.add_argument("--lengths", default=",".join(map(str, BENCH_LENGTHS)))
+    ap.add_argument("--shapes", default="", help="bench rows BxHxL (comma-separated, causal and not) instead of "
+                    "the sweep and the GQA rows, e.g. 4x33x2048: 2112 tiles of 128 rows, 16 waves of 132 SMs")
     ap.add_argument("--flex", choices=("all", "d128", "none"), default="d128",
                     help="which head sizes also time FlexAttention (it compiles per shape: slow)")
     ap.add_argument("--sanitize", default="", help="kernel names (comma-separated) to run under compute-sanitizer "
@@ -613,6 +630,7 @@ def main(argv=None) -> int:
     args.programs = args.programs.split(",") if args.programs else None
     args.sanitize = [x for x in args.sanitize.split(",") if x]
     args.lengths = [int(x) for x in args.lengths.split(",")]
+    _parse_shapes(args.shapes)  # a malformed list stops the run before any GPU work
     if args.quick:
         args.lengths = [x for x in args.lengths if x in (1024, 4096, 16384)] or args.lengths
     rep = Report(args.out)

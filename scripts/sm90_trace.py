@@ -44,7 +44,7 @@ MARKS = (
     # 11: when WG0 took the tile, stored once the tile's coordinates (its row) are known
     (("if (tile_t < 0) break;", ""), "const qm::sm90::TraceStamp took = qm::sm90::trace_stamp();"),
     (("= word.unpack(tile_t, tiles);", ""), "if (c.tid == 0) qm::sm90::trace_put(11, {row}, took);"),
-    (("c.normalize_and_store(", ""),
+    (("c.normalize_and_store", ""),  # the register or the TMA (_tma) store
      "if (c.tid == 0) qm::sm90::trace_mark(7, {row}); if (c.tid == 128) qm::sm90::trace_mark(8, {row});"),
 )
 SLOT_CTA, SLOT_SM = 14, 15  # qm::sm90::kCtaSlot, kSmidSlot

@@ -63,7 +63,7 @@ VARIANTS = {
                                               "OVERLAP": 1}, {}, ("bf16",)),
     "n192": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 192, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240},
              {}, ("bf16",)),
-    "n128s2": ("dense_prefill_sm90.tl", 128, {"STAGES": 2}, {}, ("bf16",)),
+    "n128s2": ("dense_prefill_sm90.tl", 128, {"STAGES": 2, "STORE_TMA": 0}, {}, ("bf16",)),
     "n160": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 160, "STAGES": 2}, {}, ("bf16",)),
     "n144": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 144, "STAGES": 2}, {}, ("bf16",)),
     "d64_n128": ("dense_prefill_sm90.tl", 64, {"BLOCK_N": 128}, {}, ("bf16",)),
@@ -76,10 +76,20 @@ VARIANTS = {
     # registers than the CTA launches with: the checker refuses it since it hung in run 7)
     # carry=pv: a tile's last O += P V issued with the next tile's first S GEMM, its store after that
     # tile's first softmax (session 8)
-    "carry128": ("dense_prefill_sm90.tl", 128, {"CARRY": 1}, {}, ("bf16", "f16")),
+    "carry128": ("dense_prefill_sm90.tl", 128, {"CARRY": 1, "STAGES": 3, "STORE_TMA": 0}, {}, ("bf16", "f16")),
     # (at D 64 and 256 ptxas serialises every GMMA of the carried loop for want of registers: C7512)
     "d256_pers24": ("dense_prefill_sm90.tl", 256, {"PERSISTENT": 1, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240}, {},
                     ("bf16", "f16")),
+    # O stored by TMA through a shared tile (session 9: D 64 3-7% slower, D 128 level; not shipped), and
+    # the register store it was timed against (session 8's kernels, the shipped params again)
+    "tma128": ("dense_prefill_sm90.tl", 128, {"STAGES": 2, "STORE_TMA": 1}, {}, ("bf16", "f16")),
+    "tma64": ("dense_prefill_sm90.tl", 64, {"STORE_TMA": 1}, {}, ("bf16", "f16")),
+    "stg128": ("dense_prefill_sm90.tl", 128, {"STAGES": 3, "STORE_TMA": 0}, {}, ("bf16", "f16")),
+    "stg64": ("dense_prefill_sm90.tl", 64, {"STORE_TMA": 0}, {}, ("bf16", "f16")),
+    # diagnostic, O never written (time only, never validates): what the normalise-and-store epilogue costs
+    "nostore128": ("dense_prefill_sm90.tl", 128, {"STAGES": 3, "STORE_TMA": 0}, {"QM_SM90_DIAG_NO_O_STORE": "1"},
+                   ("bf16",)),
+    "nostore64": ("dense_prefill_sm90.tl", 64, {"STORE_TMA": 0}, {"QM_SM90_DIAG_NO_O_STORE": "1"}, ("bf16",)),
     "d256_pers": ("dense_prefill_sm90.tl", 256, {"PERSISTENT": 1, "PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {},
                   ("bf16",)),
 }

@@ -34,6 +34,7 @@ from qimeng_serve.tl.checker import check_tl_or_raise
 from qimeng_serve.tl.interpreter import resolve_params
 from qimeng_serve.tl.printer import print_expr, print_tl
 from qimeng_serve.tl.rules.hopper import kernel_tiles, switch_value
+from qimeng_serve.tl.rules.legality import copy_via
 
 WARPGROUP_THREADS = 128
 SWIZZLE_ALIGN = 1024
@@ -89,9 +90,9 @@ def lower_sm90(program: ast.Program, target: Target, spec: AttentionSpec, source
     return CudaSource(text, [entry], params, tl_sha, hashlib.sha256(text.encode()).hexdigest())
 
 
-def smem_bytes(head_dim: int, block_m: int, block_n: int, stages: int) -> int:
+def smem_bytes(head_dim: int, block_m: int, block_n: int, stages: int, store_o_tma: bool = False) -> int:
     """sizeof(qm::sm90::SharedStorage<KT>) + 1024 (aligning dynamic shared memory by hand)."""
-    tiles = 2 * head_dim * (block_m + 2 * stages * block_n)
+    tiles = 2 * head_dim * (block_m * (2 if store_o_tma else 1) + 2 * stages * block_n)  # O's tile: as Q's
     barriers = BARRIER_BYTES * (2 + 4 * stages + 4) + 2 * 4  # Q, K/V stages, tile slots; the two tile numbers
     return -(-(tiles + barriers) // SWIZZLE_ALIGN) * SWIZZLE_ALIGN + SWIZZLE_ALIGN
 
@@ -139,9 +140,17 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     if shape.carry and not (shape.persistent and shape.overlap):
         raise refuse(plan.consumer, "carry=pv hands a tile's last O += P V to the CTA's next tile, in the "
                       "overlapped loop", "use it with tiles=persistent and overlap=softmax or pinned")
+    store_via = copy_via(plan.store, params)
+    if store_via not in ("stg", "tma"):
+        raise refuse(plan.store, f"O is stored from registers with via=stg or via=tma, not via={store_via}",
+                      "write `with via=stg` (or `via=tma`: through a shared tile and bulk tensor stores)")
+    shape.store_o_tma = store_via == "tma"
+    if shape.store_o_tma and (shape.carry or shape.paged):
+        raise refuse(plan.store, "O's store via=tma is lowered for dense prefill without carry=pv", "use via=stg here")
     threads = WARPGROUP_THREADS * (wgs + 1)
-    smem = smem_bytes(d, bm, bn, stages)
-    kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}>")
+    smem = smem_bytes(d, bm, bn, stages, shape.store_o_tma)
+    kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}"
+          + (", 1>" if shape.store_o_tma else ">"))
     if shape.persistent and shape.paged:
         raise refuse(k, "tiles=persistent claims tiles from one producer thread; the paged producers run a whole "
                       "warp or warpgroup", "use tiles=grid for paged prefill")
@@ -173,6 +182,7 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
         launch_grid = [f"min(num_sms, ({formulas[0]}) * ({formulas[1]}) * ({formulas[2]}))"]
     else:
         launch_grid = formulas
-    entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps={"q": bm, "k": bn, "v": bn},
+    maps = {"q": bm, "k": bn, "v": bn, **({"o": 64} if shape.store_o_tma else {})}  # O: a warpgroup's 64 rows a box
+    entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps=maps,
                       abi=PERSISTENT_ABI if shape.persistent else KERNEL_ABI)
     return out, entry

@@ -138,6 +138,7 @@ class Shape:
     grid_args: str = ""  # tiles=persistent: the grid's extents (TileWord's constructor arguments)
     pinned: bool = False  # overlap=pinned: the softmax stays ahead of the previous PV GEMM's wait
     carry: bool = False  # carry=pv: a tile's last PV GEMM and store run in the next tile's first KV step
+    store_o_tma: bool = False  # O's Copy via=tma: through a shared tile and bulk tensor stores
 
 
 def overlap_on(role: ast.Role, params: dict[str, int]) -> bool:

@@ -75,7 +75,7 @@ def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         f"  if (qm::sm90::warpgroup_index() == 0) {{  // {role_text(r)}",
         "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
         f"    if ({who}) {{",
-        f"      {leader}qm::sm90::prefetch_tma_descs(tma);",
+        f"      {leader}qm::sm90::prefetch_tma_descs<KT::kStoreOTma>(tma);",
         "      qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
         *tile_head(plan, scope, "      ", shape, "producer"),
         *([f"        {leader}qm::sm90::prefetch_q<KT>(tma, qm::sm90::q_row(p, {b}, {scope.cpp(rows.lo)}), "
@@ -117,7 +117,7 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
     return [
         f"  if (qm::sm90::warpgroup_index() == 0) {{  // {role_text(r)}",
         "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
-        "    if (qm::sm90::producer_leader()) qm::sm90::prefetch_tma_descs(tma);",
+        "    if (qm::sm90::producer_leader()) qm::sm90::prefetch_tma_descs<KT::kStoreOTma>(tma);",
         "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
         *tile_head(plan, scope, "    ", shape, "producer"),
         f"      // {_tl(plan.q_copy)} (varlen rows: from the sequence's first token)",
@@ -207,15 +207,24 @@ def emit_consumer(plan: Plan, scope: Scope, spec: AttentionSpec, shape: Shape) -
         loop = _overlapped_loop(plan, steps, n) if shape.overlap else _plain_loop(plan, steps, n)
         tail = [
             "      if (n_hi <= n_lo) qm::sm90::release_q(sm);  // no KV tile: sQ was never read",
-            f"      // {_tl(plan.normalize)}; {_tl(plan.store)} (rows < seqlen_q only)",
-            f"      c.normalize_and_store(acc, p, {scope.cpp(plan.q_copy.src.indices[0])}, "
-            f"{scope.cpp(plan.q_copy.src.indices[1])}, {scope.cpp(q0)}, {q_len});",
+            *_store(plan, scope, shape, q0, q_len),
             "    }",
+            *(["    c.drain_stores();  // the last tile's bulk stores have read sO"] if shape.store_o_tma else []),
         ]
     if turns:
         tail.append("    turn.finish();")
     tail.append("  }")
     return head + loop + tail
+
+
+def _store(plan: Plan, scope: Scope, shape: Shape, q0, q_len: str) -> list[str]:
+    """The tile's epilogue: normalise O and store it, from registers or through sO and TMA."""
+    b, h = scope.cpp(plan.q_copy.src.indices[0]), scope.cpp(plan.q_copy.src.indices[1])
+    if shape.store_o_tma:
+        return [f"      // {_tl(plan.normalize)}; {_tl(plan.store)}: through sO, a warpgroup's 64 rows per bulk store",
+                f"      c.normalize_and_store_tma(acc, sm, tma, p, {b}, {h}, {scope.cpp(q0)}, {q_len});"]
+    return [f"      // {_tl(plan.normalize)}; {_tl(plan.store)} (rows < seqlen_q only)",
+            f"      c.normalize_and_store(acc, p, {b}, {h}, {scope.cpp(q0)}, {q_len});"]
 
 
 @dataclass

@@ -53,21 +53,21 @@ class CallDoesNotFit(NoKernelError):
 _TMA_MAPS = {"dense": dense_tile_maps, "paged": paged_tile_maps}
 
 
-def sm90a_maps(meta: dict, layout: str, dtype: str, q, k, v):
-    """(the TMA maps of q, k, v, '') when the sm90a kernel of manifest entry `meta` can run a call on these
+def sm90a_maps(meta: dict, layout: str, dtype: str, q, k, v, out=None):
+    """(the TMA maps of q, k, v and out, '') when the sm90a kernel of manifest entry `meta` can run a call on these
     tensors (`layout`: dense q/k/v [B, H, L, D], or paged q [tokens, Hq, D] with caches [blocks, page,
     Hkv, D]), else (None, why not). Pure: reads shapes, strides and data_ptr(), no GPU."""
     if meta.get("tma_layout") != layout:
         return None, f"its tensor maps are {meta.get('tma_layout')!r}, the call is {layout}"
     try:
-        return _TMA_MAPS[layout](q, k, v, dtype, meta["tensor_maps"]), ""
+        return _TMA_MAPS[layout](q, k, v, dtype, meta["tensor_maps"], out), ""
     except TmaMapError as exc:
         return None, exc.message
 
 
-def sm90a_fit(meta: dict, layout: str, dtype: str, q, k, v) -> str:
+def sm90a_fit(meta: dict, layout: str, dtype: str, q, k, v, out=None) -> str:
     """'' when the sm90a kernel of `meta` can run this call, else why not (sm90a_maps without the maps)."""
-    return sm90a_maps(meta, layout, dtype, q, k, v)[1]
+    return sm90a_maps(meta, layout, dtype, q, k, v, out)[1]
 
 
 def _key(meta: dict) -> tuple[str, str, int]:
@@ -159,10 +159,10 @@ class KernelSet:
         index = getattr(device, "index", None)
         return {**_sizes(p), "num_sms": num_sms(index)}
 
-    def _fits(self, layout: str, q, k, v, maps: dict | None = None) -> Callable[[LoadedKernel], str]:
+    def _fits(self, layout: str, q, k, v, maps: dict | None = None, out=None) -> Callable[[LoadedKernel], str]:
         """find()'s fit check for this call; the maps it computes are kept in `maps` (kernel name -> maps)."""
         def fits(kernel: LoadedKernel) -> str:
-            computed, why = sm90a_maps(kernel.meta, layout, self.dtype, q, k, v)
+            computed, why = sm90a_maps(kernel.meta, layout, self.dtype, q, k, v, out)
             if maps is not None and computed is not None:
                 maps[kernel.name] = computed
             return why
@@ -186,8 +186,8 @@ class KernelSet:
         p.v_batch_stride, p.v_head_stride, p.v_token_stride = v.stride(0), v.stride(1), v.stride(2)
         p.batch, p.heads_q, p.heads_kv, p.max_seqlen_q, p.max_seqlen_k = b, hq, hkv, lq, lk
         maps: dict = {}
-        kernel = self.find("dense_prefill", "attn", d, softcap, fits=self._fits("dense", q, k, v, maps))
-        self._run(kernel, p, q.device, "dense", (q, k, v), maps.get(kernel.name))
+        kernel = self.find("dense_prefill", "attn", d, softcap, fits=self._fits("dense", q, k, v, maps, out))
+        self._run(kernel, p, q.device, "dense", (q, k, v, out), maps.get(kernel.name))
         return out
 
     # -------------------------------------------------------------- paged
@@ -200,8 +200,9 @@ class KernelSet:
         p = self._paged_params(q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, max_seqlen_q,
                                max_seqlen_k, causal, softmax_scale, window, softcap, out)
         maps: dict = {}
-        kernel = self.find("paged_prefill", "attn", q.shape[-1], softcap, fits=self._fits("paged", q, k_cache, v_cache, maps))
-        self._run(kernel, p, q.device, "paged", (q, k_cache, v_cache), maps.get(kernel.name))
+        fits = self._fits("paged", q, k_cache, v_cache, maps, out)
+        kernel = self.find("paged_prefill", "attn", q.shape[-1], softcap, fits=fits)
+        self._run(kernel, p, q.device, "paged", (q, k_cache, v_cache, out), maps.get(kernel.name))
         return out
 
     def decode_workspace(self, total_q: int, heads_q: int, head_dim: int, max_seqlen_k: int, device):

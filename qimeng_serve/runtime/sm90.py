@@ -64,7 +64,7 @@ class Sm90Kernel:
         if out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1:
             raise QimengError("out must be shaped like q, of its dtype, with a contiguous head dimension",
                               fix="pass torch.empty_like(q)")
-        descs = dense_descs(q, k, v, self.meta["dtype"], self.meta["tensor_maps"])
+        descs = dense_descs(q, k, v, self.meta["dtype"], self.meta["tensor_maps"], out)
         sizes = {"batch": b, "heads_q": hq, "heads_kv": hkv, "max_seq_q": lq, "max_seq_k": lk,
                  "num_sms": num_sms(q.device.index)}
         return lambda: self.launch(p, descs, sizes)

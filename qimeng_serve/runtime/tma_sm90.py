@@ -1,16 +1,18 @@
-"""Host side of the Hopper kernels' second parameter: the TMA tensor maps of Q, K and V.
+"""Host side of the Hopper kernels' second parameter: the TMA tensor maps of Q, K, V and O.
 
 A tensor map (CUtensorMap, 128 opaque bytes) can only be encoded by the driver on the host
 (cuTensorMapEncodeTiled); the device has no encoder. So an sm_90a kernel is launched with two
 parameters, `(const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs tma)`: the usual
-232-byte AttnParams, then 384 bytes holding the maps of Q, K and V (docs/kernels.md "Hopper").
+232-byte AttnParams, then 512 bytes holding the maps of Q, K, V and O (docs/kernels.md "Hopper"). O's
+map is encoded only for a kernel that stores O by TMA (its manifest's tensor_maps name "o"); for the
+others it is zeros. (A kernel built when TmaDescs held three maps reads the first 384 bytes.)
 
 Each map views a [batch, heads, positions, D] tensor (any strides, D contiguous) as the 4-D tensor
 (D, positions, heads, batch) with a {64, rows, 1, 1} box and the 128-byte swizzle; positions past
 the end read as zeros (the kernels' masks hide them). The geometry is plain Python (tile_map), the
 encoding needs the CUDA driver (encode). Paged calls (vLLM's layout) map Q [tokens, Hq, D] as
 [1, Hq, tokens, D] and each K/V cache [num_blocks, page, Hkv, D] as [num_blocks, Hkv, page, D]
-(paged_descs), so a box reads part of one page of one KV head.
+(paged_descs), so a box reads part of one page of one KV head. O is mapped as Q is.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ BOX_COLS = 64  # 64 16-bit values = one 128-byte swizzled row chunk
 MAX_BOX_ROWS = 256
 ALIGN = 16  # global address and strides, in bytes
 MAP_BYTES = 128
-DESCS_BYTES = 3 * MAP_BYTES
+DESCS_BYTES = 4 * MAP_BYTES
 
 
 class TmaMapError(QimengError):
@@ -88,33 +90,43 @@ def encode(tm: TileMap, address: int) -> bytes:
 
 
 class TmaDescs(ctypes.Structure):
-    """qm::sm90::TmaDescs: the maps of Q, K, V, 128 bytes each (the kernel's second parameter)."""
+    """qm::sm90::TmaDescs: the maps of Q, K, V and O, 128 bytes each (the kernel's second parameter)."""
 
-    _fields_ = [("q", ctypes.c_uint8 * MAP_BYTES), ("k", ctypes.c_uint8 * MAP_BYTES), ("v", ctypes.c_uint8 * MAP_BYTES)]
+    _fields_ = [(name, ctypes.c_uint8 * MAP_BYTES) for name in ("q", "k", "v", "o")]
 
 
 assert ctypes.sizeof(TmaDescs) == DESCS_BYTES
 
 
-def pack_descs(q: bytes, k: bytes, v: bytes) -> TmaDescs:
+def pack_descs(q: bytes, k: bytes, v: bytes, o: bytes | None = None) -> TmaDescs:
+    """The parameter from encoded maps; without `o` (a kernel that stores O from registers) its map is zeros."""
     descs = TmaDescs()
-    for name, blob in (("q", q), ("k", k), ("v", v)):
+    for name, blob in (("q", q), ("k", k), ("v", v), ("o", o)):
+        if blob is None:
+            continue
         if len(blob) != MAP_BYTES:
             raise TmaMapError(f"a tensor map is {MAP_BYTES} bytes, got {len(blob)} for {name}", fix="re-encode it")
         ctypes.memmove(getattr(descs, name), blob, MAP_BYTES)
     return descs
 
 
-def dense_tile_maps(q, k, v, dtype: str, rows: dict[str, int]) -> tuple[TileMap, TileMap, TileMap]:
-    """The geometry of dense_descs (no driver): raises TmaMapError for a tensor TMA cannot describe."""
-    return tuple(tile_map(t.shape, t.stride(), dtype, rows[name], t.data_ptr())
-                 for name, t in (("q", q), ("k", k), ("v", v)))
+def _needs_out(rows: dict[str, int], out) -> None:
+    if "o" in rows and out is None:
+        raise TmaMapError("this kernel stores O by TMA, and no output tensor was given for its map",
+                          fix="pass out= (shaped like q)")
 
 
-def dense_descs(q, k, v, dtype: str, rows: dict[str, int]) -> TmaDescs:
-    """Maps for torch tensors q [B, Hq, Lq, D], k / v [B, Hkv, Lk, D]; rows = the kernel's boxes."""
-    maps = dense_tile_maps(q, k, v, dtype, rows)
-    return pack_descs(*(encode(tm, t.data_ptr()) for tm, t in zip(maps, (q, k, v))))
+def dense_tile_maps(q, k, v, dtype: str, rows: dict[str, int], out=None) -> tuple:
+    """The geometry of dense_descs (no driver): the maps of q, k, v and (when `rows` names "o") out,
+    else None in its place. Raises TmaMapError for a tensor TMA cannot describe."""
+    _needs_out(rows, out)
+    return tuple(tile_map(t.shape, t.stride(), dtype, rows[name], t.data_ptr()) if name in rows else None
+                 for name, t in (("q", q), ("k", k), ("v", v), ("o", out)))
+
+
+def dense_descs(q, k, v, dtype: str, rows: dict[str, int], out=None) -> TmaDescs:
+    """Maps for torch tensors q [B, Hq, Lq, D], k / v [B, Hkv, Lk, D] and out (like q); rows = the kernel's boxes."""
+    return encode_descs(dense_tile_maps(q, k, v, dtype, rows, out), (q, k, v, out))
 
 
 # ------------------------------------------------------------------ paged tensors (vLLM's layout)
@@ -152,8 +164,10 @@ def paged_page_fit(page_size: int, block_n: int) -> str:
     return ""
 
 
-def paged_tile_maps(q, k_cache, v_cache, dtype: str, rows: dict[str, int]) -> tuple[TileMap, TileMap, TileMap]:
-    """The geometry of paged_descs (no driver); raises TmaMapError for a tensor or page size TMA cannot take."""
+def paged_tile_maps(q, k_cache, v_cache, dtype: str, rows: dict[str, int], out=None) -> tuple:
+    """The geometry of paged_descs (no driver; O's map, mapped as Q's, when `rows` names "o", else None);
+    raises TmaMapError for a tensor or page size TMA cannot take."""
+    _needs_out(rows, out)
     page = int(k_cache.shape[1])
     why = paged_page_fit(page, rows["k"])
     if why:
@@ -162,22 +176,26 @@ def paged_tile_maps(q, k_cache, v_cache, dtype: str, rows: dict[str, int]) -> tu
     kv_rows = paged_kv_rows(page, rows["k"])
     return (paged_q_map(q.shape, q.stride(), dtype, rows["q"], q.data_ptr()),
             paged_kv_map(k_cache.shape, k_cache.stride(), dtype, kv_rows, k_cache.data_ptr()),
-            paged_kv_map(v_cache.shape, v_cache.stride(), dtype, kv_rows, v_cache.data_ptr()))
+            paged_kv_map(v_cache.shape, v_cache.stride(), dtype, kv_rows, v_cache.data_ptr()),
+            paged_q_map(out.shape, out.stride(), dtype, rows["o"], out.data_ptr()) if "o" in rows else None)
 
 
-def paged_descs(q, k_cache, v_cache, dtype: str, rows: dict[str, int], cache: dict | None = None) -> TmaDescs:
+def paged_descs(q, k_cache, v_cache, dtype: str, rows: dict[str, int], cache: dict | None = None,
+                out=None) -> TmaDescs:
     """Maps for a paged call: q [tokens, Hq, D], k_cache / v_cache [num_blocks, page, Hkv, D].
 
     `cache` (a dict the caller keeps) holds the encoded K/V maps, keyed by (data_ptr, shape, strides,
     dtype, rows): a KV cache that never moves (vLLM's) is encoded once. Q changes every call."""
-    return encode_descs(paged_tile_maps(q, k_cache, v_cache, dtype, rows), (q, k_cache, v_cache), cache)
+    return encode_descs(paged_tile_maps(q, k_cache, v_cache, dtype, rows, out), (q, k_cache, v_cache, out), cache)
 
 
 def encode_descs(maps, tensors, kv_cache: dict | None = None) -> TmaDescs:
-    """The TmaDescs parameter from the maps of (q, k, v) and the tensors. Q's map is encoded every call;
-    K's and V's go through `kv_cache` when given, keyed by (address, TileMap): the TileMap holds the
-    shape, byte strides, dtype and box rows, so a hit is the very map the driver would encode again."""
-    (qm, km, vm), (q, k, v) = maps, tensors
+    """The TmaDescs parameter from the maps of (q, k, v[, o]) and the tensors (q, k, v[, out]). Q's and
+    O's maps are encoded every call (a None map stays zeros); K's and V's go through `kv_cache` when
+    given, keyed by (address, TileMap): the TileMap holds the shape, byte strides, dtype and box rows,
+    so a hit is the very map the driver would encode again."""
+    qm, km, vm, om = (tuple(maps) + (None,))[:4]
+    q, k, v, out = (tuple(tensors) + (None,))[:4]
     blobs = [encode(qm, q.data_ptr())]
     for tm, t in ((km, k), (vm, v)):
         key = (t.data_ptr(), tm)
@@ -189,7 +207,7 @@ def encode_descs(maps, tensors, kv_cache: dict | None = None) -> TmaDescs:
                     kv_cache.pop(next(iter(kv_cache)))  # the oldest: a KV cache that went away
                 kv_cache[key] = blob
         blobs.append(blob)
-    return pack_descs(*blobs)
+    return pack_descs(*blobs, encode(om, out.data_ptr()) if om is not None else None)
 
 
 KV_MAP_CACHE_SIZE = 1024  # two per layer: room for any model's KV cache tensors

@@ -15,10 +15,12 @@ import math
 from typing import Iterator
 
 from qimeng_serve.tl import ast
+from qimeng_serve.tl.printer import print_expr
 from qimeng_serve.tl.rules.context import (
     DTYPE_BYTES, RUNTIME_SCALARS, Context, Diagnostic, KernelInfo, Shapes, diag, line_of,
     names_in, parse_mma,
 )
+from qimeng_serve.tl.rules.legality import staged_stores
 from qimeng_serve.tl.rules.names_shapes import symbolic_shape
 
 REG_OVERHEAD = 48  # addresses, loop counters, predicates, softmax temporaries: ptxas needs ~40-60
@@ -149,13 +151,15 @@ def _smem_kernel(ctx: Context, k: KernelInfo) -> Iterator[Diagnostic]:
                        "size shared buffers with params and spec constants only")
             continue
         items.append((size * _stages(ctx, a), a))
-    total, limit = sum(n for n, _ in items), ctx.target.smem_optin_max
+    staged = staged_stores(ctx, k)  # O's tile for a TMA store from registers (`via=tma` on its Copy)
+    total, limit = sum(n for n, _ in items) + sum(n for _, n in staged), ctx.target.smem_optin_max
     if total <= limit:
         return
     items.sort(key=lambda x: -x[0])
     parts = ", ".join(f"{a.name} {n} B" + (f" ({_stages(ctx, a)} stages x {n // _stages(ctx, a)} B)"
                                             if _stages(ctx, a) > 1 else "") for n, a in items)
-    yield diag("smem", items[0][1],
+    parts += "".join(f", {print_expr(s.dst)}'s store tile {n} B (via=tma)" for s, n in staged)
+    yield diag("smem", items[0][1] if items else staged[0][0],
                f"kernel {k.kernel.name} uses {total} bytes ({_kib(total)}) of shared memory, over the "
                f"{limit} bytes ({_kib(limit)}) opt-in maximum of {ctx.target.arch}: {parts}",
                f"shrink the largest buffers ({', '.join(a.name for _, a in items[:2])}): lower BLOCK_N / BLOCK_M "

@@ -27,7 +27,7 @@ from qimeng_serve.tl.rules.context import (
     operand_name,
     parse_mma,
 )
-from qimeng_serve.tl.rules.legality import GMMA_WORDS
+from qimeng_serve.tl.rules.legality import GMMA_WORDS, copy_via, staged_stores
 
 WARPGROUP_WARPS = 4
 WARPGROUP_THREADS = 128
@@ -302,7 +302,7 @@ def rule_tma(ctx: Context) -> Iterator[Diagnostic]:
         return
     for k in ctx.kernels:
         for f in k.statements(ast.Copy):
-            if ast.option(f.stmt.options, "via") == "tma":
+            if copy_via(f.stmt, ctx.values) == "tma":
                 yield from _tma_copy(ctx, k, f.stmt)
 
 
@@ -489,6 +489,10 @@ def _smem(ctx: Context, k: KernelInfo) -> Iterator[Diagnostic]:
             yield diag("smem", a, f"{a.name} is refilled every tile with one stage: the producer waits for the "
                        "consumer before each copy, nothing overlaps", f"Allocate {a.name} with stages=2 (STAGES)",
                        severity="warning")
+    for s, size in staged_stores(ctx, k):  # O's tile for a TMA store from registers
+        plain += size
+        padded += math.ceil(size / SWIZZLE_ALIGN) * SWIZZLE_ALIGN
+        parts.append(f"{print_expr(s.dst)}'s store tile {size} B")
     limit = ctx.target.smem_optin_max
     if plain <= limit < padded + SWIZZLE_ALIGN:
         yield diag("smem", k.kernel, f"kernel {k.kernel.name}: the tiles fit ({plain} B) but with 1024-byte aligned "

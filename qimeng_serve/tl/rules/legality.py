@@ -7,7 +7,7 @@ from typing import Iterator
 
 from qimeng_serve.tl import ast
 from qimeng_serve.tl.rules.context import (
-    F32_TENSORS, Context, Diagnostic, KernelInfo, diag, gemm_of, operand_name, parse_mma, suggest,
+    DTYPE_BYTES, F32_TENSORS, Context, Diagnostic, KernelInfo, Shapes, diag, gemm_of, operand_name, parse_mma, suggest,
 )
 
 # which paths can move data between which levels (target legality is checked separately)
@@ -16,10 +16,14 @@ PATHS = {
     ("global", "register"): ("ldg",),
     ("shared", "register"): ("ldmatrix", "lds"),
     ("register", "shared"): ("sts",),
-    ("register", "global"): ("stg",),
+    ("register", "global"): ("stg", "tma"),  # tma: through a shared tile the lowering adds (sm_90's O store)
     ("shared", "global"): ("stg", "tma"),
 }
 ALL_PATHS = ("cp.async", "ldg", "tma", "ldmatrix", "lds", "sts", "stg")
+# `via=` may name a param that is 1 or 0, so that `params when D = ...` can choose: tma (1) or stg (0).
+# Where it is O's store from registers, tma stages O through a shared tile (as large as the view),
+# which not every head size has room for.
+VIA_SWITCH = {1: "tma", 0: "stg"}
 # `order=reverse` visits the KV tiles last to first (the masked diagonal tiles come first);
 # `schedule=pingpong` is FA2's overlap of single-stage K and V buffers (docs/tl.md §5).
 LOOP_ORDERS = ("forward", "reverse")
@@ -35,6 +39,29 @@ OPTIONS = {
 }
 LAYOUTS = {"shared": ("swizzle", "row"), "register": ("mma_a", "mma_b", "mma_c")}
 GMMA_WORDS = ("gmma", "wgmma")
+
+
+def copy_via(s: ast.Copy, values: dict) -> str | None:
+    """A Copy's path: its `via=` word, or for a param that is 1 or 0, VIA_SWITCH's (another value comes
+    back as its number, which the options rule rejects)."""
+    v = ast.option(s.options, "via")
+    if v is not None and isinstance(values.get(v), int):
+        return VIA_SWITCH.get(values[v], str(values[v]))
+    return v
+
+
+def staged_stores(ctx: Context, k: KernelInfo) -> list[tuple[ast.Copy, int]]:
+    """The shared tiles a kernel holds beyond its Allocates: one per register -> global Copy with
+    via=tma, as many bytes as its global view's rows x D (None where the rows are not static)."""
+    out = []
+    for f in k.statements(ast.Copy):
+        s = f.stmt
+        if copy_via(s, ctx.values) != "tma" or (ctx.level(s.src, k), ctx.level(s.dst, k)) != ("register", "global"):
+            continue
+        rows = Shapes(ctx, k).view(s.dst) if isinstance(s.dst, ast.Indexed) else None
+        if rows and isinstance(rows[0], int):
+            out.append((s, rows[0] * ctx.consts["D"] * DTYPE_BYTES.get(ctx.spec.dtype, 2)))
+    return out
 
 
 def global_dtype(ctx: Context, base: str) -> str:
@@ -66,7 +93,7 @@ def is_16bit(dtype: str | None) -> bool:
 def rule_copy_paths(ctx: Context) -> Iterator[Diagnostic]:
     for k in ctx.kernels:
         for f in k.statements(ast.Copy):
-            via = ast.option(f.stmt.options, "via")
+            via = copy_via(f.stmt, ctx.values)
             if via is not None and via in ALL_PATHS:
                 yield from _copy_path(ctx, k, f.stmt, via)
 
@@ -192,9 +219,13 @@ def _option_value(ctx: Context, s, o: ast.Option) -> Iterator[Diagnostic]:
     key, v = o.key, o.value
     if key == "layout" and isinstance(s, ast.Allocate):
         yield from _layout_value(s, o)
-    elif key == "via" and v not in ALL_PATHS:
+    elif key == "via" and isinstance(ctx.values.get(v), int) and ctx.values[v] not in VIA_SWITCH:
+        yield diag("options", o, f"via={v} is {ctx.values[v]}: a param names a copy path as 1 (tma) or 0 (stg)",
+                   f"set {v} to 1 or 0, or write the path (via=tma)")
+    elif key == "via" and v not in ALL_PATHS and not isinstance(ctx.values.get(v), int) and \
+            not (ctx.sketch and v.isupper()):  # a sketch's param, defined once it has a params block
         yield diag("options", o, f"unknown copy path via={v}" + suggest(v, ALL_PATHS),
-                   f"use one of {', '.join(ALL_PATHS)}")
+                   f"use one of {', '.join(ALL_PATHS)}, or a param that is 1 (tma) or 0 (stg)")
     elif key == "transfer" and _value(ctx, v) not in (4, 8, 16):
         yield diag("options", o, f"transfer={v}: a thread moves 4, 8 or 16 bytes per access",
                    "use transfer=16 (or 8 / 4 for narrow rows)")

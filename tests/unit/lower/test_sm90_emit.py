@@ -44,7 +44,32 @@ def test_golden_lowers_for_each_head_size(d, dtype, block_m, block_n, wgs, p_reg
     assert entry.smem_bytes == smem_bytes(d, block_m, block_n, 2) <= SM90_TARGET.smem_optin_max
     cpp = {"f16": "fp16", "bf16": "bf16"}[dtype]
     assert f"qm::sm90::Traits<qm::sm90::{cpp}, {d}, {block_m}, {block_n}, 2, {wgs}, {p_regs}, {regs}>" in src.text
+    assert "c.normalize_and_store(acc, p," in src.text and "normalize_and_store_tma" not in src.text
     assert f"static_assert(qm::sm90::smem_bytes<KT>() == {entry.smem_bytes}" in src.text
+
+
+@pytest.mark.parametrize("d, block_m", [(64, 192), (128, 128)])
+def test_o_store_via_tma(d, block_m):
+    """STORE_TMA = 1: O's tile in shared memory (Traits' last argument, counted in smem_bytes), the
+    epilogue through it, the last stores drained before the consumers leave, and an O tensor map of
+    64-row boxes in the manifest. D = 256 has no room for the tile (the checker says so)."""
+    src = lowered(SM90.replace("  STORE_TMA = 0", "  STORE_TMA = 1"), d=d)
+    (entry,) = src.entries
+    assert entry.tensor_maps["o"] == 64
+    assert entry.smem_bytes == smem_bytes(d, block_m, entry.tensor_maps["k"], 2, True) > smem_bytes(
+        d, block_m, entry.tensor_maps["k"], 2)
+    assert ", 1>;" in src.text.split("using KT = ")[1].split("\n")[0]
+    tail = src.text[src.text.index("c.normalize_and_store_tma(acc, sm, tma, p,"):]
+    assert "c.drain_stores();" in tail and "c.normalize_and_store(acc" not in src.text
+    assert "prefetch_tma_descs<KT::kStoreOTma>(tma)" in src.text
+    with pytest.raises(TLCheckError, match="store tile 65536 B"):
+        lowered(SM90.replace("  STORE_TMA = 0", "  STORE_TMA = 1"), d=256)
+
+
+def test_o_store_via_tma_is_refused_with_carry():
+    text = SHIPPED.replace("  STORE_TMA = 0", "  STORE_TMA = 1").replace("  STAGES = 3\n", "  STAGES = 2\n")
+    with pytest.raises(LoweringError, match="without carry=pv"):
+        lowered(text.replace("  CARRY = 0", "  CARRY = 1"))
 
 
 @pytest.mark.parametrize("d, persistent, pingpong, overlap, traits", [
@@ -80,7 +105,7 @@ def test_every_statement_is_traced_to_its_tl_line():
     text = lowered().text
     for tl in ("Copy sQ <- Q[b, q_head, q0 : q0 + BLOCK_M] with via=tma", "Wait sQ", "Wait sK", "Release sK",
                "Compute S = gemm(sQ, sK.T) with mma=gmma", "Reshape P <- S", "Compute acc += gemm(P, sV) with mma=gmma",
-               "Release sV", "Copy O[b, q_head, q0 : q0 + BLOCK_M] <- acc with via=stg"):
+               "Release sV", "Copy O[b, q_head, q0 : q0 + BLOCK_M] <- acc with via=STORE_TMA"):
         assert tl in text, tl
     assert "__launch_bounds__(384, 1)" in text and "const __grid_constant__ qm::sm90::TmaDescs tma" in text
     assert "for (int t_n = n_hi - 1; t_n >= n_lo; --t_n)" in text  # order=reverse in both roles

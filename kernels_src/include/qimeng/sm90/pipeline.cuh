@@ -274,6 +274,13 @@ __device__ __forceinline__ void consumers_sync() {
   cutlass::arch::NamedBarrier::sync(KT::kConsumerThreads, kConsumerBarrier);
 }
 
+// Named barrier of one consumer warpgroup's 128 threads around its TMA store of O (consumer.cuh):
+// user ids 4, 5, 6 (past kConsumerBarrier and PingPong's 1 .. 3)
+constexpr uint32_t kStoreOBarrier = 4;
+__device__ __forceinline__ void warpgroup_sync(int wg) {
+  cutlass::arch::NamedBarrier::sync(kWarpgroupThreads, kStoreOBarrier + wg);
+}
+
 // ---- tiles=persistent (scheduler.cuh): the tiles from the producer to the consumers, in two shared
 // slots: slot i % 2 carries the CTA's i-th tile as one word (TileWord; < 0: no more tiles). The
 // slot's full barrier takes the producer's one arrival (release: the word written before it), its

@@ -13,20 +13,24 @@
 
 namespace qm::sm90 {
 
-// The kernel's second parameter. Layout (384 bytes, 64-byte aligned maps) is part of the ABI
-// (docs/kernels.md "Hopper"; qimeng_serve/runtime/tma_sm90.py packs it).
+// The kernel's second parameter. Layout (512 bytes, 64-byte aligned maps) is part of the ABI
+// (docs/kernels.md "Hopper"; qimeng_serve/runtime/tma_sm90.py packs it). `o` is encoded only for a
+// kernel that stores O by TMA (Traits::kStoreOTma; its manifest's tensor_maps name "o"), else zeros.
 struct TmaDescs {
   CUtensorMap q;
   CUtensorMap k;
   CUtensorMap v;
+  CUtensorMap o;
 };
-static_assert(sizeof(CUtensorMap) == 128 && sizeof(TmaDescs) == 384, "TmaDescs ABI");
+static_assert(sizeof(CUtensorMap) == 128 && sizeof(TmaDescs) == 512, "TmaDescs ABI");
 
-// Fetch the three maps into the descriptor cache before the first copy.
+// Fetch the maps the kernel uses into the descriptor cache before the first copy.
+template <bool kWithO>
 __device__ __forceinline__ void prefetch_tma_descs(const TmaDescs& d) {
   cute::prefetch_tma_descriptor(&d.q);
   cute::prefetch_tma_descriptor(&d.k);
   cute::prefetch_tma_descriptor(&d.v);
+  if constexpr (kWithO) cute::prefetch_tma_descriptor(&d.o);
 }
 
 // rows [row0, row0 + ROWS) of (batch b, head h) into a [ROWS, D] tile: D / 64 boxes of {64, ROWS},
@@ -47,6 +51,20 @@ __device__ __forceinline__ void tma_prefetch_tile(const CUtensorMap* map, int ro
   for (int chunk = 0; chunk < HEAD_DIM / kSwizzleCols; ++chunk) {
     cute::SM90_TMA_LOAD_4D::PREFETCH::copy(map, chunk * kSwizzleCols, row0, h, b);
   }
+}
+
+// a [ROWS, D] tile in shared memory (its 64-column chunks CHUNK_ROWS rows apart: a slice of a taller
+// tile) to rows [row0, row0 + ROWS) of (batch b, head h): D / 64 bulk tensor stores of {64, ROWS}
+// boxes, committed as one bulk group of the calling thread. Rows past the tensor's end are not
+// written. The shared tile must be written and fenced (tma_store_fence) before the call, and stay
+// untouched until the thread's cute::tma_store_wait says the stores have read it.
+template <int ROWS, int CHUNK_ROWS, int HEAD_DIM, class T>
+__device__ __forceinline__ void tma_store_tile(const CUtensorMap* map, const T* smem, int row0, int h, int b) {
+  CUTE_UNROLL
+  for (int chunk = 0; chunk < HEAD_DIM / kSwizzleCols; ++chunk) {
+    cute::SM90_TMA_STORE_4D::copy(map, smem + chunk * CHUNK_ROWS * kSwizzleCols, chunk * kSwizzleCols, row0, h, b);
+  }
+  cute::tma_store_arrive();
 }
 
 }  // namespace qm::sm90

@@ -1,5 +1,6 @@
 // qimeng/sm90/traits.cuh -- compile-time traits of the Hopper (sm_90a) warp-specialised attention
-// kernels: Traits<T, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES, CONSUMER_WGS, PRODUCER_REGS, CONSUMER_REGS>.
+// kernels: Traits<T, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES, CONSUMER_WGS, PRODUCER_REGS, CONSUMER_REGS,
+// STORE_O_TMA>.
 //
 // One producer warpgroup (warpgroup 0) issues TMA copies; CONSUMER_WGS warpgroups of 64 query rows
 // each run the GMMAs and the softmax. Shared tiles are 128-byte swizzled, K-major, in 64-column
@@ -28,7 +29,7 @@ constexpr int kWarpgroupThreads = 128;
 constexpr int kSwizzleCols = 64;  // 16-bit values in one 128-byte swizzled row chunk (one TMA box)
 
 template <class T_, int HEAD_DIM, int BLOCK_M, int BLOCK_N, int STAGES, int CONSUMER_WGS, int PRODUCER_REGS,
-          int CONSUMER_REGS>
+          int CONSUMER_REGS, int STORE_O_TMA = 0>
 struct Traits {
   using T = T_;
   static constexpr int kHeadDim = HEAD_DIM;
@@ -40,6 +41,9 @@ struct Traits {
   static constexpr int kThreads = kWarpgroupThreads * (CONSUMER_WGS + 1);
   static constexpr int kProducerRegs = PRODUCER_REGS;
   static constexpr int kConsumerRegs = CONSUMER_REGS;
+  // TL `Copy O[...] <- acc with via=tma`: O leaves through a shared [BLOCK_M, D] tile (the layout of
+  // sQ) and bulk tensor stores, instead of register stores
+  static constexpr bool kStoreOTma = STORE_O_TMA != 0;
 
   static_assert(sizeof(T) == 2, "the sm90 blocks take 16-bit inputs (f16, bf16)");
   static_assert(BLOCK_M == 64 * CONSUMER_WGS, "a GMMA computes 64 rows per consumer warpgroup");
@@ -79,6 +83,14 @@ struct Traits {
   static constexpr uint32_t kKVBytes = BLOCK_N * HEAD_DIM * sizeof(T);
 };
 
+// O's shared tile, for kernels that store O by TMA (none otherwise: an empty member)
+template <class T, int ELEMS>
+struct OTile {
+  alignas(1024) T o[ELEMS];
+};
+template <class T>
+struct OTile<T, 0> {};
+
 // Shared memory of one CTA: the tiles (each on a 1024-byte boundary, as the 128-byte swizzle needs)
 // and the stage barriers (mbarriers: full = the TMA landed, empty = every consumer thread let go).
 template <class KT>
@@ -87,6 +99,7 @@ struct SharedStorage {
   alignas(1024) T q[KT::kBlockM * KT::kHeadDim];
   alignas(1024) T k[KT::kStages][KT::kBlockN * KT::kHeadDim];
   alignas(1024) T v[KT::kStages][KT::kBlockN * KT::kHeadDim];
+  OTile<T, KT::kStoreOTma ? KT::kBlockM * KT::kHeadDim : 0> out;
   alignas(8) uint64_t q_full;
   uint64_t q_empty;
   uint64_t k_full[KT::kStages];
