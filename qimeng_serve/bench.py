@@ -48,11 +48,12 @@ class Row:
 class Timer:
     SPIN_CYCLES = 1_000_000  # ~0.5 ms at H100 clocks: longer than any launcher's host overhead
 
-    def __init__(self, runs: int = 20, warmup: int = 3) -> None:
+    def __init__(self, runs: int = 20, warmup: int = 3, flush_l2: bool = True) -> None:
         import torch
 
         self.runs, self.warmup = runs, warmup
-        self.flush = torch.empty(256 * 1024 * 1024, dtype=torch.uint8, device="cuda")
+        # flush_l2=False: back-to-back runs on a warm L2 (a diagnostic; every reported figure flushes)
+        self.flush = torch.empty(256 * 1024 * 1024 if flush_l2 else 0, dtype=torch.uint8, device="cuda")
 
     def median_ms(self, fn) -> float:
         import torch

@@ -285,7 +285,7 @@ def worker_bench(args) -> dict:
     kernel = _load(args.kernels, args.kernel)
     dtype, d = kernel.meta["dtype"], kernel.meta["head_dim"]
     dt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    timer = Timer()
+    timer = Timer(flush_l2=not args.no_l2_flush)
     roof = measure_ceilings(timer)
     fa3 = fa3_varlen()
     if is_paged(kernel.meta):
@@ -557,6 +557,7 @@ def step_bench(rep: Report, args) -> None:
             continue
         extra = ["--lengths", ",".join(map(str, args.lengths))] + (["--with-flex"] if with_flex else [])
         extra += ["--shapes", args.shapes] if args.shapes else []
+        extra += ["--no-l2-flush"] if args.no_l2_flush else []
         data = _child(rep, args, "bench", kernel, min(BENCH_TIMEOUT_S, _left(args)), extra)
         rows = data.get("rows", data.get("partial", []))
         for row in rows:
@@ -602,6 +603,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lengths", default=",".join(map(str, BENCH_LENGTHS)))
     ap.add_argument("--shapes", default="", help="bench rows BxHxL (comma-separated, causal and not) instead of "
                     "the sweep and the GQA rows, e.g. 4x33x2048: 2112 tiles of 128 rows, 16 waves of 132 SMs")
+    ap.add_argument("--no-l2-flush", action="store_true", help="time without evicting L2 before each run "
+                    "(a diagnostic: the reported figures flush it)")
     ap.add_argument("--flex", choices=("all", "d128", "none"), default="d128",
                     help="which head sizes also time FlexAttention (it compiles per shape: slow)")
     ap.add_argument("--sanitize", default="", help="kernel names (comma-separated) to run under compute-sanitizer "
