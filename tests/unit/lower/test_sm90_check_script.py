@@ -18,6 +18,16 @@ def load_script():
     return module
 
 
+def test_bench_shapes_parse_or_stop_the_run():
+    """--shapes BxHxL,...: (batch, heads, length) rows; a malformed entry stops before any GPU work."""
+    hc = load_script()
+    assert hc._parse_shapes("4x33x2048,16X16x1024,") == [(4, 33, 2048), (16, 16, 1024)]
+    assert hc._parse_shapes("") == []
+    for bad in ("4x33", "4x0x2048", "ax33x2048", "4x33x2048x1"):
+        with pytest.raises(SystemExit, match="BxHxL"):
+            hc._parse_shapes(bad)
+
+
 def test_the_default_build_covers_every_schedule():
     from qimeng_serve.lower.sm90_build import GOLDEN_SM90
 
