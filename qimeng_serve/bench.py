@@ -53,7 +53,7 @@ class Timer:
 
         self.runs, self.warmup = runs, warmup
         # flush_l2=False: back-to-back runs on a warm L2 (a diagnostic; every reported figure flushes)
-        self.flush = torch.empty(256 * 1024 * 1024 if flush_l2 else 0, dtype=torch.uint8, device="cuda")
+        self.flush = torch.empty(256 * 1024 * 1024, dtype=torch.uint8, device="cuda") if flush_l2 else None
 
     def median_ms(self, fn) -> float:
         import torch
@@ -64,7 +64,8 @@ class Timer:
         stream = torch.cuda.current_stream()
         for _ in range(self.runs):
             torch.cuda._sleep(self.SPIN_CYCLES)  # the host enqueues what follows while the GPU spins
-            self.flush.zero_()  # evict L2 so every run reads from HBM
+            if self.flush is not None:
+                self.flush.zero_()  # evict L2 so every run reads from HBM
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record(stream)
             fn()

@@ -134,17 +134,16 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     # tiles=persistent: the TileScheduler is declared in each role where it is used (sm90_plan.tile_head)
     grid_args = ", ".join(extents) if persistent else ""
     tiles_args = f"{grid_args}, p.max_seqlen_k, {d} * 2, p.causal" if persistent else ""
-    shape = Shape(bm, bn, wgs, persistent, spec.op == "paged_prefill", pingpong,
-                   overlap_on(plan.consumer, params), gather, tiles_args, grid_args,
-                   softmax_pinned(plan.consumer, params), carry_on(plan.consumer, params))
-    if shape.carry and not (shape.persistent and shape.overlap):
-        raise refuse(plan.consumer, "carry=pv hands a tile's last O += P V to the CTA's next tile, in the "
-                      "overlapped loop", "use it with tiles=persistent and overlap=softmax or pinned")
     store_via = copy_via(plan.store, params)
     if store_via not in ("stg", "tma"):
         raise refuse(plan.store, f"O is stored from registers with via=stg or via=tma, not via={store_via}",
                       "write `with via=stg` (or `via=tma`: through a shared tile and bulk tensor stores)")
-    shape.store_o_tma = store_via == "tma"
+    shape = Shape(bm, bn, wgs, persistent, spec.op == "paged_prefill", pingpong,
+                   overlap_on(plan.consumer, params), gather, tiles_args, grid_args,
+                   softmax_pinned(plan.consumer, params), carry_on(plan.consumer, params), store_via == "tma")
+    if shape.carry and not (shape.persistent and shape.overlap):
+        raise refuse(plan.consumer, "carry=pv hands a tile's last O += P V to the CTA's next tile, in the "
+                      "overlapped loop", "use it with tiles=persistent and overlap=softmax or pinned")
     if shape.store_o_tma and (shape.carry or shape.paged):
         raise refuse(plan.store, "O's store via=tma is lowered for dense prefill without carry=pv", "use via=stg here")
     threads = WARPGROUP_THREADS * (wgs + 1)

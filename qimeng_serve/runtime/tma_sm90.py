@@ -190,12 +190,11 @@ def paged_descs(q, k_cache, v_cache, dtype: str, rows: dict[str, int], cache: di
 
 
 def encode_descs(maps, tensors, kv_cache: dict | None = None) -> TmaDescs:
-    """The TmaDescs parameter from the maps of (q, k, v[, o]) and the tensors (q, k, v[, out]). Q's and
-    O's maps are encoded every call (a None map stays zeros); K's and V's go through `kv_cache` when
+    """The TmaDescs parameter from the maps of (q, k, v, o) and the tensors (q, k, v, out). Q's and O's
+    maps are encoded every call (a None O map stays zeros); K's and V's go through `kv_cache` when
     given, keyed by (address, TileMap): the TileMap holds the shape, byte strides, dtype and box rows,
     so a hit is the very map the driver would encode again."""
-    qm, km, vm, om = (tuple(maps) + (None,))[:4]
-    q, k, v, out = (tuple(tensors) + (None,))[:4]
+    (qm, km, vm, om), (q, k, v, out) = maps, tensors
     blobs = [encode(qm, q.data_ptr())]
     for tm, t in ((km, k), (vm, v)):
         key = (t.data_ptr(), tm)

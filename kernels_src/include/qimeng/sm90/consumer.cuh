@@ -254,6 +254,13 @@ struct Consumer {
     consumers_sync<KT>();
   }
 
+  // 1 / nonzero(l) of a row, from this thread's part of its sum (the quad's four parts added)
+  __device__ __forceinline__ static float inverse_row_sum(float part) {
+    part += __shfl_xor_sync(0xffffffff, part, 1);
+    part += __shfl_xor_sync(0xffffffff, part, 2);
+    return part == 0.f ? 1.f : 1.f / part;
+  }
+
   // Compute acc = acc / nonzero(l); Copy O[b, h, q0 : q0 + BLOCK_M] <- acc (rows < seqlen_q only).
   // A thread holds column pairs 8 j + 2 q (q = its lane in the quad that shares the row); a 4 x 4
   // transpose of 32-bit pairs inside the quad gives each thread 8 neighbouring columns, stored with
@@ -292,10 +299,7 @@ struct Consumer {
     const int q = tid % 4;
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
-      float sum = row_sums[r];
-      sum += __shfl_xor_sync(0xffffffff, sum, 1);
-      sum += __shfl_xor_sync(0xffffffff, sum, 2);
-      const float inv = sum == 0.f ? 1.f : 1.f / sum;
+      const float inv = inverse_row_sum(row_sums[r]);
       const int row = q0 + get<0>(co(r, 0));
       T* out_row = out + static_cast<int64_t>(row) * p.o_token_stride;
       uint32_t word[KT::kHeadDim / 8];  // pair j: columns 8 j + 2 q, 8 j + 2 q + 1
@@ -341,12 +345,7 @@ struct Consumer {
     }
     float inv[kRows];
     CUTE_UNROLL
-    for (int r = 0; r < kRows; ++r) {
-      float sum = l[r];
-      sum += __shfl_xor_sync(0xffffffff, sum, 1);
-      sum += __shfl_xor_sync(0xffffffff, sum, 2);
-      inv[r] = sum == 0.f ? 1.f : 1.f / sum;
-    }
+    for (int r = 0; r < kRows; ++r) inv[r] = inverse_row_sum(l[r]);
     Tensor o = make_tensor(acc.data(), acc_rowcol(acc.layout()));
     Tensor out = make_tensor<T>(acc.layout());
     Tensor out_rc = make_tensor(out.data(), acc_rowcol(out.layout()));
