@@ -90,6 +90,22 @@ VARIANTS = {
     "nostore128": ("dense_prefill_sm90.tl", 128, {"STAGES": 3, "STORE_TMA": 0}, {"QM_SM90_DIAG_NO_O_STORE": "1"},
                    ("bf16",)),
     "nostore64": ("dense_prefill_sm90.tl", 64, {"STORE_TMA": 0}, {"QM_SM90_DIAG_NO_O_STORE": "1"}, ("bf16",)),
+    # paged prefill, session 10: each gathered stage arrives through cp.async.mbarrier.arrive.noinc (no
+    # producer wait); the consumer fences the stage; diagnostics without that fence and without copies
+    "pg128": ("paged_prefill_sm90.tl", 128, {}, {}, ("bf16",)),
+    "pg64": ("paged_prefill_sm90.tl", 64, {}, {}, ("bf16",)),
+    "pg256": ("paged_prefill_sm90.tl", 256, {}, {}, ("bf16",)),
+    "pg128_nofence": ("paged_prefill_sm90.tl", 128, {}, {"QM_SM90_DIAG_GATHER_NO_FENCE": "1"}, ("bf16",)),
+    "pg128_nocopy": ("paged_prefill_sm90.tl", 128, {}, {"QM_SM90_DIAG_NO_GATHER": "1"}, ("bf16",)),
+    "pg256_n80": ("paged_prefill_sm90.tl", 256, {"BLOCK_N": 80, "PRODUCER_REGS": 56, "CONSUMER_REGS": 224}, {},
+                  ("bf16",)),
+    "pg256_n80o": ("paged_prefill_sm90.tl", 256, {"BLOCK_N": 80, "OVERLAP": 1, "PRODUCER_REGS": 56,
+                                                  "CONSUMER_REGS": 224}, {}, ("bf16",)),
+    "pg64_m192": ("paged_prefill_sm90.tl", 64, {"BLOCK_M": 192, "BLOCK_N": 96, "WARPS": 12, "CONSUMERS": 3,
+                                                "PRODUCER_REGS": 56, "CONSUMER_REGS": 152}, {}, ("bf16",)),
+    "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
+    "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},
+                 ("bf16",)),
     "d256_pers": ("dense_prefill_sm90.tl", 256, {"PERSISTENT": 1, "PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {},
                   ("bf16",)),
 }

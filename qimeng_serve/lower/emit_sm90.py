@@ -181,7 +181,8 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
         launch_grid = [f"min(num_sms, ({formulas[0]}) * ({formulas[1]}) * ({formulas[2]}))"]
     else:
         launch_grid = formulas
-    maps = {"q": bm, "k": bn, "v": bn, **({"o": 64} if shape.store_o_tma else {})}  # O: a warpgroup's 64 rows a box
+    # O: a warpgroup's 64 rows a box; a gathering kernel reads K and V without maps
+    maps = {"q": bm, **({} if gather else {"k": bn, "v": bn}), **({"o": 64} if shape.store_o_tma else {})}
     entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps=maps,
                       abi=PERSISTENT_ABI if shape.persistent else KERNEL_ABI)
     return out, entry

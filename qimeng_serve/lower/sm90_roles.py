@@ -106,14 +106,13 @@ def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
 def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_row: str, k_head: str, k_b: str,
                              v_row: str, rows, q, b: str) -> list[str]:
     """Paged K/V `with via=cp.async`: the whole producer warpgroup gathers each tile row by row (one
-    block-table read per thread and tile), one tile behind: a tile's stages are signalled once its
-    copies landed, after the next tile's copies are issued."""
+    block-table read per thread and tile); each thread's stage arrival is made by the hardware once its
+    copies landed (cp.async.mbarrier.arrive.noinc), so the producer runs ahead until a stage is busy."""
     if k_row != v_row:
         raise refuse(plan.kv_copies["V"], "paged K and V tiles are read at the same keys",
                       "copy the same rows of K and V in one loop iteration")
     r = plan.producer
     kv_len = kv_len_of(plan, scope)
-    signal = ["qm::sm90::gathered(sm.k_full, pend_k);", "qm::sm90::gathered(sm.v_full, pend_v);"]
     return [
         f"  if (qm::sm90::warpgroup_index() == 0) {{  // {role_text(r)}",
         "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
@@ -124,30 +123,20 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
         f"      if (qm::sm90::producer_leader()) qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, "
         f"{scope.cpp(rows.lo)}), {scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
         f"      qm::sm90::PagedGather<KT> gather(p, {k_b}, {kv_len}, {k_head}, threadIdx.x);  // this thread's row",
-        "      int pend_k = -1, pend_v = -1;  // the previous tile's stages, signalled once its copies landed",
         f"      {loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
         f"{print_expr(plan.p_loop.stop)}",
         f"        gather.seek({k_row});",
         f"        qm::sm90::wait_empty(sm.k_empty, ps_k);  // {_tl(plan.kv_copies['K'])}",
         "        gather.copy_k(sm.k[ps_k.stage]);",
-        "        qm::sm90::cp_async_commit();",
+        "        qm::sm90::gathered(sm.k_full, ps_k.stage);  // arrives once this thread's copies landed",
         f"        qm::sm90::wait_empty(sm.v_empty, ps_v);  // {_tl(plan.kv_copies['V'])}",
         "        gather.copy_v(sm.v[ps_v.stage]);",
-        "        qm::sm90::cp_async_commit();",
-        "        if (pend_k >= 0) {  // the previous tile's two groups have landed once at most two are in flight",
-        "          qm::sm90::cp_async_wait<2>();",
-        *(f"          {x}" for x in signal),
-        "        }",
-        "        pend_k = ps_k.stage;",
-        "        pend_v = ps_v.stage;",
+        "        qm::sm90::gathered(sm.v_full, ps_v.stage);",
         "        ps_k.advance();",
         "        ps_v.advance();",
         "      }",
-        "      if (pend_k >= 0) {",
-        "        qm::sm90::cp_async_wait<0>();",
-        *(f"        {x}" for x in signal),
-        "      }",
         "    }",
+        "    qm::sm90::gathers_drained();  // no copy outlives its thread",
     ]
 
 
@@ -250,7 +239,9 @@ class _ConsumerSteps:
         ]
 
     def wait(self, buf: str, ring: str, pad: str) -> str:
-        return self.line(f"qm::sm90::wait_full(sm.{ring}_full, ps_{ring}.stage, ps_{ring}.phase);",
+        # gathered stages were written through the generic proxy: the consumer fences them for the GMMAs
+        waiter = "wait_gathered" if self.shape.gather else "wait_full"
+        return self.line(f"qm::sm90::{waiter}(sm.{ring}_full, ps_{ring}.stage, ps_{ring}.phase);",
                          self.plan.waits[buf], pad)
 
     def release(self, buf: str, ring: str, pad: str) -> list[str]:

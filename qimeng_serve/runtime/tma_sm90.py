@@ -98,8 +98,9 @@ class TmaDescs(ctypes.Structure):
 assert ctypes.sizeof(TmaDescs) == DESCS_BYTES
 
 
-def pack_descs(q: bytes, k: bytes, v: bytes, o: bytes | None = None) -> TmaDescs:
-    """The parameter from encoded maps; without `o` (a kernel that stores O from registers) its map is zeros."""
+def pack_descs(q: bytes, k: bytes | None, v: bytes | None, o: bytes | None = None) -> TmaDescs:
+    """The parameter from encoded maps; a map given as None is zeros: O's for a kernel that stores O from
+    registers, K's and V's for a paged kernel that gathers K and V with cp.async."""
     descs = TmaDescs()
     for name, blob in (("q", q), ("k", k), ("v", v), ("o", o)):
         if blob is None:
@@ -153,12 +154,16 @@ def paged_kv_map(shape, strides, dtype: str, rows: int, address: int = 0) -> Til
     return tile_map((blocks, hkv, page, d), (s_block, s_head, s_slot, s_d), dtype, rows, address)
 
 
-def paged_page_fit(page_size: int, block_n: int) -> str:
-    """'' when the sm90a paged kernel handles this page size with its BLOCK_N, else why not: a box row
-    count is a multiple of 8 (swizzle atom), and a K/V tile is whole pages or a whole part of one."""
-    page, bn = int(page_size), int(block_n)
+def paged_page_fit(page_size: int, block_n: int | None) -> str:
+    """'' when the sm90a paged kernel handles this page size, else why not: its pages hold a multiple of
+    8 rows (a TMA box's swizzle atom; the gather's 8-row segments), and with K/V maps (block_n given)
+    a K/V tile is whole pages or a whole part of one."""
+    page = int(page_size)
     if page <= 0 or page % 8:
         return f"page size {page} is not a multiple of 8"
+    if block_n is None:  # the cp.async gather: any multiple of 8
+        return ""
+    bn = int(block_n)
     if max(page, bn) % min(page, bn):
         return f"page size {page} and the kernel's BLOCK_N {bn} do not divide one another"
     return ""
@@ -169,14 +174,18 @@ def paged_tile_maps(q, k_cache, v_cache, dtype: str, rows: dict[str, int], out=N
     raises TmaMapError for a tensor or page size TMA cannot take."""
     _needs_out(rows, out)
     page = int(k_cache.shape[1])
-    why = paged_page_fit(page, rows["k"])
+    why = paged_page_fit(page, rows.get("k"))
     if why:
-        raise TmaMapError(why, fix="use a page size that is a multiple of 8 and divides (or is a multiple of) "
-                          f"{rows['k']}; other calls run the portable kernel")
-    kv_rows = paged_kv_rows(page, rows["k"])
+        fix = (f"use a page size that is a multiple of 8 and divides (or is a multiple of) {rows['k']}" if "k" in rows
+               else "use a page size that is a multiple of 8")
+        raise TmaMapError(why, fix=f"{fix}; other calls run the portable kernel")
+    # no K/V map: the kernel gathers K and V itself with 16-byte cp.async, which asks what a map of
+    # 8-row boxes asks (16-byte aligned address and strides, D contiguous): checked, not encoded
+    gathered = "k" not in rows
+    kv_rows = 8 if gathered else paged_kv_rows(page, rows["k"])
+    km, vm = (paged_kv_map(c.shape, c.stride(), dtype, kv_rows, c.data_ptr()) for c in (k_cache, v_cache))
     return (paged_q_map(q.shape, q.stride(), dtype, rows["q"], q.data_ptr()),
-            paged_kv_map(k_cache.shape, k_cache.stride(), dtype, kv_rows, k_cache.data_ptr()),
-            paged_kv_map(v_cache.shape, v_cache.stride(), dtype, kv_rows, v_cache.data_ptr()),
+            None if gathered else km, None if gathered else vm,
             paged_q_map(out.shape, out.stride(), dtype, rows["o"], out.data_ptr()) if "o" in rows else None)
 
 
@@ -197,6 +206,9 @@ def encode_descs(maps, tensors, kv_cache: dict | None = None) -> TmaDescs:
     (qm, km, vm, om), (q, k, v, out) = maps, tensors
     blobs = [encode(qm, q.data_ptr())]
     for tm, t in ((km, k), (vm, v)):
+        if tm is None:  # a gathering kernel's K / V: zeros
+            blobs.append(None)
+            continue
         key = (t.data_ptr(), tm)
         blob = kv_cache.get(key) if kv_cache is not None else None
         if blob is None:

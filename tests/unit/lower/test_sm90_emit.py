@@ -379,13 +379,20 @@ def test_paged_prefill_gathers_pages_with_the_producer_warpgroup():
     assert "qm::sm90::PagedGather<KT> gather(p, t_b, t_Lk, t_kv_head, threadIdx.x);" in text
     loop = text[text.index("gather.seek("):text.index("} else {")]
     order = [loop.index(x) for x in ("gather.seek((t_n * 128));", "qm::sm90::wait_empty(sm.k_empty, ps_k);",
-                                     "gather.copy_k(sm.k[ps_k.stage]);", "gather.copy_v(sm.v[ps_v.stage]);",
-                                     "qm::sm90::cp_async_wait<2>();", "qm::sm90::gathered(sm.k_full, pend_k);",
-                                     "pend_k = ps_k.stage;")]
-    assert order == sorted(order)  # a tile is signalled one tile late, once its copies landed
-    assert "qm::sm90::cp_async_wait<0>();" in loop  # the last tile's copies are waited for after the loop
+                                     "gather.copy_k(sm.k[ps_k.stage]);", "qm::sm90::gathered(sm.k_full, ps_k.stage);",
+                                     "qm::sm90::wait_empty(sm.v_empty, ps_v);", "gather.copy_v(sm.v[ps_v.stage]);",
+                                     "qm::sm90::gathered(sm.v_full, ps_v.stage);", "ps_k.advance();")]
+    # each stage is signalled by the hardware once the thread's copies into it landed: no wait in the loop
+    assert order == sorted(order)
+    assert "cp_async_wait" not in loop and "pend_k" not in loop
+    assert "qm::sm90::gathers_drained();" in loop  # before the producer's threads exit
+    # the consumers fence gathered stages (generic-proxy writes) before their GMMAs read them
+    consumer = text[text.index("} else {"):]
+    assert "qm::sm90::wait_gathered(sm.k_full, ps_k.stage, ps_k.phase);" in consumer
+    assert "qm::sm90::wait_full(" not in consumer
     assert "produce_kv" not in text and "zero_rows_past" not in text  # rows past Lk are zero-filled
     assert "if (qm::sm90::producer_leader()) qm::sm90::produce_q<KT>(" in text  # Q stays a TMA copy
+    assert src.entries[0].tensor_maps == {"q": 128}  # no K/V maps: the gather takes any page size that is a multiple of 8
 
 
 def test_gathering_is_for_paged_prefill_only():

@@ -109,6 +109,26 @@ def test_page_sizes_the_paged_kernel_takes(page, fits):
     assert (why == "") == fits, why
 
 
+@pytest.mark.parametrize("page, fits", [(8, True), (16, True), (24, True), (40, True), (48, True), (1, False),
+                                        (4, False), (12, False), (20, False)])
+def test_page_sizes_the_gathering_kernel_takes(page, fits):
+    # no K/V maps (tensor_maps without "k"): the cp.async gather's 8-row segments, any tile width
+    why = paged_page_fit(page, None)
+    assert (why == "") == fits, why
+
+
+GATHER_META = {**SM90A_META, "tensor_maps": {"q": 128}}
+
+
+def test_a_gathering_kernel_gets_no_kv_maps_and_still_needs_aligned_caches():
+    q, k, v = _paged(24)  # 24 rows a page: neither divides nor is a multiple of 128
+    maps, why = ops.sm90a_maps(GATHER_META, "paged", "f16", q, k, v)
+    assert why == "" and maps[0] is not None and maps[1:] == (None, None, None)
+    assert "divide" in sm90a_fit(SM90A_META, "paged", "f16", q, k, v)  # a TMA-box kernel refuses it
+    cache = torch.zeros(6 * 2 * 24 * 2 * 64 + 1, dtype=torch.float16)[1:].view(6, 2, 24, 2, 64)
+    assert "16-byte aligned" in sm90a_fit(GATHER_META, "paged", "f16", q, cache[:, 0], cache[:, 1])
+
+
 # ------------------------------------------------------------------ KernelSet.find: sm90a or portable
 @pytest.mark.parametrize("page, chosen", [(16, FAST), (64, FAST), (256, FAST), (12, SLOW), (24, SLOW), (5, SLOW)])
 def test_paged_calls_fall_back_to_the_portable_kernel_by_page_size(page, chosen):

@@ -156,13 +156,23 @@ __device__ __forceinline__ void produce_kv_paged(const CUtensorMap* map, uint64_
 }
 
 // Copy sK <- K[b, h, rows] with via=cp.async from paged K (pages smaller than a tile): the producer
-// warpgroup gathers a tile row by row, each row from its page, as 16-byte cp.async into the same
-// 128-byte-swizzled layout a TMA box writes (unit u of row r at unit u ^ (r % 8)). Rows at or past
-// kv_len are zero-filled (src-size 0), so the V rows past the end are zeros and no consumer has to
-// clear them. Warp w gathers rows [w * BLOCK_N / 4, (w + 1) * BLOCK_N / 4); its lanes read whole
-// rows together (coalesced), each lane's row block and slot read once per tile.
+// warpgroup gathers a tile as 16-byte cp.async into the same 128-byte-swizzled layout a TMA box writes
+// (unit u of row r at unit u ^ (r % 8)). Rows at or past kv_len are zero-filled (src-size 0), so the V
+// rows past the end are zeros and no consumer has to clear them.
+//
+// The tile is cut into segments of 8 rows. A page holds a multiple of 8 rows, so a segment lies in one
+// page: its rows are a fixed stride apart in the cache. Per tile, lane s of each warp looks up where
+// segment s starts in K and V (one block-table read). Warp w copies segments w, w + 4, ...: a
+// warp-wide copy is kRowsPerCopy whole rows (consecutive lanes read consecutive 16 bytes), and each
+// lane steps through its segment rows by adding a stride, its shared address by a constant and one
+// xor (the swizzle of rows 8 apart repeats). That is ~4 instructions a copy; the gather issues from
+// the same SM sub-partitions as the consumers' softmax, and a shuffled row address per copy (~10
+// instructions) cost paged prefill about a quarter of its speed (session 10, run 1).
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
@@ -174,77 +184,125 @@ struct PagedGather {
   static constexpr int kWarps = kWarpgroupThreads / 32;
   static constexpr int kUnitsPerRow = KT::kHeadDim * static_cast<int>(sizeof(T)) / 16;  // 16-byte units
   static_assert(kUnitsPerRow <= 32 && 32 % kUnitsPerRow == 0, "a warp copies whole rows per instruction");
-  static constexpr int kRowsPerCopy = 32 / kUnitsPerRow;  // rows one warp-wide cp.async covers
-  static constexpr int kRowsPerWarp = KT::kBlockN / kWarps;
-  static_assert(kRowsPerWarp <= 32 && kRowsPerWarp % kRowsPerCopy == 0, "BLOCK_N: 4 warps x at most 32 rows");
-  static constexpr int kCopies = kRowsPerWarp / kRowsPerCopy;  // 16-byte copies per thread and tile
+  static constexpr int kRowsPerCopy = 32 / kUnitsPerRow;  // rows one warp-wide cp.async covers: 1, 2 or 4
+  static constexpr int kSegRows = 8;  // the smallest page the kernel takes (runtime: paged_page_fit)
+  static_assert(kSegRows % kRowsPerCopy == 0, "a warp-wide copy stays inside a segment");
+  static constexpr int kSegs = KT::kBlockN / kSegRows;
+  static_assert(KT::kBlockN % kSegRows == 0 && kSegs <= 32, "BLOCK_N: whole segments, one lane each");
+  static constexpr int kSegsPerWarp = (kSegs + kWarps - 1) / kWarps;
+  static constexpr int kCopiesPerSeg = kSegRows / kRowsPerCopy;
   static constexpr int kRowBytes = kSwizzleCols * static_cast<int>(sizeof(T));  // one 128-byte panel row
 
   const int* table;
   int page, last_page, kv_len;
-  int lane, first_row, unit;  // this warp's first tile row; this lane's 16-byte unit of a row
-  const T* k_head;
-  const T* v_head;
-  int64_t k_page, k_slot, v_page, v_slot;  // strides in elements
-  // lane i (< kRowsPerWarp) holds the address of the warp's row i of the current tile in K and in
-  // V, as integers; bit 0 set: the row is past kv_len (the address is a valid one, nothing is read
-  // from it, the row is zero-filled). Row addresses are 16-byte aligned, so bit 0 is free.
-  uint64_t k_row = 0, v_row = 0;
+  int warp, lane;
+  const char* k_head;
+  const char* v_head;
+  int64_t k_page, k_slot, v_page, v_slot;  // strides in bytes
+  int64_t k_lane, v_lane;  // this lane's bytes from its segment's first row: its row in a copy, its unit
+  uint32_t dst_lane;       // this lane's first shared byte of its warp's first segment, from a tile's start
+  uint64_t k_seg = 0, v_seg = 0;  // lane s < kSegs: where segment s of the current tile starts in K, in V
+  int rows_left = 0;  // keys of the current tile before kv_len (>= BLOCK_N: no row is zero-filled)
 
-  __device__ __forceinline__ PagedGather(const AttnParams& p, int b, int kv_len_, int h, int ptid)
-      : table(p.block_table + static_cast<int64_t>(b) * p.block_table_stride), page(p.page_size),
-        last_page(kv_len_ > 0 ? (kv_len_ - 1) / p.page_size : 0), kv_len(kv_len_), lane(ptid % 32),
-        first_row((ptid / 32) * kRowsPerWarp), unit(lane % kUnitsPerRow),
-        k_head(static_cast<const T*>(p.k) + static_cast<int64_t>(h) * p.k_head_stride),
-        v_head(static_cast<const T*>(p.v) + static_cast<int64_t>(h) * p.v_head_stride), k_page(p.k_batch_stride),
-        k_slot(p.k_token_stride), v_page(p.v_batch_stride), v_slot(p.v_token_stride) {}
-
-  // the tile whose first key is row0: one block-table read per lane (its row) and the row's K and V
-  // addresses, computed once here rather than in each of copy()'s 16-byte copies (the producer
-  // warps issue the gather alone: their instruction count per tile bounds the paged kernel)
-  __device__ __forceinline__ void seek(int row0) {
-    if (lane < kRowsPerWarp) {
-      const int key = row0 + first_row + lane;
-      const int pg = key / page;
-      const int64_t block = table[pg < last_page ? pg : last_page];
-      const bool past = key >= kv_len;
-      const int64_t slot = past ? 0 : key - pg * page;
-      k_row = reinterpret_cast<uint64_t>(k_head + block * k_page + slot * k_slot) | uint64_t(past);
-      v_row = reinterpret_cast<uint64_t>(v_head + block * v_page + slot * v_slot) | uint64_t(past);
-    }
+  // the tile row and 16-byte unit copy j of thread `ptid`'s i-th segment reads and writes, and where
+  // in the tile it writes (tests/unit/lower/sm90_layout_check.cu compares it with unit_offset)
+  __host__ __device__ static constexpr int copy_row(int ptid, int i, int j) {
+    return ((ptid / 32) + kWarps * i) * kSegRows + (ptid % 32) / kUnitsPerRow + j * kRowsPerCopy;
   }
-
+  __host__ __device__ static constexpr int lane_offset(int ptid) {
+    return unit_offset((ptid / 32) * kSegRows + (ptid % 32) / kUnitsPerRow, (ptid % 32) % kUnitsPerRow);
+  }
+  // rows 8 apart share a swizzle and a row within a segment differs from the lane's first by
+  // j * kRowsPerCopy < 8: bits 4-6 of the address flip by that, the rest moves by whole rows
+  __host__ __device__ static constexpr int copy_xor(int j) { return (j * kRowsPerCopy) << 4; }
+  __host__ __device__ static constexpr int copy_add(int i, int j) {
+    return (kWarps * i * kSegRows + j * kRowsPerCopy) * kRowBytes;
+  }
+  __host__ __device__ static constexpr int copy_offset(int ptid, int i, int j) {
+    return (lane_offset(ptid) ^ copy_xor(j)) + copy_add(i, j);
+  }
   // where 16-byte unit `unit` of tile row `row` goes: its 64-column panel, the row, and the unit
-  // swizzled within the 128-byte row (what a TMA box with the 128-byte swizzle writes;
-  // tests/unit/lower/sm90_layout_check.cu compares it with the GMMA layout). copy() spells the same
-  // sum with the panel offset and unit % 8 taken out of its loop.
+  // swizzled within the 128-byte row (what a TMA box with the 128-byte swizzle writes)
   __host__ __device__ static constexpr int unit_offset(int row, int unit) {
     return (unit / 8) * KT::kBlockN * kRowBytes + row * kRowBytes + (((unit % 8) ^ (row & 7)) << 4);
   }
 
-  // warp-wide copies, kRowsPerCopy whole rows each: consecutive lanes read consecutive 16 bytes
-  __device__ __forceinline__ void copy(uint64_t my_row, T* tile) const {
-    const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(tile));
-    const int panel_off = (unit / 8) * KT::kBlockN * kRowBytes, u = unit % 8;
-#pragma unroll 4  // fully unrolled, the addresses of 16 copies outgrow the producer's registers
-    for (int c = 0; c < kCopies; ++c) {
-      const int r = c * kRowsPerCopy + lane / kUnitsPerRow;  // the warp's row this lane copies from
-      const uint64_t at = __shfl_sync(0xffffffff, my_row, r);
-      const T* src = reinterpret_cast<const T*>(at & ~uint64_t(1)) + unit * 8;
-      const int row = first_row + r;
-      cp_async_16(base + panel_off + row * kRowBytes + ((u ^ (row & 7)) << 4), src, (at & 1) ? 0 : 16);
+  __device__ __forceinline__ PagedGather(const AttnParams& p, int b, int kv_len_, int h, int ptid)
+      : table(p.block_table + static_cast<int64_t>(b) * p.block_table_stride), page(p.page_size),
+        last_page(kv_len_ > 0 ? (kv_len_ - 1) / p.page_size : 0), kv_len(kv_len_), warp(ptid / 32),
+        lane(ptid % 32),
+        k_head(static_cast<const char*>(p.k) + static_cast<int64_t>(h) * p.k_head_stride * sizeof(T)),
+        v_head(static_cast<const char*>(p.v) + static_cast<int64_t>(h) * p.v_head_stride * sizeof(T)),
+        k_page(p.k_batch_stride * sizeof(T)), k_slot(p.k_token_stride * sizeof(T)),
+        v_page(p.v_batch_stride * sizeof(T)), v_slot(p.v_token_stride * sizeof(T)),
+        k_lane((lane / kUnitsPerRow) * k_slot + (lane % kUnitsPerRow) * 16),
+        v_lane((lane / kUnitsPerRow) * v_slot + (lane % kUnitsPerRow) * 16),
+        dst_lane(static_cast<uint32_t>(lane_offset(ptid))) {}
+
+  // the tile whose first key is row0: lane s reads the block of segment s's page (one block-table
+  // read per lane and tile) and keeps where the segment starts in K and in V
+  __device__ __forceinline__ void seek(int row0) {
+    rows_left = kv_len - row0;
+    if (lane < kSegs) {
+      const int key = row0 + lane * kSegRows;
+      const int pg = min(key / page, last_page);  // a segment past kv_len reads nothing: any valid page
+      const int64_t block = table[pg];
+      const int64_t slot = key < kv_len ? key - pg * page : 0;
+      k_seg = reinterpret_cast<uint64_t>(k_head + block * k_page + slot * k_slot);
+      v_seg = reinterpret_cast<uint64_t>(v_head + block * v_page + slot * v_slot);
     }
   }
-  __device__ __forceinline__ void copy_k(T* tile) const { copy(k_row, tile); }
-  __device__ __forceinline__ void copy_v(T* tile) const { copy(v_row, tile); }
+
+  template <bool kTail>
+  __device__ __forceinline__ void copy(uint64_t seg, int64_t lane_bytes, int64_t slot, T* tile) const {
+#ifdef QM_SM90_DIAG_NO_GATHER
+    return;  // diagnostic: the consumers' ceiling without the gather (never validates)
+#endif
+    const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(tile)) + dst_lane;
+    const int64_t step = kRowsPerCopy * slot;
+    CUTE_UNROLL
+    for (int i = 0; i < kSegsPerWarp; ++i) {
+      const int s = warp + kWarps * i;  // warp-uniform
+      if (kSegs % kWarps != 0 && s >= kSegs) break;
+      const char* src = reinterpret_cast<const char*>(__shfl_sync(0xffffffff, seg, s)) + lane_bytes;
+      // rows of this lane's segment before kv_len, from its first (the tile's last segment only)
+      const int left = kTail ? rows_left - (s * kSegRows + lane / kUnitsPerRow) : 0;
+      CUTE_UNROLL
+      for (int j = 0; j < kCopiesPerSeg; ++j) {
+        const uint32_t dst = (base ^ copy_xor(j)) + copy_add(i, j);  // copy_offset, from the tile's start
+        if (kTail) {
+          cp_async_16(dst, src, j * kRowsPerCopy < left ? 16 : 0);
+        } else {
+          cp_async_16(dst, src);
+        }
+        src += step;
+      }
+    }
+  }
+  __device__ __forceinline__ void copy_k(T* tile) const {
+    if (rows_left >= KT::kBlockN) copy<false>(k_seg, k_lane, k_slot, tile);
+    else copy<true>(k_seg, k_lane, k_slot, tile);
+  }
+  __device__ __forceinline__ void copy_v(T* tile) const {
+    if (rows_left >= KT::kBlockN) copy<false>(v_seg, v_lane, v_slot, tile);
+    else copy<true>(v_seg, v_lane, v_slot, tile);
+  }
 };
 
-// A gathered stage is complete once this thread's copies landed: order them for the GMMAs (async
-// proxy) and arrive on the stage's full barrier (one of the producer warpgroup's 128 arrivals).
+// A gathered stage is complete once every producer thread's copies into it landed: each thread's
+// cp.async.mbarrier.arrive.noinc makes the hardware arrive on the stage's full barrier (one of its 128
+// arrivals) when this thread's earlier cp.async have completed, so the producer never waits for its
+// own copies and runs up to STAGES tiles ahead (it used to wait for tile n - 1 after issuing tile n).
 __device__ __forceinline__ void gathered(uint64_t* full, int stage) {
-  cutlass::arch::fence_view_async_shared();
-  Barrier::arrive(&full[stage]);
+#ifdef QM_SM90_DIAG_NO_GATHER
+  Barrier::arrive(&full[stage]);  // diagnostic: nothing was copied
+#else
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(cute::cast_smem_ptr_to_uint(&full[stage]))
+               : "memory");
+#endif
 }
+// The producer warpgroup's copies have all landed (before its threads exit).
+__device__ __forceinline__ void gathers_drained() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
 // the producer side of a ring slot: wait until the consumers released it
 template <int STAGES>
@@ -256,6 +314,15 @@ __device__ __forceinline__ void wait_empty(uint64_t* empty, const PipeState<STAG
 // Wait sX: the slot's copy has landed
 __device__ __forceinline__ void wait_full(uint64_t* full, int stage, uint32_t phase) {
   Barrier::wait(&full[stage], phase);
+}
+// Wait sX for a gathered slot: the copies landed through the generic proxy (cp.async) and the GMMAs
+// read through the async proxy, and the producer cannot fence copies it does not wait for: the
+// consumer orders them after observing the barrier.
+__device__ __forceinline__ void wait_gathered(uint64_t* full, int stage, uint32_t phase) {
+  Barrier::wait(&full[stage], phase);
+#ifndef QM_SM90_DIAG_GATHER_NO_FENCE
+  cutlass::arch::fence_view_async_shared();
+#endif
 }
 // Release sX: this thread is done reading the slot (its GMMAs completed)
 __device__ __forceinline__ void release(uint64_t* empty, int stage) { Barrier::arrive(&empty[stage]); }
