@@ -103,6 +103,12 @@ VARIANTS = {
                                                   "CONSUMER_REGS": 224}, {}, ("bf16",)),
     "pg64_m192": ("paged_prefill_sm90.tl", 64, {"BLOCK_M": 192, "BLOCK_N": 96, "WARPS": 12, "CONSUMERS": 3,
                                                 "PRODUCER_REGS": 56, "CONSUMER_REGS": 152}, {}, ("bf16",)),
+    # the grid's query blocks from the last (causal: the longest tiles first; run 3, now the default), and
+    # block-index order as a diagnostic
+    "pg128_rev": ("paged_prefill_sm90.tl", 128, {}, {"QM_SM90_GRID_HEAVY_FIRST": "1"}, ("bf16",)),
+    "pg64_rev": ("paged_prefill_sm90.tl", 64, {}, {"QM_SM90_GRID_HEAVY_FIRST": "1"}, ("bf16",)),
+    "pg256_rev": ("paged_prefill_sm90.tl", 256, {}, {"QM_SM90_GRID_HEAVY_FIRST": "1"}, ("bf16",)),
+    "pg128_fwd": ("paged_prefill_sm90.tl", 128, {}, {"QM_SM90_GRID_HEAVY_FIRST": "0"}, ("bf16",)),
     "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},
                  ("bf16",)),
