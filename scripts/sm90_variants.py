@@ -109,6 +109,10 @@ VARIANTS = {
     "pg64_rev": ("paged_prefill_sm90.tl", 64, {}, {"QM_SM90_GRID_HEAVY_FIRST": "1"}, ("bf16",)),
     "pg256_rev": ("paged_prefill_sm90.tl", 256, {}, {"QM_SM90_GRID_HEAVY_FIRST": "1"}, ("bf16",)),
     "pg128_fwd": ("paged_prefill_sm90.tl", 128, {}, {"QM_SM90_GRID_HEAVY_FIRST": "0"}, ("bf16",)),
+    # candidate for the next run (not timed yet): lanes along one 64-column panel, each copying its unit
+    # of every panel of a row from one address (QM_SM90_GATHER_PANELS)
+    "pgp128": ("paged_prefill_sm90.tl", 128, {}, {"QM_SM90_GATHER_PANELS": "1"}, ("bf16",)),
+    "pgp256": ("paged_prefill_sm90.tl", 256, {}, {"QM_SM90_GATHER_PANELS": "1"}, ("bf16",)),
     "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},
                  ("bf16",)),

@@ -126,9 +126,11 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
         raise refuse(k, "the Hopper kernels have a 3-dimensional grid (query block, head, sequence)",
                       "grid (m_block : ..., q_head : heads_q, b : batch)")
     gather = ast.option(plan.kv_copies["K"].options, "via") == "cp.async"
-    if gather and (spec.op != "paged_prefill" or bn > WARPGROUP_THREADS):
-        raise refuse(plan.kv_copies["K"], "the producer gathers K/V with cp.async for paged prefill only, at most "
-                      "128 rows per tile", "copy dense K/V with via=tma, or use BLOCK_N <= 128")
+    # the gather's 8-row page segments, one lane of a warp each (PagedGather in sm90/pipeline.cuh)
+    if gather and (spec.op != "paged_prefill" or bn % 8 or bn > 8 * 32):
+        raise refuse(plan.kv_copies["K"], "the producer gathers K/V with cp.async for paged prefill only, in "
+                      "8-row segments (at most 32 a tile)", "copy dense K/V with via=tma, or use a BLOCK_N that is "
+                      "a multiple of 8 and at most 256")
     extents = [scope.cpp(g.extent) for g in k.grid]
     persistent = tiles == "persistent"
     # tiles=persistent: the TileScheduler is declared in each role where it is used (sm90_plan.tile_head)

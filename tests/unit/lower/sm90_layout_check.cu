@@ -4,6 +4,24 @@
 #include <map>
 #include <vector>
 using namespace cute;
+template <class G> int check_gather_copies() {
+  int bad = 0;
+  constexpr int BN = G::kSegs * G::kSegRows;
+  std::vector<int> written(BN * G::kUnitsPerRow, 0);
+  for (int t = 0; t < 128; ++t) for (int i = 0; i < G::kSegsPerWarp; ++i) for (int j = 0; j < G::kCopiesPerSeg; ++j)
+    for (int q = 0; q < G::kPanelCopies; ++q) {
+      if ((t / 32) + G::kWarps * i >= G::kSegs) continue;  // the warps past the tile's last segment
+      int row = G::copy_row(t, i, j), unit = G::copy_unit(t, q);
+      if (row >= BN) { if (bad++ < 9) printf("gather copy t%d i%d j%d: row %d\n", t, i, j, row); continue; }
+      written[row * G::kUnitsPerRow + unit] += 1;
+      if (G::copy_offset(t, i, j, q) != G::unit_offset(row, unit)) {
+        if (bad++ < 9) printf("gather copy t%d i%d j%d q%d: %d vs %d\n", t, i, j, q, G::copy_offset(t, i, j, q), G::unit_offset(row, unit));
+      }
+    }
+  for (int x = 0; x < BN * G::kUnitsPerRow; ++x)
+    if (written[x] != 1) { if (bad++ < 9) printf("gather: unit %d of the tile written %d times\n", x, written[x]); }
+  return bad;
+}
 template <class KT> int check() {
   int bad = 0;
   using T = typename KT::T;
@@ -33,20 +51,11 @@ template <class KT> int check() {
     int got = G::unit_offset(r, unit) / int(sizeof(T)) + e;
     if (got != want) { if (bad++ < 9) printf("gather (%d,%d): %d vs layout %d\n", r, unit * 8 + e, got, want); }
   }
-  // 1c. its copies: thread t's copy j of its i-th segment writes row copy_row(t, i, j), unit t % 32 %
-  // units, at unit_offset of them; together they write every unit of the tile once
-  std::vector<int> written(BN * G::kUnitsPerRow, 0);
-  for (int t = 0; t < 128; ++t) for (int i = 0; i < G::kSegsPerWarp; ++i) for (int j = 0; j < G::kCopiesPerSeg; ++j) {
-    if ((t / 32) + G::kWarps * i >= G::kSegs) continue;  // the warps past the tile's last segment
-    int row = G::copy_row(t, i, j), unit = (t % 32) % G::kUnitsPerRow;
-    if (row >= BN) { if (bad++ < 9) printf("gather copy t%d i%d j%d: row %d\n", t, i, j, row); continue; }
-    written[row * G::kUnitsPerRow + unit] += 1;
-    if (G::copy_offset(t, i, j) != G::unit_offset(row, unit)) {
-      if (bad++ < 9) printf("gather copy t%d i%d j%d: %d vs %d\n", t, i, j, G::copy_offset(t, i, j), G::unit_offset(row, unit));
-    }
-  }
-  for (int x = 0; x < BN * G::kUnitsPerRow; ++x)
-    if (written[x] != 1) { if (bad++ < 9) printf("gather: unit %d of the tile written %d times\n", x, written[x]); }
+  // 1c. its copies (both lane layouts): thread t's copy (j, q) of its i-th segment writes row
+  // copy_row(t, i, j), unit copy_unit(t, q), at unit_offset of them; together they write every unit of
+  // the tile once
+  bad += check_gather_copies<qm::sm90::PagedGather<KT, false>>();
+  bad += check_gather_copies<qm::sm90::PagedGather<KT, true>>();
   // 2. S fragment -> A operand of O += P V: each register keeps the (row, key) it had
   typename KT::TiledMmaQK mqk; typename KT::TiledMmaPV mpv;
   auto cS = make_identity_tensor(Shape<Int<BM>, Int<BN>>{});

@@ -174,17 +174,22 @@ __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, int s
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
-template <class KT>
+// kPanels (a diagnostic build's QM_SM90_GATHER_PANELS = 1, not timed yet): a warp-wide copy covers 4
+// rows of one 64-column panel, and a lane copies its unit of every panel of its row from one address
+// (panel q at +128 q bytes, shared +q panels: immediates), so one 64-bit add serves D / 64 copies.
+#ifndef QM_SM90_GATHER_PANELS
+#define QM_SM90_GATHER_PANELS 0
+#endif
+template <class KT, bool kPanels = QM_SM90_GATHER_PANELS>
 struct PagedGather {
   using T = typename KT::T;
   static constexpr int kWarps = kWarpgroupThreads / 32;
   static constexpr int kUnitsPerRow = KT::kHeadDim * static_cast<int>(sizeof(T)) / 16;  // 16-byte units
-  static_assert(kUnitsPerRow <= 32 && 32 % kUnitsPerRow == 0, "a warp copies whole rows per instruction");
-  static constexpr int kRowsPerCopy = 32 / kUnitsPerRow;  // rows one warp-wide cp.async covers: 1, 2 or 4
+  static constexpr int kLanesPerRow = kPanels ? kSwizzleCols * static_cast<int>(sizeof(T)) / 16 : kUnitsPerRow;
+  static_assert(kLanesPerRow <= 32 && 32 % kLanesPerRow == 0, "a warp copies whole rows per instruction");
+  static constexpr int kRowsPerCopy = 32 / kLanesPerRow;  // rows one warp-wide cp.async covers: 1, 2 or 4
+  static constexpr int kPanelCopies = kUnitsPerRow / kLanesPerRow;  // copies per lane and row: 1, or D / 64
   static constexpr int kSegRows = 8;  // the smallest page the kernel takes (runtime: paged_page_fit)
   static_assert(kSegRows % kRowsPerCopy == 0, "a warp-wide copy stays inside a segment");
   static constexpr int kSegs = KT::kBlockN / kSegRows;
@@ -192,6 +197,7 @@ struct PagedGather {
   static constexpr int kSegsPerWarp = (kSegs + kWarps - 1) / kWarps;
   static constexpr int kCopiesPerSeg = kSegRows / kRowsPerCopy;
   static constexpr int kRowBytes = kSwizzleCols * static_cast<int>(sizeof(T));  // one 128-byte panel row
+  static constexpr int kPanelBytes = KT::kBlockN * kRowBytes;  // one 64-column panel of the tile
 
   const int* table;
   int page, last_page, kv_len;
@@ -207,10 +213,11 @@ struct PagedGather {
   // the tile row and 16-byte unit copy j of thread `ptid`'s i-th segment reads and writes, and where
   // in the tile it writes (tests/unit/lower/sm90_layout_check.cu compares it with unit_offset)
   __host__ __device__ static constexpr int copy_row(int ptid, int i, int j) {
-    return ((ptid / 32) + kWarps * i) * kSegRows + (ptid % 32) / kUnitsPerRow + j * kRowsPerCopy;
+    return ((ptid / 32) + kWarps * i) * kSegRows + (ptid % 32) / kLanesPerRow + j * kRowsPerCopy;
   }
+  __host__ __device__ static constexpr int copy_unit(int ptid, int q) { return (ptid % 32) % kLanesPerRow + q * kLanesPerRow; }
   __host__ __device__ static constexpr int lane_offset(int ptid) {
-    return unit_offset((ptid / 32) * kSegRows + (ptid % 32) / kUnitsPerRow, (ptid % 32) % kUnitsPerRow);
+    return unit_offset((ptid / 32) * kSegRows + (ptid % 32) / kLanesPerRow, copy_unit(ptid, 0));
   }
   // rows 8 apart share a swizzle and a row within a segment differs from the lane's first by
   // j * kRowsPerCopy < 8: bits 4-6 of the address flip by that, the rest moves by whole rows
@@ -218,8 +225,8 @@ struct PagedGather {
   __host__ __device__ static constexpr int copy_add(int i, int j) {
     return (kWarps * i * kSegRows + j * kRowsPerCopy) * kRowBytes;
   }
-  __host__ __device__ static constexpr int copy_offset(int ptid, int i, int j) {
-    return (lane_offset(ptid) ^ copy_xor(j)) + copy_add(i, j);
+  __host__ __device__ static constexpr int copy_offset(int ptid, int i, int j, int q = 0) {
+    return (lane_offset(ptid) ^ copy_xor(j)) + copy_add(i, j) + q * kPanelBytes;
   }
   // where 16-byte unit `unit` of tile row `row` goes: its 64-column panel, the row, and the unit
   // swizzled within the 128-byte row (what a TMA box with the 128-byte swizzle writes)
@@ -235,8 +242,8 @@ struct PagedGather {
         v_head(static_cast<const char*>(p.v) + static_cast<int64_t>(h) * p.v_head_stride * sizeof(T)),
         k_page(p.k_batch_stride * sizeof(T)), k_slot(p.k_token_stride * sizeof(T)),
         v_page(p.v_batch_stride * sizeof(T)), v_slot(p.v_token_stride * sizeof(T)),
-        k_lane((lane / kUnitsPerRow) * k_slot + (lane % kUnitsPerRow) * 16),
-        v_lane((lane / kUnitsPerRow) * v_slot + (lane % kUnitsPerRow) * 16),
+        k_lane((lane / kLanesPerRow) * k_slot + (lane % kLanesPerRow) * 16),
+        v_lane((lane / kLanesPerRow) * v_slot + (lane % kLanesPerRow) * 16),
         dst_lane(static_cast<uint32_t>(lane_offset(ptid))) {}
 
   // the tile whose first key is row0: lane s reads the block of segment s's page (one block-table
@@ -266,14 +273,17 @@ struct PagedGather {
       if (kSegs % kWarps != 0 && s >= kSegs) break;
       const char* src = reinterpret_cast<const char*>(__shfl_sync(0xffffffff, seg, s)) + lane_bytes;
       // rows of this lane's segment before kv_len, from its first (the tile's last segment only)
-      const int left = kTail ? rows_left - (s * kSegRows + lane / kUnitsPerRow) : 0;
+      const int left = kTail ? rows_left - (s * kSegRows + lane / kLanesPerRow) : 0;
       CUTE_UNROLL
       for (int j = 0; j < kCopiesPerSeg; ++j) {
         const uint32_t dst = (base ^ copy_xor(j)) + copy_add(i, j);  // copy_offset, from the tile's start
-        if (kTail) {
-          cp_async_16(dst, src, j * kRowsPerCopy < left ? 16 : 0);
-        } else {
-          cp_async_16(dst, src);
+        CUTE_UNROLL
+        for (int q = 0; q < kPanelCopies; ++q) {  // the row's unit in each panel (kPanels): immediates
+          if (kTail) {
+            cp_async_16(dst + q * kPanelBytes, src + q * kLanesPerRow * 16, j * kRowsPerCopy < left ? 16 : 0);
+          } else {
+            cp_async_16(dst + q * kPanelBytes, src + q * kLanesPerRow * 16);
+          }
         }
         src += step;
       }
