@@ -105,9 +105,10 @@ def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
 
 def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_row: str, k_head: str, k_b: str,
                              v_row: str, rows, q, b: str) -> list[str]:
-    """Paged K/V `with via=cp.async`: the whole producer warpgroup gathers each tile row by row (one
-    block-table read per thread and tile); each thread's stage arrival is made by the hardware once its
-    copies landed (cp.async.mbarrier.arrive.noinc), so the producer runs ahead until a stage is busy."""
+    """Paged K/V `with via=cp.async`: the whole producer warpgroup gathers each tile in 8-row page
+    segments (PagedGather: one block-table read per segment and tile); each thread's stage arrival is
+    made by the hardware once its copies landed (cp.async.mbarrier.arrive.noinc), so the producer runs
+    ahead until a stage is busy."""
     if k_row != v_row:
         raise refuse(plan.kv_copies["V"], "paged K and V tiles are read at the same keys",
                       "copy the same rows of K and V in one loop iteration")
