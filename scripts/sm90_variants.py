@@ -113,6 +113,11 @@ VARIANTS = {
     # of every panel of a row from one address (QM_SM90_GATHER_PANELS)
     "pgp128": ("paged_prefill_sm90.tl", 128, {}, {"QM_SM90_GATHER_PANELS": "1"}, ("bf16",)),
     "pgp256": ("paged_prefill_sm90.tl", 256, {}, {"QM_SM90_GATHER_PANELS": "1"}, ("bf16",)),
+    # candidate for the next run (not timed yet): one CTA per SM walking the tiles from the counter, the
+    # gathering warpgroup told each tile by its leader (tiles=persistent)
+    "pgpers128": ("paged_prefill_sm90.tl", 128, {"PERSISTENT": 1}, {}, ("bf16",)),
+    "pgpers256": ("paged_prefill_sm90.tl", 256, {"PERSISTENT": 1}, {}, ("bf16",)),
+    "pgpers64": ("paged_prefill_sm90.tl", 64, {"PERSISTENT": 1}, {}, ("bf16",)),
     "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},
                  ("bf16",)),

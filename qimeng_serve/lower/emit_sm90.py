@@ -152,9 +152,9 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     smem = smem_bytes(d, bm, bn, stages, shape.store_o_tma)
     kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}"
           + (", 1>" if shape.store_o_tma else ">"))
-    if shape.persistent and shape.paged:
-        raise refuse(k, "tiles=persistent claims tiles from one producer thread; the paged producers run a whole "
-                      "warp or warpgroup", "use tiles=grid for paged prefill")
+    if shape.persistent and shape.paged and not gather:
+        raise refuse(k, "tiles=persistent claims tiles from one producer thread; the page-per-box producer runs a "
+                      "whole warp", "use tiles=grid, or gather the pages (via=cp.async)")
     counter = ", int* const tile_counter" if shape.persistent else ""
     out = [f"// ---- kernel {k.name} (TL line {k.span.line}): {threads} threads = 1 producer + {wgs} consumer warpgroups",
            f"extern \"C\" __global__ void __launch_bounds__({threads}, 1) {name}(const qm::AttnParams p, "

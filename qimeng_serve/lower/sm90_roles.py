@@ -114,12 +114,14 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
                       "copy the same rows of K and V in one loop iteration")
     r = plan.producer
     kv_len = kv_len_of(plan, scope)
+    head = _gathering_tile_head(plan, scope, shape) if shape.persistent else tile_head(plan, scope, "    ", shape,
+                                                                                        "producer")
     return [
         f"  if (qm::sm90::warpgroup_index() == 0) {{  // {role_text(r)}",
         "    qm::sm90::producer_registers<KT>();  // setmaxnreg.dec",
         "    if (qm::sm90::producer_leader()) qm::sm90::prefetch_tma_descs<KT::kStoreOTma>(tma);",
         "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;  // the K/V rings run on across tiles",
-        *tile_head(plan, scope, "    ", shape, "producer"),
+        *head,
         f"      // {_tl(plan.q_copy)} (varlen rows: from the sequence's first token)",
         f"      if (qm::sm90::producer_leader()) qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, "
         f"{scope.cpp(rows.lo)}), {scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
@@ -138,6 +140,42 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
         "      }",
         "    }",
         "    qm::sm90::gathers_drained();  // no copy outlives its thread",
+    ]
+
+
+def _gathering_tile_head(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
+    """tiles=persistent with the gather: the leader claims tiles until one has query rows (or none is
+    left) and hands it to the consumers and to its own warpgroup (hand_tile, producer_sync,
+    handed_tile); every producer thread then decodes it as the consumers do."""
+    q = plan.q_copy.src
+    pad = "      "
+    return [
+        f"    const int tile_count = qm::sm90::TileScheduler({shape.tiles_args}).count;",
+        "    const qm::sm90::TileCounter claims{tile_counter};",
+        "    int claimed = claims.first();  // the leader's next claim",
+        "    for (int iter = 0;;) {",
+        "      if (qm::sm90::producer_leader()) {",
+        "        int handed = -1;  // no tile left",
+        "        for (; claimed < tile_count; claimed = claims.next()) {",
+        f"          const qm::sm90::TileScheduler tiles({shape.tiles_args});",
+        f"          const qm::sm90::TileWord word({shape.grid_args});",
+        *tile_coordinates(plan, scope, "          ", "tiles.at(claimed)"),
+        f"          if ({scope.cpp(q.indices[2].lo)} >= {seqlen_q_of(plan, scope)}) continue;  // a query block "
+        "past this sequence (varlen batches)",
+        "          handed = word.pack(claimed, tile);",
+        "          claimed = claims.next();",
+        "          break;",
+        "        }",
+        "        qm::sm90::hand_tile(sm, handed, iter);  // to the consumers, and below to this warpgroup",
+        "      }",
+        "      qm::sm90::producer_sync();",
+        "      const int tile_t = qm::sm90::handed_tile(sm, iter);",
+        "      if (tile_t < 0) break;",
+        f"{pad}const qm::sm90::TileScheduler tiles({shape.tiles_args});",
+        f"{pad}const qm::sm90::TileWord word({shape.grid_args});",
+        *tile_coordinates(plan, scope, pad, "word.unpack(tile_t, tiles)"),
+        f"{pad}const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};",
+        f"{pad}const int q_iter = iter++;  // the tiles this CTA loads a Q for: the parity of sQ's barriers",
     ]
 
 

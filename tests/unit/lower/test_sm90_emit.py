@@ -406,15 +406,30 @@ def test_gathering_is_for_paged_prefill_only():
         paged(mixed)
 
 
-@pytest.mark.parametrize("program", ["gather", "page-per-box"])
-def test_paged_producers_refuse_persistent_tiles(program):
-    """Tiles are claimed by one producer thread; the paged producers run a whole warp (page-per-box
-    TMA) or warpgroup (cp.async gather), so tiles=persistent is refused with the fix, not miscompiled."""
-    if program == "gather":
-        text = GATHER.replace("  PERSISTENT = 0\n", "  PERSISTENT = 1\n")
-    else:
-        text = PAGED.replace("b : batch) {", "b : batch) with tiles=persistent {", 1)
-    assert "PERSISTENT = 1" in text or "tiles=persistent {" in text
+def test_the_page_per_box_producer_refuses_persistent_tiles():
+    """Tiles are claimed by one producer thread; the page-per-box producer runs a whole warp (its lanes
+    read a tile's block-table entries), so tiles=persistent is refused with the fix, not miscompiled."""
+    text = PAGED.replace("b : batch) {", "b : batch) with tiles=persistent {", 1)
+    assert "tiles=persistent {" in text
     with pytest.raises(LoweringError, match="tiles=persistent claims tiles from one producer thread") as e:
         paged(text)
     assert "tiles=grid" in e.value.fix
+
+
+def test_a_persistent_gather_hands_each_tile_to_its_whole_warpgroup():
+    """tiles=persistent with the gather: the leader claims tiles (skipping query blocks past their
+    sequence) and hands each one to the consumers and, through the slot and a named barrier, to the
+    other 127 gathering threads; -1 ends every role's loop."""
+    text = paged(GATHER.replace("  PERSISTENT = 0\n", "  PERSISTENT = 1\n")).text
+    producer = text[:text.index("} else {")]
+    order = [producer.index(x) for x in (
+        "int claimed = claims.first();", "if (qm::sm90::producer_leader()) {", "int handed = -1;",
+        "for (; claimed < tile_count; claimed = claims.next()) {", ">= qm::seqlen_q_of(p, t_b)) continue;",
+        "handed = word.pack(claimed, tile);", "claimed = claims.next();",
+        "qm::sm90::hand_tile(sm, handed, iter);", "qm::sm90::producer_sync();",
+        "const int tile_t = qm::sm90::handed_tile(sm, iter);", "if (tile_t < 0) break;",
+        "const qm::sm90::Tile tile = word.unpack(tile_t, tiles);", "const int q_iter = iter++;",
+        "gather.seek(", "qm::sm90::gathers_drained();")]
+    assert order == sorted(order)
+    assert "int* const tile_counter" in text  # the persistent ABI
+    assert "qm::sm90::take_tile(sm, iter)" in text[text.index("} else {"):]  # the consumers take the same words

@@ -380,6 +380,20 @@ __device__ __forceinline__ int take_tile(Storage& sm, int i) {
   return __shfl_sync(0xffffffff, tile, 0);
 }
 
+// ---- tiles=persistent with a gathering producer: its 128 threads all need each tile. The leader
+// claims it and hands it on through the same slot as to the consumers (hand_tile); the warpgroup
+// then meets at a named barrier (user id 7, past the store's 4 .. 6) and reads the slot. The leader
+// rewrites that slot two tiles later, after the next tile's barrier, which every thread reaches only
+// once it has read this one.
+constexpr uint32_t kProducerBarrier = 7;
+__device__ __forceinline__ void producer_sync() {
+  cutlass::arch::NamedBarrier::sync(kWarpgroupThreads, kProducerBarrier);
+}
+template <class Storage>
+__device__ __forceinline__ int handed_tile(Storage& sm, int i) {
+  return __shfl_sync(0xffffffff, *static_cast<volatile int*>(&sm.tile[i & 1]), 0);
+}
+
 // ---- ping-pong between the consumer warpgroups (TL: `Role consumer with ..., schedule=pingpong`)
 // The warpgroups take turns issuing their GEMMs: while one runs its GEMMs the others run their
 // softmax. The turn goes round the warpgroups (0, 1, .., W-1, 0, ...) through one named barrier per
