@@ -191,13 +191,19 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
     q = plan.q_copy.src
     out.append(f"{pad}  const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};")
     if not (shape.persistent and role == "consumer"):  # the producer hands over no such tile
-        out.append(f"{pad}  if ({scope.cpp(q.indices[2].lo)} >= {seqlen_q_of(plan, scope)}) continue;  // a query "
-                   "block past this sequence (varlen batches)")
+        out.append(skip_past_sequence(plan, scope, pad + "  "))
     out.append(f"{pad}  const int q_iter = iter++;  // the tiles this CTA loads a Q for: the parity of sQ's barriers")
     if shape.persistent and role == "producer":
         out.append(f"{pad}  qm::sm90::hand_tile(sm, word.pack(tile_t, tile), q_iter);  // to the consumers, before "
                    "its Q")
     return out
+
+
+def skip_past_sequence(plan: Plan, scope: Scope, pad: str) -> str:
+    """Inside a tile loop: go on to the next tile when this query block starts past its sequence."""
+    q0 = plan.q_copy.src.indices[2].lo
+    return (f"{pad}if ({scope.cpp(q0)} >= {seqlen_q_of(plan, scope)}) continue;  // a query block past this "
+            "sequence (varlen batches)")
 
 
 def tile_coordinates(plan: Plan, scope: Scope, pad: str, decode: str) -> list[str]:

@@ -20,6 +20,7 @@ from qimeng_serve.lower.sm90_plan import (
     refuse,
     role_text,
     seqlen_q_of,
+    skip_past_sequence,
     tile_coordinates,
     tile_head,
     tile_tail,
@@ -147,7 +148,6 @@ def _gathering_tile_head(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
     """tiles=persistent with the gather: the leader claims tiles until one has query rows (or none is
     left) and hands it to the consumers and to its own warpgroup (hand_tile, producer_sync,
     handed_tile); every producer thread then decodes it as the consumers do."""
-    q = plan.q_copy.src
     pad = "      "
     return [
         f"    const int tile_count = qm::sm90::TileScheduler({shape.tiles_args}).count;",
@@ -160,8 +160,7 @@ def _gathering_tile_head(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         f"          const qm::sm90::TileScheduler tiles({shape.tiles_args});",
         f"          const qm::sm90::TileWord word({shape.grid_args});",
         *tile_coordinates(plan, scope, "          ", "tiles.at(claimed)"),
-        f"          if ({scope.cpp(q.indices[2].lo)} >= {seqlen_q_of(plan, scope)}) continue;  // a query block "
-        "past this sequence (varlen batches)",
+        skip_past_sequence(plan, scope, "          "),
         "          handed = word.pack(claimed, tile);",
         "          claimed = claims.next();",
         "          break;",

@@ -183,9 +183,9 @@ def paged_tile_maps(q, k_cache, v_cache, dtype: str, rows: dict[str, int], out=N
     # 8-row boxes asks (16-byte aligned address and strides, D contiguous): checked, not encoded
     gathered = "k" not in rows
     kv_rows = 8 if gathered else paged_kv_rows(page, rows["k"])
-    km, vm = (paged_kv_map(c.shape, c.stride(), dtype, kv_rows, c.data_ptr()) for c in (k_cache, v_cache))
+    kv_maps = tuple(paged_kv_map(c.shape, c.stride(), dtype, kv_rows, c.data_ptr()) for c in (k_cache, v_cache))
     return (paged_q_map(q.shape, q.stride(), dtype, rows["q"], q.data_ptr()),
-            None if gathered else km, None if gathered else vm,
+            *((None, None) if gathered else kv_maps),
             paged_q_map(out.shape, out.stride(), dtype, rows["o"], out.data_ptr()) if "o" in rows else None)
 
 

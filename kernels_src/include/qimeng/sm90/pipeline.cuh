@@ -289,14 +289,13 @@ struct PagedGather {
       }
     }
   }
-  __device__ __forceinline__ void copy_k(T* tile) const {
-    if (rows_left >= KT::kBlockN) copy<false>(k_seg, k_lane, k_slot, tile);
-    else copy<true>(k_seg, k_lane, k_slot, tile);
+  // only the tile that reaches past kv_len predicates its copies (warp-uniform branch)
+  __device__ __forceinline__ void copy_tile(uint64_t seg, int64_t lane_bytes, int64_t slot, T* tile) const {
+    if (rows_left >= KT::kBlockN) copy<false>(seg, lane_bytes, slot, tile);
+    else copy<true>(seg, lane_bytes, slot, tile);
   }
-  __device__ __forceinline__ void copy_v(T* tile) const {
-    if (rows_left >= KT::kBlockN) copy<false>(v_seg, v_lane, v_slot, tile);
-    else copy<true>(v_seg, v_lane, v_slot, tile);
-  }
+  __device__ __forceinline__ void copy_k(T* tile) const { copy_tile(k_seg, k_lane, k_slot, tile); }
+  __device__ __forceinline__ void copy_v(T* tile) const { copy_tile(v_seg, v_lane, v_slot, tile); }
 };
 
 // A gathered stage is complete once every producer thread's copies into it landed: each thread's
