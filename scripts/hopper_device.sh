@@ -10,6 +10,9 @@ export PYTHONPATH="$PWD:/tmp/py${PYTHONPATH:+:$PYTHONPATH}"
 if [ -f .device/vllm-payload/install_on_gpu.sh ]; then
   # shellcheck disable=SC1091
   source .device/vllm-payload/install_on_gpu.sh /tmp/vsite >/dev/null 2>&1 || echo "vLLM payload failed: no FA3 anchor"
+else
+  # prepare.sh writes the archive; install_on_gpu.sh is copied in from the payload tool beside it
+  echo "no .device/vllm-payload/install_on_gpu.sh carried: no FA3 anchor"
 fi
 nvidia-smi -L
 python3 scripts/hopper_check.py --kernels registry-sm90a --out "${OUT:-hopper-check-out}" "$@"

@@ -118,6 +118,9 @@ VARIANTS = {
     "pgpers128": ("paged_prefill_sm90.tl", 128, {"PERSISTENT": 1}, {}, ("bf16",)),
     "pgpers256": ("paged_prefill_sm90.tl", 256, {"PERSISTENT": 1}, {}, ("bf16",)),
     "pgpers64": ("paged_prefill_sm90.tl", 64, {"PERSISTENT": 1}, {}, ("bf16",)),
+    # both: the panel lanes in the persistent gathering kernel
+    "pgpp128": ("paged_prefill_sm90.tl", 128, {"PERSISTENT": 1}, {"QM_SM90_GATHER_PANELS": "1"}, ("bf16",)),
+    "pgpp256": ("paged_prefill_sm90.tl", 256, {"PERSISTENT": 1}, {"QM_SM90_GATHER_PANELS": "1"}, ("bf16",)),
     "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},
                  ("bf16",)),

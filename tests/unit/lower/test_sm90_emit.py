@@ -395,6 +395,17 @@ def test_paged_prefill_gathers_pages_with_the_producer_warpgroup():
     assert src.entries[0].tensor_maps == {"q": 128}  # no K/V maps: the gather takes any page size that is a multiple of 8
 
 
+def test_a_grid_gather_runs_one_tile_per_cta():
+    """PERSISTENT = 0 (the program's one-tile-per-CTA form, a diagnostic variant now): no counter in the
+    ABI, the grid's tile, and the gathering threads take it without a hand-off."""
+    src = paged(GATHER.replace("  PERSISTENT = 1\n", "  PERSISTENT = 0\n"))
+    text = src.text
+    assert src.entries[0].abi == "attn_params+tma_descs"
+    assert "const qm::sm90::GridTile tiles;" in text and "tile_counter" not in text
+    assert "producer_sync" not in text and "hand_tile" not in text
+    assert "gather.seek(" in text and "qm::sm90::gathers_drained();" in text
+
+
 def test_gathering_is_for_paged_prefill_only():
     dense = SM90.replace("with via=tma\n", "with via=cp.async\n").replace(
         "Copy sQ <- Q[b, q_head, q0 : q0 + BLOCK_M] with via=cp.async", "Copy sQ <- Q[b, q_head, q0 : q0 + BLOCK_M] with via=tma")
@@ -420,7 +431,7 @@ def test_a_persistent_gather_hands_each_tile_to_its_whole_warpgroup():
     """tiles=persistent with the gather: the leader claims tiles (skipping query blocks past their
     sequence) and hands each one to the consumers and, through the slot and a named barrier, to the
     other 127 gathering threads; -1 ends every role's loop."""
-    text = paged(GATHER.replace("  PERSISTENT = 0\n", "  PERSISTENT = 1\n")).text
+    text = paged(GATHER).text  # the shipped program: tiles=persistent at every head size
     producer = text[:text.index("} else {")]
     order = [producer.index(x) for x in (
         "int claimed = claims.first();", "if (qm::sm90::producer_leader()) {", "int handed = -1;",
