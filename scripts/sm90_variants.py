@@ -121,6 +121,16 @@ VARIANTS = {
     # both: the panel lanes in the persistent gathering kernel
     "pgpp128": ("paged_prefill_sm90.tl", 128, {"PERSISTENT": 1}, {"QM_SM90_GATHER_PANELS": "1"}, ("bf16",)),
     "pgpp256": ("paged_prefill_sm90.tl", 256, {"PERSISTENT": 1}, {"QM_SM90_GATHER_PANELS": "1"}, ("bf16",)),
+    # session 11: with the panel lanes and the persistent loop shipped, does the gathering producer fit
+    # fewer registers, leaving the consumers dense's (D 128: 40 / 232 and the pinned softmax)?
+    # the shipped params rebuilt (32-bit gather strides), timed beside registry-sm90a's cubins
+    "pgs128": ("paged_prefill_sm90.tl", 128, {}, {}, ("bf16",)),
+    "pgs256": ("paged_prefill_sm90.tl", 256, {}, {}, ("bf16",)),
+    "pgr40o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {}, ("bf16",)),
+    "pgr40o1": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
+    "pgr40_256o1": ("paged_prefill_sm90.tl", 256, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 1}, {},
+                    ("bf16",)),
+    "pgr32_64": ("paged_prefill_sm90.tl", 64, {"PRODUCER_REGS": 32, "CONSUMER_REGS": 160}, {}, ("bf16",)),
     "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},
                  ("bf16",)),

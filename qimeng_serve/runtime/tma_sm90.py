@@ -169,6 +169,18 @@ def paged_page_fit(page_size: int, block_n: int | None) -> str:
     return ""
 
 
+GATHER_STRIDE_LIMIT = 1 << 31  # the gather keeps its page and slot strides in bytes as 32-bit ints
+
+
+def gather_stride_fit(strides, page: int, element_bytes: int) -> str:
+    """'' when the gathering kernel's 32-bit byte strides hold a cache of these strides (elements, vLLM's
+    [num_blocks, page, Hkv, D] order), else why not: the page stride and a page's last slot."""
+    s_block, s_slot = int(strides[0]) * element_bytes, int(strides[1]) * element_bytes
+    if max(s_block, int(page) * s_slot) >= GATHER_STRIDE_LIMIT:
+        return f"page stride {s_block} B or page span {int(page) * s_slot} B is 2 GiB or more"
+    return ""
+
+
 def paged_tile_maps(q, k_cache, v_cache, dtype: str, rows: dict[str, int], out=None) -> tuple:
     """The geometry of paged_descs (no driver; O's map, mapped as Q's, when `rows` names "o", else None);
     raises TmaMapError for a tensor or page size TMA cannot take."""
@@ -182,6 +194,12 @@ def paged_tile_maps(q, k_cache, v_cache, dtype: str, rows: dict[str, int], out=N
     # no K/V map: the kernel gathers K and V itself with 16-byte cp.async, which asks what a map of
     # 8-row boxes asks (16-byte aligned address and strides, D contiguous): checked, not encoded
     gathered = "k" not in rows
+    if gathered:
+        for name, cache in (("K", k_cache), ("V", v_cache)):
+            why = gather_stride_fit(cache.stride(), page, cache.element_size())
+            if why:
+                raise TmaMapError(f"the {name} cache's {why}",
+                                  fix="use a cache whose pages are under 2 GiB apart; other calls run the portable kernel")
     kv_rows = 8 if gathered else paged_kv_rows(page, rows["k"])
     kv_maps = tuple(paged_kv_map(c.shape, c.stride(), dtype, kv_rows, c.data_ptr()) for c in (k_cache, v_cache))
     return (paged_q_map(q.shape, q.stride(), dtype, rows["q"], q.data_ptr()),

@@ -15,6 +15,7 @@ from qimeng_serve.runtime.launch import launch
 from qimeng_serve.runtime.loader import RuntimeLoadError, sm90a_skip_reason
 from qimeng_serve.runtime.ops import CallDoesNotFit, KernelSet, NoKernelError, sm90a_fit
 from qimeng_serve.runtime.tma_sm90 import (
+    gather_stride_fit,
     paged_kv_map,
     paged_kv_rows,
     paged_page_fit,
@@ -127,6 +128,18 @@ def test_a_gathering_kernel_gets_no_kv_maps_and_still_needs_aligned_caches():
     assert "divide" in sm90a_fit(SM90A_META, "paged", "f16", q, k, v)  # a TMA-box kernel refuses it
     cache = torch.zeros(6 * 2 * 24 * 2 * 64 + 1, dtype=torch.float16)[1:].view(6, 2, 24, 2, 64)
     assert "16-byte aligned" in sm90a_fit(GATHER_META, "paged", "f16", q, cache[:, 0], cache[:, 1])
+
+
+def test_the_gather_refuses_strides_its_32_bit_offsets_cannot_hold():
+    # the strides of a cache whose pages lie 2 GiB apart (shape irrelevant to the rule): refused, with why
+    assert gather_stride_fit((64 * 16 * 2, 64 * 2, 64, 1), 16, 2) == ""
+    assert "2 GiB" in gather_stride_fit((1 << 30, 64 * 2, 64, 1), 16, 2)
+    assert "2 GiB" in gather_stride_fit((64, 1 << 27, 64, 1), 16, 2)  # a page's slots span 4 GiB
+    # through sm90a_fit: a cache view whose slots lie 256 MiB apart (meta: strides without storage)
+    q, k, v = _paged(16)
+    big = torch.empty_strided(k.shape, (k.stride(0), 1 << 27, 64, 1), device="meta", dtype=k.dtype)
+    assert "V cache's page stride" in sm90a_fit(GATHER_META, "paged", "f16", q, k, big)
+    assert sm90a_fit(GATHER_META, "paged", "f16", q, k, v) == ""
 
 
 # ------------------------------------------------------------------ KernelSet.find: sm90a or portable

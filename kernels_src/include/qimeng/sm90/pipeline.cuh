@@ -207,8 +207,10 @@ struct PagedGather {
   int warp, lane;
   const char* k_head;
   const char* v_head;
-  int64_t k_page, k_slot, v_page, v_slot;  // strides in bytes
-  int64_t k_lane, v_lane;  // this lane's bytes from its segment's first row: its row in a copy, its unit
+  // strides in bytes, 32-bit (the runtime refuses caches whose page or slot stride is 2 GiB or more:
+  // tma_sm90.paged_tile_maps): 64-bit ones kept the producer above 40 registers
+  int k_page, k_slot, v_page, v_slot;
+  int k_lane, v_lane;  // this lane's bytes from its segment's first row: its row in a copy, its unit
   uint32_t dst_lane;       // this lane's first shared byte of its warp's first segment, from a tile's start
   uint64_t k_seg = 0, v_seg = 0;  // lane s < kSegs: where segment s of the current tile starts in K, in V
   int rows_left = 0;  // keys of the current tile before kv_len (>= BLOCK_N: no row is zero-filled)
@@ -243,8 +245,8 @@ struct PagedGather {
         lane(ptid % 32),
         k_head(static_cast<const char*>(p.k) + static_cast<int64_t>(h) * p.k_head_stride * sizeof(T)),
         v_head(static_cast<const char*>(p.v) + static_cast<int64_t>(h) * p.v_head_stride * sizeof(T)),
-        k_page(p.k_batch_stride * sizeof(T)), k_slot(p.k_token_stride * sizeof(T)),
-        v_page(p.v_batch_stride * sizeof(T)), v_slot(p.v_token_stride * sizeof(T)),
+        k_page(static_cast<int>(p.k_batch_stride * sizeof(T))), k_slot(static_cast<int>(p.k_token_stride * sizeof(T))),
+        v_page(static_cast<int>(p.v_batch_stride * sizeof(T))), v_slot(static_cast<int>(p.v_token_stride * sizeof(T))),
         k_lane((lane / kLanesPerRow) * k_slot + (lane % kLanesPerRow) * 16),
         v_lane((lane / kLanesPerRow) * v_slot + (lane % kLanesPerRow) * 16),
         dst_lane(static_cast<uint32_t>(lane_offset(ptid))) {}
@@ -257,19 +259,19 @@ struct PagedGather {
       const int key = row0 + lane * kSegRows;
       const int pg = min(key / page, last_page);  // a segment past kv_len reads nothing: any valid page
       const int64_t block = table[pg];
-      const int64_t slot = key < kv_len ? key - pg * page : 0;
+      const int slot = key < kv_len ? key - pg * page : 0;  // slot * stride < page stride: 32-bit
       k_seg = reinterpret_cast<uint64_t>(k_head + block * k_page + slot * k_slot);
       v_seg = reinterpret_cast<uint64_t>(v_head + block * v_page + slot * v_slot);
     }
   }
 
   template <bool kTail>
-  __device__ __forceinline__ void copy(uint64_t seg, int64_t lane_bytes, int64_t slot, T* tile) const {
+  __device__ __forceinline__ void copy(uint64_t seg, int lane_bytes, int slot, T* tile) const {
 #ifdef QM_SM90_DIAG_NO_GATHER
     return;  // diagnostic: the consumers' ceiling without the gather (never validates)
 #endif
     const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(tile)) + dst_lane;
-    const int64_t step = kRowsPerCopy * slot;
+    const int step = kRowsPerCopy * slot;
     CUTE_UNROLL
     for (int i = 0; i < kSegsPerWarp; ++i) {
       const int s = warp + kWarps * i;  // warp-uniform
@@ -293,7 +295,7 @@ struct PagedGather {
     }
   }
   // only the tile that reaches past kv_len predicates its copies (warp-uniform branch)
-  __device__ __forceinline__ void copy_tile(uint64_t seg, int64_t lane_bytes, int64_t slot, T* tile) const {
+  __device__ __forceinline__ void copy_tile(uint64_t seg, int lane_bytes, int slot, T* tile) const {
     if (rows_left >= KT::kBlockN) copy<false>(seg, lane_bytes, slot, tile);
     else copy<true>(seg, lane_bytes, slot, tile);
   }
