@@ -6,7 +6,7 @@
 Runs the kernel three times (ncu profiles the launch it is told to) and cuDNN's SDPA once on the same
 inputs (profile it with -k regex:cudnn or by leaving -k out). A paged prefill kernel
 (paged_prefill_sm90.tl) runs on a vLLM-layout cache with a shuffled block table (--page rows per page),
-Lq = Lk per sequence, as scripts/hopper_check.py benchmarks it.
+Lq = Lk per sequence, as scripts/hopper_check.py benchmarks it; --fa3 runs FA3's paged prefill on it too.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def main() -> int:
     ap.add_argument("--causal", action="store_true")
     ap.add_argument("--cudnn", action="store_true", help="also run cuDNN SDPA once")
     ap.add_argument("--page", type=int, default=16, help="paged kernels: rows per page")
+    ap.add_argument("--fa3", action="store_true", help="paged kernels: also run FA3's paged prefill (vLLM's "
+                    "vllm_flash_attn, fa_version=3) three times on the same cache and block table (-k regex:flash)")
     args = ap.parse_args()
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -54,8 +56,16 @@ def main() -> int:
                                out=out)
         for _ in range(3):
             run()
+        if args.fa3:
+            fa3 = hc.fa3_varlen()
+            if fa3 is None:
+                print("no FA3: the vLLM payload is not on the path")
+                return 1
+            for _ in range(3):
+                fa3(q, kc, vc, args.seqlen, cu, args.seqlen, seqused_k=seqlens_k, block_table=table,
+                    causal=args.causal, out=out, fa_version=3)
         torch.cuda.synchronize()
-        print("ran", kernel.name, "paged, page", args.page)
+        print("ran", kernel.name, "paged, page", args.page, "and FA3's paged prefill" if args.fa3 else "")
         return 0
     q = torch.randn(args.batch, args.heads, args.seqlen, d, dtype=dt, device="cuda")
     k = torch.randn(args.batch, hk, args.seqlen, d, dtype=dt, device="cuda")
