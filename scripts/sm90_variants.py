@@ -131,6 +131,10 @@ VARIANTS = {
     "pgr40_256o1": ("paged_prefill_sm90.tl", 256, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 1}, {},
                     ("bf16",)),
     "pgr32_64": ("paged_prefill_sm90.tl", 64, {"PRODUCER_REGS": 32, "CONSUMER_REGS": 160}, {}, ("bf16",)),
+    # prepared for session 12 (built, not timed): a deeper K/V ring, if the gather's latency (not its
+    # throughput) is what the consumers wait on (run 6's profile should say which)
+    "pg128_s4n96": ("paged_prefill_sm90.tl", 128, {"BLOCK_N": 96, "STAGES": 4}, {}, ("bf16",)),
+    "pg64_s6": ("paged_prefill_sm90.tl", 64, {"STAGES": 6}, {}, ("bf16",)),
     "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},
                  ("bf16",)),
