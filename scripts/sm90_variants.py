@@ -135,6 +135,10 @@ VARIANTS = {
     # throughput) is what the consumers wait on (run 6's profile should say which)
     "pg128_s4n96": ("paged_prefill_sm90.tl", 128, {"BLOCK_N": 96, "STAGES": 4}, {}, ("bf16",)),
     "pg64_s6": ("paged_prefill_sm90.tl", 64, {"STAGES": 6}, {}, ("bf16",)),
+    # D 256 causal at 16k ran 3-5% slower persistent than on the grid (session 11, run 2): the grid runs
+    # one head's K/V (16 MB) at a time, the persistent order a 2-head group (32 MB); a 16 MB group budget
+    # gives the persistent kernel the grid's working set
+    "pg256_l2g16": ("paged_prefill_sm90.tl", 256, {}, {"QM_SM90_L2_GROUP_BYTES": "(16ll << 20)"}, ("bf16",)),
     "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},
                  ("bf16",)),
