@@ -139,6 +139,7 @@ VARIANTS = {
     # one head's K/V (16 MB) at a time, the persistent order a 2-head group (32 MB); a 16 MB group budget
     # gives the persistent kernel the grid's working set
     "pg256_l2g16": ("paged_prefill_sm90.tl", 256, {}, {"QM_SM90_L2_GROUP_BYTES": "(16ll << 20)"}, ("bf16",)),
+    "pg256_grid": ("paged_prefill_sm90.tl", 256, {"PERSISTENT": 0}, {}, ("bf16",)),  # run 2's grid D 256, rebuilt
     "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},
                  ("bf16",)),
