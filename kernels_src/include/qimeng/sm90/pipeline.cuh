@@ -207,8 +207,8 @@ struct PagedGather {
   int warp, lane;
   const char* k_head;
   const char* v_head;
-  // strides in bytes, 32-bit (the runtime refuses caches whose page or slot stride is 2 GiB or more:
-  // tma_sm90.paged_tile_maps): 64-bit ones kept the producer above 40 registers
+  // strides in bytes, 32-bit: fewer live registers in the gathering producer (the runtime refuses a cache
+  // whose page stride or page span is 2 GiB or more: tma_sm90.gather_stride_fit)
   int k_page, k_slot, v_page, v_slot;
   int k_lane, v_lane;  // this lane's bytes from its segment's first row: its row in a copy, its unit
   uint32_t dst_lane;       // this lane's first shared byte of its warp's first segment, from a tile's start
@@ -259,7 +259,7 @@ struct PagedGather {
       const int key = row0 + lane * kSegRows;
       const int pg = min(key / page, last_page);  // a segment past kv_len reads nothing: any valid page
       const int64_t block = table[pg];
-      const int slot = key < kv_len ? key - pg * page : 0;  // slot * stride < page stride: 32-bit
+      const int slot = key < kv_len ? key - pg * page : 0;  // slot * k_slot < the page span: 32-bit
       k_seg = reinterpret_cast<uint64_t>(k_head + block * k_page + slot * k_slot);
       v_seg = reinterpret_cast<uint64_t>(v_head + block * v_page + slot * v_slot);
     }
