@@ -274,6 +274,11 @@ def fa3_varlen():
     return flash_attn_varlen_func
 
 
+def fastest_slowest(timer) -> list[float]:
+    """The fastest and slowest of the timer's last runs (ms): how far the median's runs spread."""
+    return [round(min(timer.last_ms), 4), round(max(timer.last_ms), 4)]
+
+
 def worker_bench(args) -> dict:
     import torch
     from torch.nn.attention import SDPBackend
@@ -322,7 +327,7 @@ def worker_bench(args) -> dict:
                 try:
                     run()
                     row["ours"] = conv(timer.median_ms(run))
-                    row["ours_ms_min_max"] = [round(min(timer.last_ms), 4), round(max(timer.last_ms), 4)]
+                    row["ours_ms_min_max"] = fastest_slowest(timer)
                 except Exception as exc:  # ours failing is a finding, not a missing anchor
                     row["ours"], row["ours_error"] = None, f"{type(exc).__name__}: {exc}"
                 row["fa2"] = conv(_try(timer, _sdpa, SDPBackend.FLASH_ATTENTION, q, k, v, causal))
@@ -373,7 +378,7 @@ def bench_paged(args, kernel, dt, timer, roof, fa3) -> dict:
                 try:
                     run()
                     row["ours"] = conv(timer.median_ms(run))
-                    row["ours_ms_min_max"] = [round(min(timer.last_ms), 4), round(max(timer.last_ms), 4)]
+                    row["ours_ms_min_max"] = fastest_slowest(timer)
                 except Exception as exc:
                     row["ours"], row["ours_error"] = None, f"{type(exc).__name__}: {exc}"
                 if fa3 is not None:

@@ -165,38 +165,48 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
     one. tiles=persistent: the producer (one thread) claims tiles from the counter and hands each one
     it will run to the consumers as one word, its coordinates packed (hand_tile, TileWord; in the
     order it loads their Q), ending with -1; the consumers take and unpack them (take_tile)."""
+    if shape.persistent and role == "consumer":
+        return [f"{pad}for (int iter = 0;;) {{",
+                f"{pad}  const int tile_t = qm::sm90::take_tile(sm, iter);  // the producer's next tile (its word); "
+                "< 0: none left",
+                f"{pad}  if (tile_t < 0) break;",
+                *handed_tile(plan, scope, pad + "  ", shape)]
     if not shape.persistent:
         head = [f"{pad}for (int tile_t = 0, iter = 0; tile_t < tiles.count; ++tile_t) {{"]
-    elif role == "producer":
+    else:
         # the scheduler is rebuilt per tile from kernel parameters: fewer registers live in the producer
         head = [f"{pad}const int tile_count = qm::sm90::TileScheduler({shape.tiles_args}).count;",
                 f"{pad}const qm::sm90::TileCounter claims{{tile_counter}};",
                 f"{pad}int iter = 0;  // the tiles handed to the consumers",
                 f"{pad}for (int tile_t = claims.first(); tile_t < tile_count; tile_t = claims.next()) {{",
-                f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args});"]
-    else:
-        head = [f"{pad}for (int iter = 0;;) {{",
-                f"{pad}  const int tile_t = qm::sm90::take_tile(sm, iter);  // the producer's next tile (its word); "
-                "< 0: none left",
-                f"{pad}  if (tile_t < 0) break;",
-                # here, not at kernel scope: held through the KV loop, its uniform registers pushed the
-                # GMMA descriptors into vector ones (+32 R2UR per KV tile, 3% slower at L 16k)
-                f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args});"]
-    decode = "tiles.at(tile_t)"
+                f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args});",
+                f"{pad}  const qm::sm90::TileWord word({shape.grid_args});"]
+    out = [*head, *tile_coordinates(plan, scope, pad + "  ", "tiles.at(tile_t)"),
+           kv_range(plan, scope, pad + "  "), skip_past_sequence(plan, scope, pad + "  "), next_q_iter(pad + "  ")]
     if shape.persistent:
-        head.append(f"{pad}  const qm::sm90::TileWord word({shape.grid_args});")
-        if role == "consumer":  # the producer's word, unpacked (a tile number, decoded, when the grid is too big)
-            decode = "word.unpack(tile_t, tiles)"
-    out = [*head, *tile_coordinates(plan, scope, pad + "  ", decode)]
-    q = plan.q_copy.src
-    out.append(f"{pad}  const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};")
-    if not (shape.persistent and role == "consumer"):  # the producer hands over no such tile
-        out.append(skip_past_sequence(plan, scope, pad + "  "))
-    out.append(f"{pad}  const int q_iter = iter++;  // the tiles this CTA loads a Q for: the parity of sQ's barriers")
-    if shape.persistent and role == "producer":
         out.append(f"{pad}  qm::sm90::hand_tile(sm, word.pack(tile_t, tile), q_iter);  // to the consumers, before "
                    "its Q")
     return out
+
+
+def handed_tile(plan: Plan, scope: Scope, pad: str, shape: Shape) -> list[str]:
+    """tiles=persistent, in a role that is handed its tiles (`tile_t`, a TileWord): the tile unpacked (a
+    tile number, decoded, when the grid is too big for the word), its KV range and its Q's turn. The
+    producer skipped tiles past their sequence before handing them on."""
+    # the scheduler here, not at kernel scope: held through the KV loop, its uniform registers pushed the
+    # GMMA descriptors into vector ones (+32 R2UR per KV tile, 3% slower at L 16k)
+    return [f"{pad}const qm::sm90::TileScheduler tiles({shape.tiles_args});",
+            f"{pad}const qm::sm90::TileWord word({shape.grid_args});",
+            *tile_coordinates(plan, scope, pad, "word.unpack(tile_t, tiles)"),
+            kv_range(plan, scope, pad), next_q_iter(pad)]
+
+
+def kv_range(plan: Plan, scope: Scope, pad: str) -> str:
+    return f"{pad}const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};"
+
+
+def next_q_iter(pad: str) -> str:
+    return f"{pad}const int q_iter = iter++;  // the tiles this CTA loads a Q for: the parity of sQ's barriers"
 
 
 def skip_past_sequence(plan: Plan, scope: Scope, pad: str) -> str:

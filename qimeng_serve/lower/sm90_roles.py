@@ -18,6 +18,7 @@ from qimeng_serve.lower.sm90_plan import (
     kv_row_of,
     loop_head,
     refuse,
+    handed_tile,
     role_text,
     seqlen_q_of,
     skip_past_sequence,
@@ -170,11 +171,7 @@ def _gathering_tile_head(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         "      qm::sm90::producer_sync();",
         "      const int tile_t = qm::sm90::handed_tile(sm, iter);",
         "      if (tile_t < 0) break;",
-        f"{pad}const qm::sm90::TileScheduler tiles({shape.tiles_args});",
-        f"{pad}const qm::sm90::TileWord word({shape.grid_args});",
-        *tile_coordinates(plan, scope, pad, "word.unpack(tile_t, tiles)"),
-        f"{pad}const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};",
-        f"{pad}const int q_iter = iter++;  // the tiles this CTA loads a Q for: the parity of sQ's barriers",
+        *handed_tile(plan, scope, pad, shape),
     ]
 
 
