@@ -140,9 +140,18 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
         "        ps_k.advance();",
         "        ps_v.advance();",
         "      }",
+        *([CLAIM_AFTER_COPIES] if shape.persistent else []),
         "    }",
         "    qm::sm90::gathers_drained();  // no copy outlives its thread",
     ]
+
+
+# The next tile is claimed once this tile's copies are issued, a ring's depth before the consumers are
+# free: claimed as its predecessor was handed on (a whole tile ahead), a causal tile went to whichever CTA
+# had started its own first, not to the first to finish, and D 256's persistent causal kernel ran 5-9%
+# behind one CTA per tile (session 12, a list-scheduling simulation of both claim points).
+CLAIM_AFTER_COPIES = ("      if (qm::sm90::producer_leader()) claimed = claims.next();  // the next tile, once this "
+                      "one's copies are issued")
 
 
 def _gathering_tile_head(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
@@ -163,7 +172,6 @@ def _gathering_tile_head(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         *tile_coordinates(plan, scope, "          ", "tiles.at(claimed)"),
         skip_past_sequence(plan, scope, "          "),
         "          handed = word.pack(claimed, tile);",
-        "          claimed = claims.next();",
         "          break;",
         "        }",
         "        qm::sm90::hand_tile(sm, handed, iter);  // to the consumers, and below to this warpgroup",

@@ -22,7 +22,7 @@ prof() {  # kernel, heads, extra args
     python3 scripts/profile_sm90.py "$1" --batch 2 --heads "$2" --seqlen 8192 "${@:3}"
   echo "=== FA3 paged: H $2 ${*:3}"
   # shellcheck disable=SC2086
-  timeout 200 ncu $SECTIONS --kernel-name-base demangled -k regex:"flash" -c 1 \
+  timeout 200 ncu $SECTIONS --kernel-name-base demangled -k regex:"FlashAttnFwd" -c 1 \
     python3 scripts/profile_sm90.py "$1" --batch 2 --heads "$2" --seqlen 8192 --fa3 "${@:3}"
 }
 {

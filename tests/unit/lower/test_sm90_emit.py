@@ -430,17 +430,21 @@ def test_the_page_per_box_producer_refuses_persistent_tiles():
 def test_a_persistent_gather_hands_each_tile_to_its_whole_warpgroup():
     """tiles=persistent with the gather: the leader claims tiles (skipping query blocks past their
     sequence) and hands each one to the consumers and, through the slot and a named barrier, to the
-    other 127 gathering threads; -1 ends every role's loop."""
+    other 127 gathering threads; -1 ends every role's loop. The next tile is claimed only once this
+    tile's copies are issued: claimed when this one was handed on, a CTA that had just started a long
+    causal tile took the next one too (a whole tile ahead of finishing)."""
     text = paged(GATHER).text  # the shipped program: tiles=persistent at every head size
     producer = text[:text.index("} else {")]
     order = [producer.index(x) for x in (
         "int claimed = claims.first();", "if (qm::sm90::producer_leader()) {", "int handed = -1;",
         "for (; claimed < tile_count; claimed = claims.next()) {", ">= qm::seqlen_q_of(p, t_b)) continue;",
-        "handed = word.pack(claimed, tile);", "claimed = claims.next();",
+        "handed = word.pack(claimed, tile);",
         "qm::sm90::hand_tile(sm, handed, iter);", "qm::sm90::producer_sync();",
         "const int tile_t = qm::sm90::handed_tile(sm, iter);", "if (tile_t < 0) break;",
         "const qm::sm90::Tile tile = word.unpack(tile_t, tiles);", "const int q_iter = iter++;",
-        "gather.seek(", "qm::sm90::gathers_drained();")]
+        "gather.seek(", "gather.copy_v(", "if (qm::sm90::producer_leader()) claimed = claims.next();",
+        "qm::sm90::gathers_drained();")]
     assert order == sorted(order)
+    assert producer.count("claimed = claims.next();") == 1  # no claim a whole tile ahead
     assert "int* const tile_counter" in text  # the persistent ABI
     assert "qm::sm90::take_tile(sm, iter)" in text[text.index("} else {"):]  # the consumers take the same words
