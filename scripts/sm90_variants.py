@@ -140,6 +140,10 @@ VARIANTS = {
     # gives the persistent kernel the grid's working set
     "pg256_l2g16": ("paged_prefill_sm90.tl", 256, {}, {"QM_SM90_L2_GROUP_BYTES": "(16ll << 20)"}, ("bf16",)),
     "pg256_grid": ("paged_prefill_sm90.tl", 256, {"PERSISTENT": 0}, {}, ("bf16",)),  # run 2's grid D 256, rebuilt
+    # session 12, with the late claim: smaller causal L2 head groups (FA3's varlen scheduler budgets 8 MB
+    # of K/V; ncu at D 256 8k causal: our L2 hit rate 77% against its 92%)
+    "pg256_l2g8": ("paged_prefill_sm90.tl", 256, {}, {"QM_SM90_L2_GROUP_BYTES": "(8ll << 20)"}, ("bf16",)),
+    "pg128_l2g16": ("paged_prefill_sm90.tl", 128, {}, {"QM_SM90_L2_GROUP_BYTES": "(16ll << 20)"}, ("bf16",)),
     "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},
                  ("bf16",)),
