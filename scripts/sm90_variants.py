@@ -146,6 +146,14 @@ VARIANTS = {
     # session 12: the overlapped loop at D 256 with a 64-key tile (S and the next S take 2 x 32 registers
     # instead of 2 x 40; ncu: the tensor pipe idles 27% of the time against FA3's 17%)
     "pg256_n64o": ("paged_prefill_sm90.tl", 256, {"BLOCK_N": 64, "OVERLAP": 1}, {}, ("bf16",)),
+    # overlap=gemms (3): the S GEMM and the previous PV GEMM issued together, the softmax after both (run 6's
+    # SASS sampling: the consumers' two GMMA waits a KV tile hold 22% of all stall samples)
+    "pg256_gemms": ("paged_prefill_sm90.tl", 256, {"OVERLAP": 3}, {}, ("bf16",)),
+    "pg256_pp": ("paged_prefill_sm90.tl", 256, {"PINGPONG": 1}, {}, ("bf16",)),
+    "pg256_ppg": ("paged_prefill_sm90.tl", 256, {"PINGPONG": 1, "OVERLAP": 3}, {}, ("bf16",)),
+    "pg128_gemms": ("paged_prefill_sm90.tl", 128, {"OVERLAP": 3}, {}, ("bf16",)),
+    "pg64_gemms": ("paged_prefill_sm90.tl", 64, {"OVERLAP": 3}, {}, ("bf16",)),
+    "dense256_gemms": ("dense_prefill_sm90.tl", 256, {"OVERLAP": 3}, {}, ("bf16",)),
     "pg128_l2g16": ("paged_prefill_sm90.tl", 128, {}, {"QM_SM90_L2_GROUP_BYTES": "(16ll << 20)"}, ("bf16",)),
     "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},

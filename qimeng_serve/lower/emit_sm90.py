@@ -21,6 +21,7 @@ from qimeng_serve.lower.sm90_plan import (
     Plan,
     Shape,
     carry_on,
+    gemms_paired,
     overlap_on,
     plan_kernel,
     refuse,
@@ -142,7 +143,8 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
                       "write `with via=stg` (or `via=tma`: through a shared tile and bulk tensor stores)")
     shape = Shape(bm, bn, wgs, persistent, spec.op == "paged_prefill", pingpong,
                    overlap_on(plan.consumer, params), gather, tiles_args, grid_args,
-                   softmax_pinned(plan.consumer, params), carry_on(plan.consumer, params), store_via == "tma")
+                   softmax_pinned(plan.consumer, params), gemms_paired(plan.consumer, params),
+                   carry_on(plan.consumer, params), store_via == "tma")
     if shape.carry and not (shape.persistent and shape.overlap):
         raise refuse(plan.consumer, "carry=pv hands a tile's last O += P V to the CTA's next tile, in the "
                       "overlapped loop", "use it with tiles=persistent and overlap=softmax or pinned")

@@ -137,14 +137,22 @@ class Shape:
     tiles_args: str = ""  # tiles=persistent: the TileScheduler's constructor arguments
     grid_args: str = ""  # tiles=persistent: the grid's extents (TileWord's constructor arguments)
     pinned: bool = False  # overlap=pinned: the softmax stays ahead of the previous PV GEMM's wait
+    paired: bool = False  # overlap=gemms: the GEMMs issued together, the softmax after both are done
     carry: bool = False  # carry=pv: a tile's last PV GEMM and store run in the next tile's first KV step
     store_o_tma: bool = False  # O's Copy via=tma: through a shared tile and bulk tensor stores
 
 
 def overlap_on(role: ast.Role, params: dict[str, int]) -> bool:
-    """overlap=softmax or pinned, or overlap=PARAM with the param 1 or 2 (so `params when D = ...` can
-    turn it off)."""
-    return overlap_value(ast.option(role.options, "overlap"), params) in ("softmax", "pinned")
+    """overlap=softmax, pinned or gemms, or overlap=PARAM with the param 1, 2 or 3 (so `params when
+    D = ...` can turn it off): the loop that issues a tile's S GEMM with the previous tile's O += P V."""
+    return overlap_value(ast.option(role.options, "overlap"), params) in ("softmax", "pinned", "gemms")
+
+
+def gemms_paired(role: ast.Role, params: dict[str, int]) -> bool:
+    """overlap=gemms (or a param 3): the overlapped loop's two GEMMs issued together, but the softmax
+    waits for both: P is dead by then, so the softmax holds 20 registers fewer at D = 256 (128 x 80
+    tile) than overlap=softmax, which spills there."""
+    return overlap_value(ast.option(role.options, "overlap"), params) == "gemms"
 
 
 def softmax_pinned(role: ast.Role, params: dict[str, int]) -> bool:

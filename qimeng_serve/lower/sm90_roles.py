@@ -301,11 +301,15 @@ class _ConsumerSteps:
     def turn(self, what: str, pad: str) -> list[str]:
         return [f"{pad}turn.{what}();"] if self.shape.pingpong else []
 
-    def paired_gemms(self, s: str, which: str, v_tile: str | None, last: str, pad: str) -> list[str]:
+    def paired_gemms(self, s: str, which: str, v_tile: str | None, last: str, pad: str,
+                     wait_all: bool = False) -> list[str]:
         """S = Q K^T of a KV tile issued with O += P V of `which` tile before it (the overlapped loop's
         steps, and a carried tile's last): K and that V waited for, both GEMMs in one turn, S waited
-        for while O += P V may run on, sK (and after the tile's last S GEMM sQ) handed back."""
+        for while O += P V may run on (wait_all, overlap=gemms: both waited for), sK (and after the
+        tile's last S GEMM sQ) handed back."""
         r, sk, sv = self.plan.roles, buffer_of(self.plan, "K"), buffer_of(self.plan, "V")
+        wait = (f"{pad}c.wait_gemms<0>({s}, acc, P);  // overlap=gemms: S and O += P V both done" if wait_all
+                else f"{pad}c.wait_gemms<1>({s});  // S of this tile is done; O += P V may still run")
         return [
             self.wait(sk, "k", pad),
             self.wait(sv, "v", pad) + f" ({which})",
@@ -315,7 +319,7 @@ class _ConsumerSteps:
             self.line("c.rescale(acc);", r["rescale"], pad) + f" (alpha of the {which}, while S runs)",
             self.line("c.issue_pv(acc, P, sm, ps_v.stage);", r["gemm_pv"], pad) + f" ({which})",
             *self.turn("pass_turn", pad),
-            f"{pad}c.wait_gemms<1>({s});  // S of this tile is done; O += P V may still run",
+            wait,
             f"{pad}if ({last}) qm::sm90::release_q(sm);  // the tile's last S GEMM is done with sQ",
             *self.release(sk, "k", pad),
         ]
@@ -366,7 +370,7 @@ def _overlapped_loop(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
     _, _, first, _ = _directions(plan, n)
     p1 = "        "
     return [
-        *_overlap_comment(plan),
+        *_overlap_comment(plan, st.shape),
         "      if (n_hi > n_lo) {",
         f"{p1}int {n} = {first};  // the first tile: S, softmax, P",
         *st.score_tile("S", "n_hi - n_lo == 1", p1, rescale=False),
@@ -384,9 +388,12 @@ def _directions(plan: Plan, n: str) -> tuple[bool, str, str, str]:
     return reverse, prev, "n_hi - 1" if reverse else "n_lo", f"{n} == n_lo" if reverse else f"{n} == n_hi - 1"
 
 
-def _overlap_comment(plan: Plan) -> list[str]:
+def _overlap_comment(plan: Plan, shape: Shape | None = None) -> list[str]:
+    what = ("overlap=gemms: a tile's S GEMM and the previous tile's O += P V issued together, the softmax "
+            "after both" if shape is not None and shape.paired else
+            "overlap=softmax: the softmax of a tile runs while the previous tile's O += P V does")
     return [f"      // Loop {plan.c_loop.var} in {print_expr(plan.c_loop.start)} .. {print_expr(plan.c_loop.stop)}, "
-            "overlap=softmax: the softmax of a tile runs while the previous tile's O += P V does"]
+            + what]
 
 
 def _overlap_rest(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
@@ -397,6 +404,16 @@ def _overlap_rest(plan: Plan, st: _ConsumerSteps, n: str) -> list[str]:
     rest = (f"for (int {n} = n_hi - 2; {n} >= n_lo; --{n})" if reverse
             else f"for (int {n} = n_lo + 1; {n} < n_hi; ++{n})")
     p1, p2 = "        ", "          "
+    if st.shape.paired:
+        return [
+            f"{p1}{rest} {{",
+            f"{p2}auto S_next = c.alloc_s();",
+            *st.paired_gemms("S_next", "previous tile", prev, last, p2, wait_all=True),
+            *st.release(sv, "v", p2),
+            *st.softmax("S_next", p2),
+            st.line("P = c.reshape(S_next);", r["reshape"], p2),
+            f"{p1}}}",
+        ]
     return [
         f"{p1}{rest} {{",
         f"{p2}auto S_next = c.alloc_s();",

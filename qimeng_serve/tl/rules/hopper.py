@@ -39,8 +39,8 @@ REG_MIN, REG_MAX, REG_STEP = 24, 256, 8  # setmaxnreg's range and granularity
 BARRIER_BYTES = 8  # one mbarrier
 SWIZZLE_ALIGN = 1024  # a 128-byte-swizzled tile starts on a 1024-byte boundary
 ROLE_NAMES = ("producer", "consumer")
-# intra-warpgroup overlap of the consumer (docs/tl.md §10); a param names one by its index (0, 1, 2)
-OVERLAPS = ("none", "softmax", "pinned")
+# intra-warpgroup overlap of the consumer (docs/tl.md §10); a param names one by its index (0 .. 3)
+OVERLAPS = ("none", "softmax", "pinned", "gemms")
 # what a consumer carries from one tile into the next (tiles=persistent): nothing, or the tile's last
 # O += P V with its store, issued with the next tile's first S GEMM (docs/tl.md §10)
 CARRIES = ("none", "pv")
@@ -59,7 +59,7 @@ def switch_value(value: str | None, values: dict, on: str, off: str | None) -> s
 
 def overlap_value(value: str | None, values: dict) -> str | None:
     """`overlap=` on a consumer: a name, or a param whose value indexes OVERLAPS (0 none, 1 softmax,
-    2 pinned); an index past them comes back as its number, which the checker rejects."""
+    2 pinned, 3 gemms); an index past them comes back as its number, which the checker rejects."""
     if value is not None and isinstance(values.get(value), int):
         i = values[value]
         return OVERLAPS[i] if 0 <= i < len(OVERLAPS) else str(i)
@@ -364,8 +364,9 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
         if overlap is not None and (overlap not in OVERLAPS or name == "producer"):
             yield diag("setmaxnreg", _option_node(role, "overlap"), f"overlap={overlap} on the {name} role: the "
                        f"consumer takes overlap={' or overlap='.join(OVERLAPS)}",
-                       "write `overlap=softmax` or `overlap=pinned` on `Role consumer` (the softmax of a KV tile "
-                       "runs while the GEMMs of its neighbours do), or drop it")
+                       "write `overlap=softmax`, `pinned` or `gemms` on `Role consumer` (the softmax of a KV tile "
+                       "runs while the GEMMs of its neighbours do; gemms: a tile's S GEMM and the previous "
+                       "tile's O += P V issued together), or drop it")
         yield from _carry(ctx, k, name, role, overlap)
         schedule = switch_value(ast.option(role.options, "schedule"), ctx.values, "pingpong", None)
         if schedule not in (None, "pingpong"):
@@ -433,7 +434,8 @@ def _carry(ctx: Context, k: KernelInfo, name: str, role: ast.Role, overlap: str 
                    "carry=none", "write `carry=pv` on `Role consumer`, or drop it")
     elif overlap not in ("softmax", "pinned"):
         yield diag("setmaxnreg", node, "carry=pv issues a tile's last O += P V with the next tile's first S GEMM: "
-                   "that needs the overlapped loop", "add `overlap=softmax` (or pinned) to the role, or drop carry=")
+                   "that needs the overlapped loop with the softmax beside O += P V (overlap=softmax or pinned; "
+                   "not gemms)", "add `overlap=softmax` (or pinned) to the role, or drop carry=")
     elif kernel_tiles(k.kernel, ctx.values) != "persistent" and not ctx.sketch:
         yield diag("setmaxnreg", node, "carry=pv hands a tile's last O += P V to the CTA's next tile; with "
                    "tiles=grid a CTA runs one tile", "add `with tiles=persistent` to the kernel, or drop carry=")

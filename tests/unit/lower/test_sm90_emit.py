@@ -214,8 +214,25 @@ def test_pinned_overlap_ends_the_softmax_before_the_previous_pv_wait():
     by_param = OVERLAP.replace("overlap=softmax", "overlap=OVERLAP").replace("STAGES = 2", "STAGES = 2\n  OVERLAP = 2")
     assert lowered(by_param).text.count("c.softmax_done(S_next);") == 1
     assert "c.softmax_done(" not in lowered(OVERLAP).text  # overlap=softmax leaves the order to the compiler
-    with pytest.raises(TLCheckError, match="overlap=3"):
-        lowered(by_param.replace("OVERLAP = 2", "OVERLAP = 3"))
+    with pytest.raises(TLCheckError, match="overlap=4"):
+        lowered(by_param.replace("OVERLAP = 2", "OVERLAP = 4"))
+
+
+def test_gemms_overlap_waits_for_both_gemms_before_the_softmax():
+    """overlap=gemms (or OVERLAP = 3): S of a KV tile and O += P V of the one before issued together
+    (acc rescaled between them, as overlap=softmax does), then one wait for both, sV handed back, and
+    the softmax with P already dead; the same first and last tile as the overlapped loop."""
+    text = lowered(OVERLAP.replace("overlap=softmax", "overlap=gemms")).text
+    loop = text[text.index("for (int t_n = n_hi - 2; t_n >= n_lo; --t_n)"):text.index("// the last tile's O += P V")]
+    order = [loop.index(s) for s in ("c.issue_qk(S_next", "c.rescale(acc)", "c.issue_pv(acc, P",
+                                     "c.wait_gemms<0>(S_next, acc, P)", "qm::sm90::release(sm.v_empty",
+                                     "c.online_softmax(S_next", "P = c.reshape(S_next)")]
+    assert order == sorted(order)
+    assert "c.wait_gemms<1>" not in loop and loop.count("c.wait_gemms<0>") == 1
+    assert "overlap=gemms: a tile's S GEMM and the previous tile's O += P V issued together" in text
+    by_param = OVERLAP.replace("overlap=softmax", "overlap=OVERLAP").replace("STAGES = 2", "STAGES = 2\n  OVERLAP = 3")
+    from_param = lowered(by_param).text
+    assert "c.wait_gemms<0>(S_next, acc, P)" in from_param and "c.wait_gemms<1>" not in from_param
 
 
 def carried(d=128, **params):
