@@ -8,7 +8,7 @@
 #     --baseline qm_paged_prefill_sm90_attn_bf16_hd64,qm_paged_prefill_sm90_attn_bf16_hd128,qm_paged_prefill_sm90_attn_bf16_hd256
 #   (dense baselines: build_sm90_kernels(Path('/tmp/basedense'), programs=[('dense_prefill_sm90.tl', ('bf16',),
 #    (64, 128, 256))]), then --only none --baseline-from /tmp/basedense --baseline qm_dense_prefill_sm90_attn_bf16_hd{64,128,256})
-# Offline (SASS of the KV loop, static instructions / R2UR, shipped -> variant): paged D 256 812 / 34 -> 785 / 4,
+# Offline (scripts/sass_kv_loop.py: the KV loop's static instructions / R2UR, shipped -> variant): paged D 256 812 / 34 -> 785 / 4,
 # D 128 940 / 17 -> 928 / 1, D 64 703 / 8 -> 645 / 0 (VIADD 51 -> 4); dense D 256 789 / 32 -> 719 / 0, D 128
 # 934 / 17 -> 922 / 1, D 64 691 / 8 -> 633 / 0. No spills, except dense D 256: 12 B stored and never
 # loaded, before its loop. No C7518 (GMMAs not serialised); the kernels' code grows by the second
