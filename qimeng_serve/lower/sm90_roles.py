@@ -147,9 +147,9 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
 
 
 # The next tile is claimed once this tile's copies are issued, a ring's depth before the consumers are
-# free: claimed as its predecessor was handed on (a whole tile ahead), a causal tile went to whichever CTA
-# had started its own first, not to the first to finish, and D 256's persistent causal kernel ran 5-9%
-# behind one CTA per tile (session 12, a list-scheduling simulation of both claim points).
+# free. Claimed as its predecessor was handed on (a whole tile ahead), a causal tile went to whichever
+# CTA had started its own first, not to the first to finish: D 256 causal ran 4-8% slower on the H100
+# (session 12; scripts/sm90_schedule_sim.py models both claim points, docs/perf-notes.md "tenth run").
 CLAIM_AFTER_COPIES = ("      if (qm::sm90::producer_leader()) claimed = claims.next();  // the next tile, once this "
                       "one's copies are issued")
 
