@@ -18,7 +18,12 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from qimeng_serve.lower.sm90_build import sass_opcode as opcode  # noqa: E402
 
 
 def load(path: Path) -> tuple[list[str], list[float], dict[str, list[float]]]:
@@ -36,12 +41,6 @@ def load(path: Path) -> tuple[list[str], list[float], dict[str, list[float]]]:
 
     stalls = {h: [num(r, h) for r in data] for h in header if h.startswith("stall_") and "Not Issued" not in h}
     return [r[col["Source"]].strip() for r in data], [num(r, "Instructions Executed") for r in data], stalls
-
-
-def opcode(text: str) -> str:
-    words = text.split()
-    op = words[1] if words and words[0].startswith("@") and len(words) > 1 else (words[0] if words else "")
-    return op.split(".")[0]
 
 
 def consumer_range(sass: list[str]) -> range:

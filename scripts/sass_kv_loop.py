@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import collections
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from qimeng_serve.lower.sm90_build import sass_opcode as opcode  # noqa: E402
 
 OPCODES = ("R2UR", "IMAD", "UMOV", "VIADD", "UISETP", "UIADD3", "HGMMA", "MUFU", "FMUL", "LDS", "STL", "LDL")
 _LINE = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;?\s*(/\*.*)?$")
@@ -34,12 +35,6 @@ def parse(sass: str) -> list[tuple[int, str]]:
         if m:
             out.append((int(m.group(1), 16), m.group(2).strip().rstrip(";").strip()))
     return out
-
-
-def opcode(text: str) -> str:
-    words = text.split()
-    op = words[1] if words and words[0].startswith("@") and len(words) > 1 else (words[0] if words else "")
-    return op.split(".")[0]
 
 
 def kv_loop(ins: list[tuple[int, str]], min_hgmma: int = 8) -> list[str] | None:
@@ -67,11 +62,9 @@ def summary(body: list[str]) -> dict[str, int]:
 
 def cuobjdump_sass(cubin: Path) -> str:
     from qimeng_serve.build.toolchain import find_toolchain
+    from qimeng_serve.lower.sm90_build import sass_text
 
-    tool = find_toolchain().cuobjdump
-    if tool is None:
-        raise SystemExit("no cuobjdump: install the toolchain (scripts/setup.sh)")
-    return subprocess.run([str(tool), "-sass", str(cubin)], check=True, capture_output=True, text=True).stdout
+    return sass_text(cubin.read_bytes(), find_toolchain())
 
 
 def main() -> int:

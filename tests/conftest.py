@@ -1,5 +1,6 @@
-"""Shared test helpers: where the golden TL programs live."""
+"""Shared test helpers: where the golden TL programs live, and host programs built with nvcc."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,3 +16,18 @@ def golden_paths() -> list[Path]:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def build_host_program(source: Path, exe: Path, *flags: str) -> Path:
+    """nvcc a host-only harness against the building blocks and CuTe (no GPU needed); the test is
+    skipped where no CUDA toolchain is found, and fails with nvcc's output where the build fails."""
+    from qimeng_serve.build.toolchain import ToolchainError, find_toolchain
+
+    try:
+        tc = find_toolchain()
+    except ToolchainError as exc:
+        pytest.skip(f"no CUDA toolchain: {exc}")
+    build = subprocess.run([str(tc.nvcc), "-std=c++17", *flags, f"-I{tc.kernels_include}", f"-I{tc.cutlass_include}",
+                            "-o", str(exe), str(source)], check=False, capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stdout + build.stderr
+    return exe

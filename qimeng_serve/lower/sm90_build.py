@@ -58,6 +58,13 @@ def sass_text(cubin: bytes, toolchain: Toolchain) -> str:
     return proc.stdout
 
 
+def sass_opcode(instruction: str) -> str:
+    """An instruction's opcode without its predicate and modifiers: `@!P0 R2UR UR21, R17` -> R2UR."""
+    words = instruction.split()
+    op = words[1] if words and words[0].startswith("@") and len(words) > 1 else (words[0] if words else "")
+    return op.split(".")[0]
+
+
 def opcode_counts(sass: str, opcodes=HOPPER_OPCODES) -> dict[str, int]:
     """How often each opcode (any variant: HGMMA.64x128x16.F32.BF16 counts as HGMMA) appears."""
     return {op: len(re.findall(rf"\b{op}\b", sass)) for op in opcodes}

@@ -7,23 +7,14 @@ import subprocess
 
 import pytest
 
-from qimeng_serve.build.toolchain import ToolchainError, find_toolchain
-from tests.conftest import REPO
+from tests.conftest import REPO, build_host_program
 
 HARNESS = REPO / "tests" / "unit" / "kernels" / "building_block_offsets.cu"
 
 
 @pytest.mark.nvcc
 def test_hand_computed_offsets_match_cute_for_every_thread(tmp_path):
-    try:
-        tc = find_toolchain()
-    except ToolchainError as exc:
-        pytest.skip(f"no CUDA toolchain: {exc}")
-    exe = tmp_path / "offsets"
-    build = subprocess.run([str(tc.nvcc), "-std=c++17", "--expt-relaxed-constexpr", f"-I{tc.kernels_include}",
-                            f"-I{tc.cutlass_include}", "-o", str(exe), str(HARNESS)],
-                           check=False, capture_output=True, text=True, timeout=900)
-    assert build.returncode == 0, build.stdout + build.stderr
+    exe = build_host_program(HARNESS, tmp_path / "offsets", "--expt-relaxed-constexpr")
     run = subprocess.run([str(exe)], check=False, capture_output=True, text=True, timeout=120)
     shapes = re.findall(r"^D=\d+ .*: (\d+) offsets, (\d+) wrong$", run.stdout, flags=re.MULTILINE)
     assert len(shapes) == 7, run.stdout

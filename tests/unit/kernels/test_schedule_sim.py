@@ -10,8 +10,7 @@ import subprocess
 
 import pytest
 
-from qimeng_serve.build.toolchain import ToolchainError, find_toolchain
-from tests.conftest import REPO
+from tests.conftest import REPO, build_host_program
 
 spec = importlib.util.spec_from_file_location("sm90_schedule_sim", REPO / "scripts" / "sm90_schedule_sim.py")
 sim = importlib.util.module_from_spec(spec)
@@ -42,17 +41,10 @@ int main() {
 
 @pytest.mark.nvcc
 def test_the_simulated_order_is_the_kernels(tmp_path):
-    try:
-        tc = find_toolchain()
-    except ToolchainError as exc:
-        pytest.skip(f"no CUDA toolchain: {exc}")
     source = tmp_path / "order.cu"
     source.write_text(HARNESS.replace("CASES", ", ".join("{%d, %d, %d, %d, %d, %d}" % (*c[:5], int(c[5]))
                                                          for c in CASES)))
-    exe = tmp_path / "order"
-    build = subprocess.run([str(tc.nvcc), "-std=c++17", f"-I{tc.kernels_include}", "-o", str(exe), str(source)],
-                           check=False, capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stdout + build.stderr
+    exe = build_host_program(source, tmp_path / "order")
     run = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=60)
     blocks = run.stdout.split("case ")[1:]
     assert len(blocks) == len(CASES)
