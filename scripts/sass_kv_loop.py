@@ -3,8 +3,8 @@
 that tell how the GMMA descriptors are built (R2UR, IMAD, UMOV, VIADD, ...).
 
 The loop is the smallest backward branch's body holding at least --min-hgmma HGMMAs (the S GEMM's
-k-blocks and O += P V). With two or three copies of the consumer body (QM_SM90_WG_CONST) the first,
-smallest, is counted. Used for docs/perf-notes.md "tenth run" (offline, before a kernel is timed):
+k-blocks and O += P V); where a kernel holds several such loops the first, smallest, is counted. Used
+for docs/perf-notes.md "tenth run" (offline, before a kernel is timed):
 
     python scripts/sass_kv_loop.py registry-sm90a/qm_paged_prefill_sm90_attn_bf16_hd256.cubin [more.cubin]
 """

@@ -154,11 +154,6 @@ VARIANTS = {
     "pg128_gemms": ("paged_prefill_sm90.tl", 128, {"OVERLAP": 3}, {}, ("bf16",)),
     "pg64_gemms": ("paged_prefill_sm90.tl", 64, {"OVERLAP": 3}, {}, ("bf16",)),
     "dense256_gemms": ("dense_prefill_sm90.tl", 256, {"OVERLAP": 3}, {}, ("bf16",)),
-    # session 12: the consumer body once per warpgroup, its index a compile-time constant (QM_SM90_WG_CONST):
-    # sQ's GMMA descriptors from uniform registers (ncu: our D 256 consumers execute 565 instructions a
-    # warp and KV tile against FA3's 452, ~90 of them building those descriptors in vector registers)
-    **{f"{fam}{d}_wgc": (f"{prog}_prefill_sm90.tl", d, {}, {"QM_SM90_WG_CONST": "1"}, ("bf16",))
-       for fam, prog in (("pg", "paged"), ("d", "dense")) for d in (64, 128, 256)},
     "pg128_l2g16": ("paged_prefill_sm90.tl", 128, {}, {"QM_SM90_L2_GROUP_BYTES": "(16ll << 20)"}, ("bf16",)),
     "pg128_p40": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {}, ("bf16",)),
     "pg128_o2": ("paged_prefill_sm90.tl", 128, {"PRODUCER_REGS": 40, "CONSUMER_REGS": 232, "OVERLAP": 2}, {},

@@ -210,12 +210,7 @@ def emit_consumer(plan: Plan, scope: Scope, spec: AttentionSpec, shape: Shape) -
     head = [
         f"  }} else {{  // {role_text(plan.consumer)}",
         "    qm::sm90::consumer_registers<KT>();  // setmaxnreg.inc",
-        "#ifdef QM_SM90_WG_CONST  // diagnostic builds: the body once per warpgroup, its index a constant",
-        f"    qm::sm90::with_consumer_warpgroup<{shape.wgs}>([&](auto wg) {{",
-        "    qm::sm90::Consumer<KT> c(threadIdx.x - qm::sm90::kWarpgroupThreads, wg);",
-        "#else",
         "    qm::sm90::Consumer<KT> c(threadIdx.x - qm::sm90::kWarpgroupThreads);",
-        "#endif",
         "    qm::sm90::PipeState<KT::kStages> ps_k, ps_v;",
     ]
     if turns:
@@ -250,7 +245,7 @@ def emit_consumer(plan: Plan, scope: Scope, spec: AttentionSpec, shape: Shape) -
         ]
     if turns:
         tail.append("    turn.finish();")
-    tail += ["#ifdef QM_SM90_WG_CONST", "    });", "#endif", "  }"]
+    tail.append("  }")
     return head + loop + tail
 
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Session 12, run 11 (prepared, not run: the session's device time ran out): the consumer body once per
+# Session 12, run 11 (prepared in session 12, run in session 13): the consumer body once per
 # warpgroup with its index a compile-time constant (QM_SM90_WG_CONST), so that sQ's GMMA descriptors
 # come from uniform registers, against the shipped kernels, dense and paged, D 64 / 128 / 256, bf16.
 # registry-var13/ from

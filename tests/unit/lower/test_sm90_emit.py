@@ -465,19 +465,3 @@ def test_a_persistent_gather_hands_each_tile_to_its_whole_warpgroup():
     assert producer.count("claimed = claims.next();") == 1  # no claim a whole tile ahead
     assert "int* const tile_counter" in text  # the persistent ABI
     assert "qm::sm90::take_tile(sm, iter)" in text[text.index("} else {"):]  # the consumers take the same words
-
-
-def test_the_consumer_body_can_be_built_once_per_warpgroup():
-    """QM_SM90_WG_CONST (diagnostic builds): the consumer role's body inside with_consumer_warpgroup,
-    the Consumer built with the warpgroup's index as a constant; without the macro the shipped form,
-    one body and the thread index (its SASS unchanged)."""
-    text = paged(GATHER).text
-    consumer = text[text.index("} else {"):]
-    order = [consumer.index(s) for s in (
-        "qm::sm90::consumer_registers<KT>();", "#ifdef QM_SM90_WG_CONST",
-        "qm::sm90::with_consumer_warpgroup<2>([&](auto wg) {",
-        "qm::sm90::Consumer<KT> c(threadIdx.x - qm::sm90::kWarpgroupThreads, wg);", "#else",
-        "qm::sm90::Consumer<KT> c(threadIdx.x - qm::sm90::kWarpgroupThreads);", "#endif",
-        "c.normalize_and_store(", "#ifdef QM_SM90_WG_CONST\n    });\n#endif")]
-    assert order == sorted(order)
-    assert consumer.count("#ifdef QM_SM90_WG_CONST") == 2 and consumer.count("#endif") == 2

@@ -29,23 +29,6 @@ struct MaskArgs {
 // every GMMA of the kernel: C7518 / C7520).
 __device__ __forceinline__ bool carry_pending(int carried) { return __shfl_sync(0xffffffffu, carried, 0) >= 0; }
 
-// QM_SM90_WG_CONST (diagnostic builds; the generated source holds both forms): the consumer role's
-// body run with the warpgroup's index among the consumers as a compile-time constant, one copy of
-// the body per warpgroup. A GMMA's shared-memory descriptors depend only on the warpgroup (its 64
-// rows of sQ); with the index a run-time value ptxas builds each sQ descriptor in vector registers and
-// moves it to uniform ones (R2UR) every KV tile: at D = 256, 16 S-GEMM HGMMAs x 6 instructions, where
-// FA3 adds uniform immediates (session 12, docs/perf-notes.md "tenth run"). A diagnostic build until
-// timed: the code of the consumer role doubles (triples at D = 64).
-template <int WGS, class Body>
-__device__ __forceinline__ void with_consumer_warpgroup(Body&& body) {
-  const int wg = warpgroup_index() - 1;  // warpgroup 0 is the producer
-  if constexpr (WGS >= 3) {
-    if (wg == 2) return body(cute::Int<2>{});
-  }
-  if (wg == 1) return body(cute::Int<1>{});
-  body(cute::Int<0>{});
-}
-
 template <class KT>
 struct Consumer {
   using T = typename KT::T;
@@ -59,21 +42,11 @@ struct Consumer {
   typename KT::TiledMmaQK mma_qk;
   typename KT::TiledMmaPV mma_pv;
   int tid;  // 0 .. kConsumerThreads - 1
-#ifdef QM_SM90_WG_CONST
-  int slice;  // the warpgroup's first thread: what the GEMMs' shared-memory operands are sliced for
-#endif
   float m[kRows];  // running max (log2 domain, scaled), init=-inf
   float l[kRows];  // thread-partial row sum, init=0
   float alpha[kRows];
   float l_carried[kRows];  // carry=pv: the row sums of the tile whose store is carried into the next
 
-#ifdef QM_SM90_WG_CONST
-  // W: this warpgroup's index among the consumers, a compile-time constant (with_consumer_warpgroup)
-  template <int W>
-  __device__ __forceinline__ Consumer(int tid_, cute::Int<W>) : Consumer(tid_) {
-    slice = W * kWarpgroupThreads;
-  }
-#endif
   __device__ __forceinline__ explicit Consumer(int tid_) : tid(tid_) {
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
@@ -99,14 +72,6 @@ struct Consumer {
     reset();
   }
 
-  __device__ __forceinline__ int gmma_slice() const {
-#ifdef QM_SM90_WG_CONST
-    return slice;
-#else
-    return tid;
-#endif
-  }
-
   __device__ __forceinline__ TileS alloc_s() const { return TileS{}; }
   __device__ __forceinline__ TileP alloc_p() const { return TileP{}; }
   __device__ __forceinline__ TileO alloc_acc() const {
@@ -128,7 +93,7 @@ struct Consumer {
     asm volatile("" : "+l"(q));
     Tensor sQ = make_tensor(make_smem_ptr(q), typename KT::SmemLayoutQ{});
     Tensor sK = make_tensor(make_smem_ptr(&sm.k[0][0]), typename KT::SmemLayoutK{});
-    auto thr = mma_qk.get_thread_slice(gmma_slice());
+    auto thr = mma_qk.get_thread_slice(tid);
     Tensor tSrQ = thr.partition_fragment_A(sQ);
     Tensor tSrK = thr.partition_fragment_B(sK);
     gemm_issue<true, false>(mma_qk, tSrQ, tSrK(_, _, _, stage), S);
@@ -138,7 +103,7 @@ struct Consumer {
   __device__ __forceinline__ void issue_pv(TileO& acc, TP const& P, SharedStorage<KT>& sm, int stage) {
     using namespace cute;
     Tensor sVt = make_tensor(make_smem_ptr(&sm.v[0][0]), typename KT::SmemLayoutVt{});
-    auto thr = mma_pv.get_thread_slice(gmma_slice());
+    auto thr = mma_pv.get_thread_slice(tid);
     Tensor tOrV = thr.partition_fragment_B(sVt);
     gemm_issue<false, true>(mma_pv, P, tOrV(_, _, _, stage), acc);
   }
