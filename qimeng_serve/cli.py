@@ -119,6 +119,7 @@ def build(
     tune_top: TuneTopOpt = 4,
     validate: Annotated[bool, typer.Option("--validate/--no-validate", help="Validate the bundles when a CUDA GPU is visible.")] = True,
     hopper: Annotated[bool, typer.Option("--hopper/--no-hopper", help="sm_90: also build the Hopper (sm_90a, TMA + GMMA) kernels of the families that have a `<family>_sm90.tl` program, into the same bundle.")] = True,
+    hopper_generator: Annotated[str, typer.Option("--hopper-generator", help="Stage 1 of those Hopper kernels: golden (the measured `<family>_sm90.tl`, default) or planner (the Hopper planner's search; experimental, docs/planner.md).")] = "golden",
 ) -> None:
     """Build the default kernel set for a GPU architecture: stage 1 writes a TL program per kernel (the
     offline planner by default), stage 2 lowers it to CUDA on CuTe, nvcc makes cubins (+PTX), and one
@@ -129,12 +130,13 @@ def build(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from qimeng_serve.build.kernel_set import default_jobs, hopper_jobs
-    from qimeng_serve.build.pipeline import build_arch
+    from qimeng_serve.build.pipeline import build_arch, hopper_stage1
     from qimeng_serve.cli_generate import stage1_generator, validate_if_gpu
     from qimeng_serve.env import default_registry
     from qimeng_serve.targets import PRIMARY_ARCHS, get_target
 
     archs = list(PRIMARY_ARCHS) if arch == "all" else [get_target(arch).arch]
+    hopper_stage1(hopper_generator)  # an unknown name fails before any work
     reg = registry or default_registry()
     total = 0
     for a in archs:
@@ -153,8 +155,9 @@ def build(
         task = progress.add_task("stage 2: lower to CUDA + nvcc", total=total)
 
         def on_generated(job, error):
-            # the sm90a jobs' program is their Hopper TL file (not planned)
-            progress.update(stage1, advance=1, description=f"stage 1 ({'golden' if job.variant else generator}): {job.label}")
+            # the sm90a jobs' program: their Hopper TL file (golden) or the Hopper planner's
+            progress.update(stage1, advance=1,
+                            description=f"stage 1 ({hopper_generator if job.variant else generator}): {job.label}")
             if error:
                 progress.update(task, advance=1)  # nothing to lower for this job
 
@@ -171,7 +174,8 @@ def build(
 
         for a in archs:
             report = build_arch(a, reg, dtypes=dtype, head_dims=head_dim, families=family, softcap=softcap,
-                                jobs_limit=jobs, generator=gen, hopper=hopper, on_generated=on_generated,
+                                jobs_limit=jobs, generator=gen, hopper=hopper, hopper_generator=hopper_generator,
+                                on_generated=on_generated,
                                 on_kernel=on_kernel)
             bundles += report.bundles
             rejected += [o for o in report.outcomes if o.rejected]

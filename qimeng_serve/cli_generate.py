@@ -80,14 +80,20 @@ def generate(
     sketch: Annotated[bool, typer.Option("--sketch", help="Print the sketch form (statements only) instead.")] = False,
     output: Annotated[Path | None, typer.Option("--out", "-o", help="Write the TL program to this file.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Plan again instead of reusing a cached plan.")] = False,
+    hopper: Annotated[bool, typer.Option(
+        "--hopper", help="sm_90: plan the Hopper (sm_90a: TMA + GMMA, warp-specialised) program of dense or "
+                         "paged prefill instead of the portable one (the Hopper planner; experimental: the "
+                         "build ships the measured kernels_src/tl/<op>_sm90.tl).")] = False,
 ) -> None:
     """Stage 1 only: write the TL program for one kernel (op, dtype, head size) on one GPU architecture.
 
     The default planner works offline and deterministically: it enumerates sketches (loop order,
     where Q lives, ping-pong or pipelined copies, masking, split-KV and GQA packing for decode) and
     their tile parameters, prunes them with the TL checker and the lowering, ranks the survivors with
-    its cost model, and runs the best in the TL interpreter against a float64 reference. The program
-    goes to stdout (or --out); `qimeng-serve tl check/run` take it as it is."""
+    its cost model, and runs the best in the TL interpreter against a float64 reference. With --hopper
+    (sm_90) it searches the warp-specialised programs instead: tiles, consumer schedule, softmax overlap,
+    tile sizes and register split. The program goes to stdout (or --out); `qimeng-serve tl check/run`
+    take it as it is."""
     from qimeng_serve.build.kernel_set import DECODE_GROUP
     from qimeng_serve.spec import AttentionSpec
     from qimeng_serve.targets import get_target
@@ -96,8 +102,15 @@ def generate(
     group = gqa_group if gqa_group is not None else (DECODE_GROUP if op == "paged_decode" else 1)
     spec = AttentionSpec(op, dtype, head_dim, group, causal=True, softcap=softcap)
     spec.validate_for(target)
-    gen = stage1_generator(generator, model=model, api_key=api_key, base_url=base_url, tune=tune, tune_top=tune_top,
-                           use_cache=not no_cache, archs=[target.arch])
+    if hopper:
+        from qimeng_serve.generate.hopper_planner import HopperPlanner
+
+        if generator != "planner" or tune:
+            raise QimengError("--hopper plans with the Hopper planner alone", fix="drop --generator / --tune")
+        gen = HopperPlanner()
+    else:
+        gen = stage1_generator(generator, model=model, api_key=api_key, base_url=base_url, tune=tune,
+                               tune_top=tune_top, use_cache=not no_cache, archs=[target.arch])
     result = gen.generate(spec, target)
     text = result.sketch_text if sketch else result.text
     if output:

@@ -9,7 +9,8 @@ kernels_src/tl/ (`--generator golden`, hand-written and measured: the planner's 
 On sm_90 a family may also have a Hopper program, `kernels_src/tl/<family>_sm90.tl` (exactly that
 name; `_pingpong` / `_overlap` variants are experiments, not shipped): a warp-specialised TMA + GMMA
 program that the planner does not know. Each such family gets extra jobs (variant "sm90a") whose
-program is that file (HopperPrograms, recorded as golden); they are lowered by emit_sm90 and compiled
+program is that file (HopperPrograms, recorded as golden; `--hopper-generator planner` takes the Hopper
+planner's instead, generate/hopper_planner.py); they are lowered by emit_sm90 and compiled
 for sm_90a into the same bundle, next to the portable kernels.
 """
 

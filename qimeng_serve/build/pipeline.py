@@ -5,8 +5,9 @@ program; stage 2 lowers it; nvcc compiles in parallel through the content-addres
 that spills registers is rejected with the reason. The manifest keeps each program's text, its hash
 and the generator's record of how it was made.
 
-On sm_90 the bundle also gets the Hopper kernels (kernel_set.hopper_jobs: `<family>_sm90.tl`, lowered
-by emit_sm90 and compiled for sm_90a through the same cache and spill check), as extra entries with
+On sm_90 the bundle also gets the Hopper kernels (kernel_set.hopper_jobs: `<family>_sm90.tl`, or with
+hopper_generator="planner" the Hopper planner's program, lowered by emit_sm90 and compiled for sm_90a
+through the same cache, spill check and ptxas feedback), as extra entries with
 `"variant": "sm90a"` beside the portable kernels, which stay: their compute_90 PTX serves GPUs that
 cannot run sm_90a SASS. `hopper=False` (`build --no-hopper`) leaves them out.
 """
@@ -171,14 +172,27 @@ def _first_error(log: str) -> str:
     return next((line.strip() for line in log.splitlines() if "error" in line), log.strip()[-200:])
 
 
+def hopper_stage1(name: str) -> Generator:
+    """Stage 1 of the sm90a jobs: `golden` (the measured kernels_src/tl/<family>_sm90.tl, the default)
+    or `planner` (the Hopper planner; docs/planner.md says how its choices compared when timed)."""
+    if name == "golden":
+        return HopperPrograms()
+    if name == "planner":
+        from qimeng_serve.generate.hopper_planner import HopperPlanner
+
+        return HopperPlanner()
+    raise QimengError(f"unknown Hopper generator '{name}'", fix="use --hopper-generator golden (default) or planner")
+
+
 def build_arch(arch: str, registry: Path, *, dtypes: list[str] | None = None, head_dims: list[int] | None = None,
                families: list[str] | None = None, softcap: float = 0.0, jobs_limit: int | None = None,
-               generator: Generator | None = None, hopper: bool = True,
+               generator: Generator | None = None, hopper: bool = True, hopper_generator: str = "golden",
                on_generated: Callable[[KernelJob, str], None] | None = None,
                on_kernel: Callable[[KernelOutcome], None] | None = None) -> BuildReport:
     """Build the default kernel set of arch into registry. on_generated(job, error) follows stage 1 of
     each job (error '' on success), on_kernel(outcome) stage 2 and nvcc. On sm_90, hopper=True adds
-    the sm90a kernels of the families that have a Hopper program (same family / dtype / head filters)."""
+    the sm90a kernels of the families that have a Hopper program (same family / dtype / head filters):
+    hopper_generator `golden` takes that program file, `planner` the Hopper planner's search (experimental)."""
     target = get_target(arch)
     toolchain = find_toolchain()
     jobs = default_jobs(target, dtypes, head_dims, families, softcap)
@@ -186,11 +200,12 @@ def build_arch(arch: str, registry: Path, *, dtypes: list[str] | None = None, he
     generator = generator or generator_for("planner")
     report = BuildReport(target.arch)
     jobs = _generate(jobs, target, generator, report, on_generated)
-    extra = _generate(extra, target, HopperPrograms(), report, on_generated)  # no planner: the program file
+    hopper_gen = hopper_stage1(hopper_generator)
+    extra = _generate(extra, target, hopper_gen, report, on_generated)
     workers = jobs_limit or max(1, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="qimeng-build-") as tmp, ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(_compile_with_feedback, job, target, toolchain, Path(tmp), generator) for job in jobs]
-        futures += [pool.submit(compile_hopper_job, job, target, toolchain, Path(tmp)) for job in extra]
+        futures += [pool.submit(_compile_with_feedback, job, target, toolchain, Path(tmp), hopper_gen) for job in extra]
         for fut in futures:
             outcome = fut.result()
             report.outcomes.append(outcome)

@@ -1,0 +1,112 @@
+"""The planner's cost model for Hopper programs: predicted time on an H100 without a GPU.
+
+It ranks the warp-specialised candidates (hopper_sketches.py); measurement has the last word
+(docs/planner.md, "Hopper programs"). Terms, in SM clock cycles (1.83 GHz, 132 SMs):
+
+  KV tile  T = t_gemm + (1 - h) * t_sfu + KV_TILE_FIXED
+           t_gemm = 4 * BM * BN * D / GMMA rate (both GEMMs of the CTA's BM rows)
+           t_sfu  = BM * BN / SFU rate (the softmax's exponentials, the longest part of it)
+           h      = the share of the softmax the schedule hides behind GEMMs (HIDDEN, + PINGPONG_HIDDEN)
+  tile     its KV tiles (the program's own loop bounds) + TILE_FIXED: the first S GEMM and softmax,
+           the last O += P V, normalising and storing O, taking the next tile; a CTA per tile
+           (tiles=grid) adds CTA_START (launch, Q's first load, the pipeline's fill)
+  case     tiles scheduled greedily on the SMs in the kernel's order (the longest causal ones first)
+
+KV_TILE_FIXED and HIDDEN are fitted to three measured steady states (H100, bf16, 16k without a
+mask; docs/perf-notes.md "Hopper path" runs): D 128 128 x 128 pinned + ping-pong 1.49 us a KV tile
+(2727 cycles: the trace of session 5), D 256 128 x 80 overlap=softmax 769 TFLOPS and D 64 192 x 96
+overlap=softmax 517 TFLOPS (session 13's run 11). With KV_TILE_FIXED = 300 the two softmax kernels
+both give h = 0.38 and the pinned ping-pong one h = 0.63. TILE_FIXED is the ~3 us a tile boundary
+took in the D 128 traces (sessions 5-8).
+
+Registers: a consumer thread holds O (D / 2 floats), S (BN / 2), P (BN / 4: two 16-bit values a
+register) and what its loop keeps besides (REG_EXTRA per overlap), fitted to the ptxas outcomes the
+perf notes record: pinned spills D 64 192 x 96 at 160 and D 256 128 x 80 at 240, fits D 128 128 x 128
+at 232; softmax fits D 256 128 x 80 at 240 and D 64 192 x 96 at 160, spills D 256 at 232 and
+D 128 128 x 176 at 240; gemms fits paged D 256 128 x 80 at 224; none fits it at 224. A candidate
+whose estimate passes its regs= is pruned (ptxas would spill; stage 2 rejects a spill anyway).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+from qimeng_serve.generate.cost_model import CaseEstimate, Estimate
+from qimeng_serve.generate.hopper_sketches import HopperPoint, HopperSketch
+from qimeng_serve.spec import AttentionSpec
+
+HOPPER_COST_MODEL_VERSION = "1"
+DEVICE = "H100 SXM (132 SMs, 1.83 GHz)"
+SMS = 132
+CLOCK_GHZ = 1.83
+GMMA_FLOPS_PER_CLOCK = 4096  # dense 16-bit warpgroup MMA per SM: 989 TFLOPS / (132 x 1.83 GHz)
+SFU_PER_CLOCK = 16  # exp2 (MUFU.EX2) per SM
+KV_TILE_FIXED = 300  # cycles a KV tile: barrier waits, descriptors, loop bookkeeping (fitted)
+TILE_FIXED = 5500  # cycles a tile boundary: ~3 us in the D 128 traces
+CTA_START = 3100  # tiles=grid: Q lands ~1.7 us after a CTA starts (the one-tile-per-CTA traces)
+HIDDEN = {"none": 0.2, "softmax": 0.38, "gemms": 0.38, "pinned": 0.53}
+PINGPONG_HIDDEN = 0.10  # the other warpgroup's GEMMs run beside this one's softmax
+REG_EXTRA = {"none": 40, "softmax": 48, "gemms": 32, "pinned": 64}
+LENGTHS = (1024, 2048, 4096, 8192, 16384)
+
+
+def consumer_registers(sketch: HopperSketch, point: HopperPoint, head_dim: int) -> int:
+    """Registers a consumer thread needs: O, S, P and the loop's own (REG_EXTRA)."""
+    o, s, p = head_dim // 2, point.block_n // 2, point.block_n // 4
+    return o + s + (0 if sketch.overlap == "none" else p) + REG_EXTRA[sketch.overlap]
+
+
+def kv_tile_cycles(sketch: HopperSketch, point: HopperPoint, head_dim: int) -> float:
+    bm, bn = point.block_m, point.block_n
+    t_gemm = 4 * bm * bn * head_dim / GMMA_FLOPS_PER_CLOCK
+    t_sfu = bm * bn / SFU_PER_CLOCK
+    hidden = HIDDEN[sketch.overlap] + (PINGPONG_HIDDEN if sketch.schedule == "pingpong" else 0.0)
+    return t_gemm + (1 - hidden) * t_sfu + KV_TILE_FIXED
+
+
+def _tile_kv_counts(point: HopperPoint, length: int, causal: bool) -> list[int]:
+    """KV tiles each query tile visits, in the kernel's order (the last query block first)."""
+    bm, bn = point.block_m, point.block_n
+    blocks = math.ceil(length / bm)
+    out = []
+    for m in reversed(range(blocks)):
+        n_end = min(math.ceil(length / bn), math.ceil((m * bm + bm) / bn)) if causal else math.ceil(length / bn)
+        out.append(n_end)
+    return out
+
+
+def _makespan(tile_cycles: list[float], slots: int) -> float:
+    """Greedy list scheduling: each tile to the slot that frees first, in order."""
+    free = [0.0] * slots
+    for t in tile_cycles:
+        heapq.heapreplace(free, free[0] + t)
+    return max(free)
+
+
+def estimate_hopper(sketch: HopperSketch, point: HopperPoint, spec: AttentionSpec) -> Estimate:
+    """Predicted times over the benchmark's shapes (16k tokens, H x D = 2048, L 1k-16k, the spec's
+    mask); the score is their geometric mean in microseconds, inf when the registers do not fit."""
+    d = spec.head_dim
+    producer, consumer = point.registers(sketch)
+    need = consumer_registers(sketch, point, d)
+    smem = 2 * d * (point.block_m + 2 * point.stages * point.block_n)
+    if need > consumer:
+        return Estimate(math.inf, registers=need, spill_regs=need - consumer, smem_bytes=smem, device=DEVICE,
+                        reason=f"the consumer needs about {need} registers a thread, keeps {consumer}: it would spill")
+    kv = kv_tile_cycles(sketch, point, d)
+    start = CTA_START if sketch.tiles == "grid" else 0.0
+    heads = 2048 // d
+    cases = []
+    for length in LENGTHS:
+        batch = 16384 // length
+        per_head = [TILE_FIXED + start + n * kv for n in _tile_kv_counts(point, length, spec.causal)]
+        cycles = _makespan(per_head * (batch * heads), SMS)
+        us = cycles / (CLOCK_GHZ * 1e3)
+        flops = 4 * batch * heads * length * length * d / (2 if spec.causal else 1)
+        label = f"L={length // 1024}k {'causal' if spec.causal else 'full'}"
+        cases.append(CaseEstimate(label, round(us, 3), flops / (us * 1e-6) / 1e12))
+    score = math.exp(sum(math.log(c.time_us) for c in cases) / len(cases))
+    bound = "tensor" if 4 * point.block_m * d / GMMA_FLOPS_PER_CLOCK >= point.block_m / SFU_PER_CLOCK else "softmax"
+    return Estimate(score, tuple(cases), 1, need, 0, smem, bound, DEVICE,
+                    details={"kv_tile_cycles": round(kv), "registers": f"{producer}/{consumer}"})

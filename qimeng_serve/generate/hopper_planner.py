@@ -1,0 +1,225 @@
+"""Stage 1 for the Hopper kernels: the planner's search over warp-specialised programs (sm_90a).
+
+For an (AttentionSpec, sm_90) it
+ 1. enumerates Hopper sketches (hopper_sketches.py) and their parameter points;
+ 2. prices each with the Hopper cost model (hopper_cost.py), which also prunes the points whose
+    consumer registers would spill;
+ 3. runs the rest through the checker (shared memory, the register launch budget, the role rules);
+ 4. takes them best first through stage 2's sm90 lowering and the TL interpreter (the float64 gate
+    every planned program passes), until INTERPRET_TOP have passed: the first is the program.
+Every candidate becomes an Attempt of the GenerationRecord, as in the portable planner. The
+measured programs of kernels_src/tl/<family>_sm90.tl stay the build's default (`--hopper-generator
+golden`) until the planner's choices have been timed against them (docs/planner.md).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+from qimeng_serve.errors import QimengError, TLCheckError, TLError
+from qimeng_serve.generate.base import Attempt, GeneratedProgram, GenerationRecord
+from qimeng_serve.generate.cost_model import Estimate
+from qimeng_serve.generate.hopper_cost import (
+    DEVICE,
+    HOPPER_COST_MODEL_VERSION,
+    LENGTHS,
+    estimate_hopper,
+)
+from qimeng_serve.generate.hopper_sketches import (
+    HopperPoint,
+    HopperSketch,
+    enumerate_hopper_sketches,
+    hopper_points,
+    hopper_program_text,
+)
+from qimeng_serve.generate.interpret_gate import interpret
+from qimeng_serve.spec import AttentionSpec
+from qimeng_serve.targets import Target, get_target
+from qimeng_serve.tl import ast
+from qimeng_serve.tl.checker import check_tl, check_tl_or_raise
+from qimeng_serve.tl.interpreter import resolve_params
+from qimeng_serve.tl.parser import parse_tl
+from qimeng_serve.tl.printer import print_tl
+
+HOPPER_PLANNER_VERSION = "1"
+HOPPER_ARCH = "sm_90"
+INTERPRET_TOP = 2
+
+
+@dataclass
+class HopperCandidate:
+    index: int
+    sketch: HopperSketch
+    point: HopperPoint
+    stage: str = "ranked"  # cost, checker, lowering, ranked, interpret
+    verdict: str = "ok"
+    estimate: Estimate | None = None
+    program: ast.Program | None = None
+
+    def summary(self) -> str:
+        return f"{self.sketch.summary()} | {self.point.summary(self.sketch)}"
+
+    def attempt(self) -> Attempt:
+        score = round(self.estimate.score, 3) if self.estimate and self.estimate.feasible else None
+        return Attempt(self.stage, self.summary(), self.verdict, score)
+
+
+@dataclass
+class HopperSearch:
+    spec: AttentionSpec
+    target: Target
+    candidates: list[HopperCandidate] = field(default_factory=list)
+    ranked: list[HopperCandidate] = field(default_factory=list)
+    passed: list[HopperCandidate] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+    def pruned_by(self) -> dict[str, int]:
+        tally = Counter(c.verdict.split(":")[0] if c.stage == "checker" else c.stage
+                        for c in self.candidates if c.stage in ("cost", "checker", "lowering"))
+        return dict(sorted(tally.items()))
+
+
+def program_name(spec: AttentionSpec) -> str:
+    """`dense_prefill_sm90a`: the name the build's sm90a kernels go under (kernel_set.hopper_variant_program)."""
+    return f"{spec.op}_sm90a"
+
+
+class HopperPlanner:
+    """Generator of sm90a programs (the build's Hopper jobs) by search; see the module docstring."""
+
+    name = "planner"
+
+    def __init__(self, *, interpret_top: int = INTERPRET_TOP) -> None:
+        self.interpret_top = interpret_top
+
+    def generate(self, spec: AttentionSpec, target: Target | str) -> GeneratedProgram:
+        target = get_target(target) if isinstance(target, str) else target
+        search = self.search(spec, target)
+        return self._program(search, search.passed[0])
+
+    def next_program(self, spec: AttentionSpec, target: Target | str, rejected: GeneratedProgram,
+                     reason: str) -> GeneratedProgram | None:
+        """Stage 2's feedback: ptxas spilled `rejected`. The next interpreter-verified candidate that
+        the cost model expects to need fewer consumer registers, or None."""
+        target = get_target(target) if isinstance(target, str) else target
+        chosen = rejected.record.details.get("chosen", {})
+        ceiling = chosen.get("estimate", {}).get("registers", 0)
+        try:
+            search = self.search(spec, target, want=1, below=ceiling)
+        except QimengError:  # no candidate needs fewer registers
+            return None
+        generated = self._program(search, search.passed[0])
+        rejections = rejected.record.details.get("ptxas_rejected", []) + [
+            {"candidate": chosen.get("summary", "?"), "ptxas": reason}]
+        record = GenerationRecord("planner", {**generated.record.details, "ptxas_rejected": rejections},
+                                  tuple(Attempt("ptxas", r["candidate"], r["ptxas"]) for r in rejections)
+                                  + generated.record.attempts)
+        return replace(generated, record=record)
+
+    # ------------------------------------------------------------ search
+    def search(self, spec: AttentionSpec, target: Target, *, want: int | None = None,
+               below: int | None = None) -> HopperSearch:
+        """Enumerate, price, check, lower and interpret; raises when no candidate survives.
+        below: only candidates predicted to need fewer consumer registers (ptxas feedback)."""
+        if target.arch != HOPPER_ARCH:
+            raise QimengError(f"the Hopper planner plans for {HOPPER_ARCH}, not {target.arch}",
+                              fix="build sm_90, or use the portable planner for this arch")
+        spec.validate_for(target)
+        sketches = enumerate_hopper_sketches(spec.op)
+        if not sketches:
+            raise QimengError(f"{spec.op} has no Hopper form", fix="the Hopper kernels are dense and paged prefill")
+        s = HopperSearch(spec, target)
+        for key in ("sketches", "candidates", "ranked", "interpreted", "interpreter_failed"):
+            s.counts[key] = 0
+        s.counts["sketches"] = len(sketches)
+        checked: dict[tuple, str] = {}  # the checker's verdict does not depend on the schedule options
+        for sketch in sketches:
+            for point in hopper_points(sketch):
+                c = HopperCandidate(len(s.candidates), sketch, point)
+                s.candidates.append(c)
+                s.counts["candidates"] += 1
+                c.estimate = estimate_hopper(sketch, point, spec)
+                if not c.estimate.feasible:
+                    c.stage, c.verdict = "cost", c.estimate.reason
+                    continue
+                if below is not None and c.estimate.registers >= below:
+                    c.stage, c.verdict = "cost", f"ptxas feedback: needs {c.estimate.registers} >= {below} registers"
+                    continue
+                c.program = parse_tl(hopper_program_text(sketch, spec, target.arch, name=program_name(spec),
+                                                         params=point.params(sketch)))
+                key = (sketch.tiles, sketch.kv_via, point)
+                if key not in checked:
+                    errors = [d for d in check_tl(c.program, target, spec) if d.severity == "error"]
+                    checked[key] = f"{errors[0].rule}: {errors[0].message}" if errors else ""
+                if checked[key]:
+                    c.stage, c.verdict = "checker", checked[key]
+        s.ranked = sorted((c for c in s.candidates if c.stage == "ranked"),
+                          key=lambda c: (round(c.estimate.score, 3), -c.point.stages, c.index))
+        s.counts["ranked"] = len(s.ranked)
+        self._lower_and_interpret(s, want or self.interpret_top)
+        return s
+
+    def _lower_and_interpret(self, s: HopperSearch, want: int) -> None:
+        from qimeng_serve.lower.emit_sm90 import lower_sm90
+
+        for c in s.ranked:
+            if len(s.passed) >= want:
+                break
+            try:
+                lower_sm90(c.program, s.target, s.spec)
+            except TLCheckError as exc:
+                c.stage, c.verdict = "checker", f"{exc.diagnostics[0].rule}: {exc.diagnostics[0].message}"
+                continue
+            except TLError as exc:  # a statement or tile shape the sm90 lowering does not implement
+                c.stage, c.verdict = "lowering", f"lowering: {exc.message}"
+                continue
+            params = {k: v for k, v in resolve_params(c.program, s.spec).items() if isinstance(v, int)}
+            problem = interpret(c.program, s.spec, params)
+            c.stage, c.verdict = "interpret", problem or "ok"
+            s.counts["interpreted"] += 1
+            if problem:
+                s.counts["interpreter_failed"] += 1
+            else:
+                s.passed.append(c)
+        if not s.passed:
+            why = next((c.verdict for c in s.ranked if c.stage in ("interpret", "lowering")),
+                       "no candidate survived the cost model and the checker")
+            raise QimengError(f"the Hopper planner found no program for {s.spec.key()}: {why}",
+                              fix="build with --hopper-generator golden")
+
+    def _program(self, s: HopperSearch, chosen: HopperCandidate) -> GeneratedProgram:
+        spec, target = s.spec, s.target
+        est = chosen.estimate
+        header = [
+            (f"Planned by qimeng-serve (Hopper planner {HOPPER_PLANNER_VERSION}, cost model "
+             f"{HOPPER_COST_MODEL_VERSION}) for {spec.key()} on {target.arch} (sm_90a)."),
+            f"Sketch: {chosen.sketch.summary()}.",
+            f"Params: {chosen.point.summary(chosen.sketch)}.",
+            f"Predicted on {DEVICE}: " + ", ".join(f"{c.label} {c.rate:.0f}" for c in est.cases) + " TFLOPS.",
+            (f"Chosen from {s.counts['candidates']} candidates: {s.counts['ranked']} ranked by the cost model, "
+             f"{s.counts['interpreted']} run in the interpreter."),
+        ]
+        name = program_name(spec)
+        text = print_tl(parse_tl(hopper_program_text(chosen.sketch, spec, target.arch, name=name,
+                                                     params=chosen.point.params(chosen.sketch), header=header)))
+        program = parse_tl(text, source_name=f"planner:{name}")
+        check_tl_or_raise(program, target, spec, source_name=f"planner:{name}")
+        sketch_text = hopper_program_text(chosen.sketch, spec, target.arch, name=name, header=header[:2])
+        first = [c for c in s.ranked if c.stage == "interpret"]
+        rest = [c for c in s.ranked if c.stage == "ranked"]
+        pruned = [c for c in s.candidates if c.stage not in ("interpret", "ranked")]
+        details = {
+            "planner_version": HOPPER_PLANNER_VERSION,
+            "cost_model_version": HOPPER_COST_MODEL_VERSION,
+            "device_model": DEVICE,
+            "workload": [f"L={n // 1024}k" for n in LENGTHS],
+            "counts": dict(sorted(s.counts.items())),
+            "pruned_by": s.pruned_by(),
+            "chosen": {"summary": chosen.summary(), "sketch": chosen.sketch.summary(),
+                       "params": chosen.point.summary(chosen.sketch), "estimate": est.to_dict()},
+            "best_ranked": s.ranked[0].summary(),
+        }
+        record = GenerationRecord("planner", details, tuple(c.attempt() for c in first + rest + pruned))
+        return GeneratedProgram(spec, target.arch, sketch_text, program, text, record,
+                                name=f"planner:{spec.op}:sm_90a:{spec.dtype}:hd{spec.head_dim}")
