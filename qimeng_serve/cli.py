@@ -175,6 +175,7 @@ def build(
         for a in archs:
             report = build_arch(a, reg, dtypes=dtype, head_dims=head_dim, families=family, softcap=softcap,
                                 jobs_limit=jobs, generator=gen, hopper=hopper, hopper_generator=hopper_generator,
+                                hopper_tune=tune and hopper_generator == "planner", hopper_tune_top=tune_top,
                                 on_generated=on_generated,
                                 on_kernel=on_kernel)
             bundles += report.bundles

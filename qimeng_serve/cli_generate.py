@@ -83,7 +83,8 @@ def generate(
     hopper: Annotated[bool, typer.Option(
         "--hopper", help="sm_90: plan the Hopper (sm_90a: TMA + GMMA, warp-specialised) program of dense or "
                          "paged prefill instead of the portable one (the Hopper planner; experimental: the "
-                         "build ships the measured kernels_src/tl/<op>_sm90.tl).")] = False,
+                         "build ships the measured kernels_src/tl/<op>_sm90.tl). With --tune, on an H100 / "
+                         "H200, its top --tune-top candidates are measured and the fastest wins.")] = False,
 ) -> None:
     """Stage 1 only: write the TL program for one kernel (op, dtype, head size) on one GPU architecture.
 
@@ -105,9 +106,9 @@ def generate(
     if hopper:
         from qimeng_serve.generate.hopper_planner import HopperPlanner
 
-        if generator != "planner" or tune:
-            raise QimengError("--hopper plans with the Hopper planner alone", fix="drop --generator / --tune")
-        gen = HopperPlanner()
+        if generator != "planner":
+            raise QimengError("--hopper plans with the Hopper planner", fix="drop --generator")
+        gen = HopperPlanner(tune=tune, tune_top=tune_top, progress=lambda message: err.print(f"[dim]{escape(message)}[/]"))
     else:
         gen = stage1_generator(generator, model=model, api_key=api_key, base_url=base_url, tune=tune,
                                tune_top=tune_top, use_cache=not no_cache, archs=[target.arch])

@@ -34,8 +34,13 @@ def headers_digest(include_dir: Path) -> str:
     return h.hexdigest()
 
 
+# 2: --tune compiled a kernel's candidates in one folder under one file name, so an entry could hold
+# another candidate's cubin (session 13); a new schema leaves those entries behind
+CACHE_SCHEMA = 2
+
+
 def build_key(cuda_source: str, sass_arch: str, flags: list[str], toolchain_fingerprint: str, headers: str) -> str:
-    blob = json.dumps([cuda_source, sass_arch, flags, toolchain_fingerprint, headers], sort_keys=True)
+    blob = json.dumps([CACHE_SCHEMA, cuda_source, sass_arch, flags, toolchain_fingerprint, headers], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -172,21 +172,23 @@ def _first_error(log: str) -> str:
     return next((line.strip() for line in log.splitlines() if "error" in line), log.strip()[-200:])
 
 
-def hopper_stage1(name: str) -> Generator:
+def hopper_stage1(name: str, *, tune: bool = False, tune_top: int = 4, progress=None) -> Generator:
     """Stage 1 of the sm90a jobs: `golden` (the measured kernels_src/tl/<family>_sm90.tl, the default)
-    or `planner` (the Hopper planner; docs/planner.md says how its choices compared when timed)."""
+    or `planner` (the Hopper planner; docs/planner.md says how its choices compared when timed; with
+    tune, its top candidates measured on this machine's sm_90 GPU)."""
     if name == "golden":
         return HopperPrograms()
     if name == "planner":
         from qimeng_serve.generate.hopper_planner import HopperPlanner
 
-        return HopperPlanner()
+        return HopperPlanner(tune=tune, tune_top=tune_top, progress=progress)
     raise QimengError(f"unknown Hopper generator '{name}'", fix="use --hopper-generator golden (default) or planner")
 
 
 def build_arch(arch: str, registry: Path, *, dtypes: list[str] | None = None, head_dims: list[int] | None = None,
                families: list[str] | None = None, softcap: float = 0.0, jobs_limit: int | None = None,
                generator: Generator | None = None, hopper: bool = True, hopper_generator: str = "golden",
+               hopper_tune: bool = False, hopper_tune_top: int = 4,
                on_generated: Callable[[KernelJob, str], None] | None = None,
                on_kernel: Callable[[KernelOutcome], None] | None = None) -> BuildReport:
     """Build the default kernel set of arch into registry. on_generated(job, error) follows stage 1 of
@@ -200,7 +202,7 @@ def build_arch(arch: str, registry: Path, *, dtypes: list[str] | None = None, he
     generator = generator or generator_for("planner")
     report = BuildReport(target.arch)
     jobs = _generate(jobs, target, generator, report, on_generated)
-    hopper_gen = hopper_stage1(hopper_generator)
+    hopper_gen = hopper_stage1(hopper_generator, tune=hopper_tune, tune_top=hopper_tune_top)
     extra = _generate(extra, target, hopper_gen, report, on_generated)
     workers = jobs_limit or max(1, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="qimeng-build-") as tmp, ThreadPoolExecutor(workers) as pool:

@@ -56,12 +56,14 @@ class HopperCandidate:
     verdict: str = "ok"
     estimate: Estimate | None = None
     program: ast.Program | None = None
+    measured_ms: float | None = None  # --tune: geometric mean over the workload, on the GPU
 
     def summary(self) -> str:
         return f"{self.sketch.summary()} | {self.point.summary(self.sketch)}"
 
     def attempt(self) -> Attempt:
-        score = round(self.estimate.score, 3) if self.estimate and self.estimate.feasible else None
+        score = self.measured_ms if self.measured_ms is not None else (
+            round(self.estimate.score, 3) if self.estimate and self.estimate.feasible else None)
         return Attempt(self.stage, self.summary(), self.verdict, score)
 
 
@@ -90,13 +92,36 @@ class HopperPlanner:
 
     name = "planner"
 
-    def __init__(self, *, interpret_top: int = INTERPRET_TOP) -> None:
-        self.interpret_top = interpret_top
+    def __init__(self, *, interpret_top: int = INTERPRET_TOP, tune: bool = False, tune_top: int = 4,
+                 progress=None) -> None:
+        if interpret_top < 1 or tune_top < 1:
+            raise QimengError("--tune-top and the interpreter gate need at least 1 candidate", fix="use --tune-top 4")
+        self.interpret_top, self.tune, self.tune_top = interpret_top, tune, tune_top
+        self.progress = progress or (lambda message: None)
 
     def generate(self, spec: AttentionSpec, target: Target | str) -> GeneratedProgram:
+        """The best candidate by the cost model, or with tune=True the fastest of the top tune_top
+        measured on this machine's sm_90 GPU (generate/tune.py: compiled, validated, timed)."""
         target = get_target(target) if isinstance(target, str) else target
-        search = self.search(spec, target)
-        return self._program(search, search.passed[0])
+        if self.tune:
+            from qimeng_serve.generate.tune import gpu_name
+
+            gpu_name(target)  # no GPU of this arch: a clear error before the search
+        search = self.search(spec, target, want=max(self.interpret_top, self.tune_top if self.tune else 0))
+        chosen = search.passed[0]
+        if self.tune:
+            chosen = self._tune(search)
+        return self._program(search, chosen)
+
+    def _tune(self, s: HopperSearch) -> HopperCandidate:
+        from qimeng_serve.build.kernel_set import SM90A, KernelJob
+        from qimeng_serve.generate.tune import measure
+
+        candidates = s.passed[:self.tune_top]
+        best, device = measure(s.spec, s.target, candidates,
+                               lambda c: KernelJob(s.spec, self._program(s, c), variant=SM90A), self.progress)
+        s.counts["tuned"], s.counts["tuned_on"] = len(candidates), device
+        return best
 
     def next_program(self, spec: AttentionSpec, target: Target | str, rejected: GeneratedProgram,
                      reason: str) -> GeneratedProgram | None:
@@ -195,7 +220,9 @@ class HopperPlanner:
             (f"Planned by qimeng-serve (Hopper planner {HOPPER_PLANNER_VERSION}, cost model "
              f"{HOPPER_COST_MODEL_VERSION}) for {spec.key()} on {target.arch} (sm_90a)."),
             f"Sketch: {chosen.sketch.summary()}.",
-            f"Params: {chosen.point.summary(chosen.sketch)}.",
+            f"Params: {chosen.point.summary(chosen.sketch)}"
+            + (f"; measured {chosen.measured_ms:.3f} ms (geo-mean) on {s.counts['tuned_on']}." if chosen.measured_ms
+               is not None else "."),
             f"Predicted on {DEVICE}: " + ", ".join(f"{c.label} {c.rate:.0f}" for c in est.cases) + " TFLOPS.",
             (f"Chosen from {s.counts['candidates']} candidates: {s.counts['ranked']} ranked by the cost model, "
              f"{s.counts['interpreted']} run in the interpreter."),
@@ -206,7 +233,7 @@ class HopperPlanner:
         program = parse_tl(text, source_name=f"planner:{name}")
         check_tl_or_raise(program, target, spec, source_name=f"planner:{name}")
         sketch_text = hopper_program_text(chosen.sketch, spec, target.arch, name=name, header=header[:2])
-        first = [c for c in s.ranked if c.stage == "interpret"]
+        first = [c for c in s.ranked if c.stage in ("tune", "interpret")]
         rest = [c for c in s.ranked if c.stage == "ranked"]
         pruned = [c for c in s.candidates if c.stage not in ("interpret", "ranked")]
         details = {
@@ -217,7 +244,8 @@ class HopperPlanner:
             "counts": dict(sorted(s.counts.items())),
             "pruned_by": s.pruned_by(),
             "chosen": {"summary": chosen.summary(), "sketch": chosen.sketch.summary(),
-                       "params": chosen.point.summary(chosen.sketch), "estimate": est.to_dict()},
+                       "params": chosen.point.summary(chosen.sketch), "estimate": est.to_dict(),
+                       "measured_ms": chosen.measured_ms},
             "best_ranked": s.ranked[0].summary(),
         }
         record = GenerationRecord("planner", details, tuple(c.attempt() for c in first + rest + pruned))

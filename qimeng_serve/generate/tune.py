@@ -49,18 +49,24 @@ def gpu_name(target: Target) -> str:
 
 def tune(search: Search, top: int, progress: Callable[[str], None]) -> Candidate:
     """Measure the top candidates of search; returns the fastest that validates (marked in place)."""
-    from qimeng_serve.build.pipeline import compile_job, write_bundle_for
+    best, device = measure(search.spec, search.target, search.passed[:top], lambda c: _job(search, c), progress)
+    search.counts["tuned"] = len(search.passed[:top])
+    search.counts["tuned_on"] = device
+    return best
+
+
+def measure(spec: AttentionSpec, target: Target, candidates: list, job_for: Callable, progress: Callable[[str], None]):
+    """(the fastest candidate that validates, the GPU's name): each candidate (with .stage, .verdict,
+    .measured_ms, .estimate, .summary()) compiled as job_for(candidate) makes it, validated and timed."""
+    from qimeng_serve.build.pipeline import write_bundle_for
     from qimeng_serve.build.toolchain import find_toolchain
 
-    spec, target = search.spec, search.target
     device = gpu_name(target)
-    candidates = search.passed[:top]
     toolchain = find_toolchain()
     with tempfile.TemporaryDirectory(prefix="qimeng-tune-") as tmp:
-        jobs = [_job(search, c) for c in candidates]
+        jobs = [job_for(c) for c in candidates]
         progress(f"tune: compiling {len(jobs)} candidates for {spec.key()}")
-        with ThreadPoolExecutor(len(jobs)) as pool:
-            outcomes = list(pool.map(lambda j: compile_job(j, target, toolchain, Path(tmp)), jobs))
+        outcomes = compile_candidates(jobs, target, toolchain, Path(tmp))
         timed = []
         for i, (c, outcome) in enumerate(zip(candidates, outcomes)):
             c.stage = "tune"
@@ -84,9 +90,21 @@ def tune(search: Search, top: int, progress: Callable[[str], None]) -> Candidate
                           fix="report it with the build log; `qimeng-serve build` without --tune keeps the "
                               "cost model's choice, which `qimeng-serve validate` then checks")
     best = min((c for c, _ in timed), key=lambda c: (c.measured_ms, candidates.index(c)))
-    search.counts["tuned"] = len(candidates)
-    search.counts["tuned_on"] = device
-    return best
+    return best, device
+
+
+def compile_candidates(jobs: list, target: Target, toolchain, workdir: Path) -> list:
+    """compile_job for each job, in parallel, each in a folder of its own: the candidates of one kernel
+    share its entry name, so in one folder they wrote the same `<entry>.cu` and nvcc could compile
+    another candidate's source under this one's manifest (an sm90a candidate then faulted in
+    validation, session 13's run 4)."""
+    from qimeng_serve.build.pipeline import compile_job
+
+    folders = [workdir / f"cand{i}" for i in range(len(jobs))]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max(1, len(jobs))) as pool:
+        return list(pool.map(lambda jf: compile_job(jf[0], target, toolchain, jf[1]), zip(jobs, folders)))
 
 
 def _job(search: Search, c: Candidate):

@@ -77,3 +77,26 @@ def test_next_program_needs_fewer_registers_and_replaces_the_cached_plan(tmp_pat
     est = second.record.details["chosen"]["estimate"]
     assert est["registers"] + est["spill_regs"] < 255 + 22 and second.text != first.text
     assert planner.generate(spec, target).text == second.text  # a warm build gets the program that compiled
+
+
+def test_tune_compiles_each_candidate_from_its_own_source(tmp_path, monkeypatch):
+    """--tune compiles a kernel's candidates in parallel; they share an entry name, so each needs a
+    folder of its own. Every candidate's cubin must be the one its own source makes alone."""
+    from qimeng_serve.build.toolchain import find_toolchain
+    from qimeng_serve.generate.tune import _job, compile_candidates
+
+    spec, target = AttentionSpec("paged_prefill", "f16", 64), get_target("sm_75")
+    search = Planner(use_cache=False).search(spec, target)
+    jobs = [_job(search, c) for c in search.passed[:3]]
+    assert len({j.generated.text for j in jobs}) == 3
+    assert len({pipeline.lower(j.program, target, spec).entries[0].name for j in jobs}) == 1  # one entry name
+    toolchain = find_toolchain()
+    monkeypatch.setenv("QIMENG_CACHE_DIR", str(tmp_path / "cache-parallel"))  # no cache hit: nvcc runs
+    together = compile_candidates(jobs, target, toolchain, tmp_path / "together")
+    monkeypatch.setenv("QIMENG_CACHE_DIR", str(tmp_path / "cache-alone"))
+    alone = [pipeline.compile_job(j, target, toolchain, (tmp_path / f"alone{i}").resolve()) for i, j in enumerate(jobs)
+             if (tmp_path / f"alone{i}").mkdir() is None]
+    from qimeng_serve.lower.sm90_build import sass_text
+
+    for t, a in zip(together, alone):  # the SASS, not the bytes: a cubin's line info names its .cu path
+        assert not t.rejected and sass_text(t.result.cubin, toolchain) == sass_text(a.result.cubin, toolchain)

@@ -136,3 +136,11 @@ def test_build_takes_the_hopper_kernels_from_the_planner(cache_env, tmp_path):
     assert meta["tl"]["source"].startswith("# Planned by qimeng-serve (Hopper planner")
     with pytest.raises(QimengError, match="unknown Hopper generator"):
         pipeline.hopper_stage1("llm")
+
+
+def test_tuning_the_hopper_planner_needs_an_sm90_gpu():
+    """--tune measures on this machine's GPU; without one it says so before any search."""
+    with pytest.raises(QimengError, match="GPU|CUDA"):
+        HopperPlanner(tune=True).generate(AttentionSpec("dense_prefill", "bf16", 128), SM90)
+    result = CliRunner().invoke(app, ["generate", "--arch", "sm_90", "--op", "dense_prefill", "--hopper", "--tune"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
