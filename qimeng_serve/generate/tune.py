@@ -79,14 +79,16 @@ def measure(spec: AttentionSpec, target: Target, candidates: list, job_for: Call
                 c.verdict = f"validation failed on {device}: {failed}"
                 continue
             timed.append((c, bundle))
-        per_case = _time(timed, spec, progress)
+        per_case = _time(timed, spec, progress) if timed else {}
     for c, _ in timed:
         cases = per_case[id(c)]
         c.measured_ms = round(math.exp(sum(math.log(ms) for ms in cases.values()) / len(cases)), 4)
         c.verdict = (f"validated; measured on {device} (geo-mean {c.measured_ms:.3f} ms, the model predicted "
                      f"{c.estimate.score / 1e3:.3f} ms): " + ", ".join(f"{label} {ms:.3f} ms" for label, ms in cases.items()))
     if not timed:
-        raise QimengError(f"none of the {len(candidates)} tuned candidates for {spec.key()} validated on {device}",
+        why = "; ".join(dict.fromkeys(c.verdict for c in candidates))  # each reason once: not built, or failed
+        raise QimengError(f"none of the {len(candidates)} tuned candidates for {spec.key()} validated on {device}: "
+                          f"{why}",
                           fix="report it with the build log; `qimeng-serve build` without --tune keeps the "
                               "cost model's choice, which `qimeng-serve validate` then checks")
     best = min((c for c, _ in timed), key=lambda c: (c.measured_ms, candidates.index(c)))
