@@ -1,30 +1,45 @@
 """The planner's cost model for Hopper programs: predicted time on an H100 without a GPU.
 
 It ranks the warp-specialised candidates (hopper_sketches.py); measurement has the last word
-(docs/planner.md, "Hopper programs"). Terms, in SM clock cycles (1.83 GHz, 132 SMs):
+(`--tune`; docs/planner.md, "Hopper programs"). Terms, in SM clock cycles (1.83 GHz, 132 SMs):
 
-  KV tile  T = t_gemm + (1 - h) * t_sfu + KV_TILE_FIXED
-           t_gemm = 4 * BM * BN * D / GMMA rate (both GEMMs of the CTA's BM rows)
-           t_sfu  = BM * BN / SFU rate (the softmax's exponentials, the longest part of it)
-           h      = the share of the softmax the schedule hides behind GEMMs (HIDDEN, + PINGPONG_HIDDEN)
+  KV tile  T = max(t_gemm, R) + KV_TILE_FIXED
+           t_gemm = 4 * BM * BN * D / GMMA rate: the CTA's two GEMMs on the SM's one tensor pipe
+           R      = t_gemm / C + KAPPA * s: one warpgroup's round, its own GEMMs and then the part of
+                    its softmax it cannot hide; s = 64 * BN / SFU rate, its exponentials
+           KAPPA  per overlap, times PINGPONG_KAPPA under ping-pong
   tile     its KV tiles (the program's own loop bounds) + TILE_FIXED: the first S GEMM and softmax,
            the last O += P V, normalising and storing O, taking the next tile; a CTA per tile
            (tiles=grid) adds CTA_START (launch, Q's first load, the pipeline's fill)
   case     tiles scheduled greedily on the SMs in the kernel's order (the longest causal ones first)
 
-KV_TILE_FIXED and HIDDEN are fitted to three measured steady states (H100, bf16, 16k without a
-mask; docs/perf-notes.md "Hopper path" runs): D 128 128 x 128 pinned + ping-pong 1.49 us a KV tile
-(2727 cycles: the trace of session 5), D 256 128 x 80 overlap=softmax 769 TFLOPS and D 64 192 x 96
-overlap=softmax 517 TFLOPS (session 13's run 11). With KV_TILE_FIXED = 300 the two softmax kernels
-both give h = 0.38 and the pinned ping-pong one h = 0.63. TILE_FIXED is the ~3 us a tile boundary
-took in the D 128 traces (sessions 5-8).
+With few warpgroups and a long softmax (D 64: s is as long as a warpgroup's GEMMs) the round binds:
+the tensor pipe waits while every warpgroup is in its softmax. With more warpgroups or a larger D
+the shared tensor pipe binds.
+
+The constants are fitted to six steady states measured on the H100 (bf16, 16k, no mask; docs/perf-
+notes.md "Hopper path" runs). Each is given as cycles a KV tile, measured / model:
+- D 128 128 x 128 pinned + ping-pong: 2727 (the session-5 trace) / 2787;
+- D 256 128 x 80 softmax: 3252 / 3252;
+- D 64 192 x 96 softmax: 2183 / 2182;
+- D 64 128 x 176 pinned + ping-pong: about 2869 / 2869;
+- D 64 128 x 128 pinned + ping-pong: about 2144 / 2274;
+- D 256 128 x 64 pinned + ping-pong: about 2768 / 2740.
+The "about" ones come from their ratio to the shipped kernel in the same run (sessions 7 and 13).
+The two softmax kernels fix KV_TILE_FIXED and KAPPA["softmax"]; the D 64 128 x 176 one fixes pinned
++ ping-pong. KAPPA for none and gemms, and ping-pong with anything but pinned, are not measured
+apart: they are set between those two. TILE_FIXED is the ~3 us a tile boundary took in the D 128
+traces (sessions 5-8).
 
 Registers: a consumer thread holds O (D / 2 floats), S (BN / 2), P (BN / 4: two 16-bit values a
-register) and what its loop keeps besides (REG_EXTRA per overlap), fitted to the ptxas outcomes the
-perf notes record: pinned spills D 64 192 x 96 at 160 and D 256 128 x 80 at 240, fits D 128 128 x 128
-at 232; softmax fits D 256 128 x 80 at 240 and D 64 192 x 96 at 160, spills D 256 at 232 and
-D 128 128 x 176 at 240; gemms fits paged D 256 128 x 80 at 224; none fits it at 224. A candidate
-whose estimate passes its regs= is pruned (ptxas would spill; stage 2 rejects a spill anyway).
+register) and what its loop keeps besides (REG_EXTRA per overlap). These are fitted to the ptxas
+outcomes the perf notes record:
+- pinned spills D 64 192 x 96 at 160 and D 256 128 x 80 at 240, and fits D 128 128 x 128 at 232;
+- softmax fits D 256 128 x 80 at 240 and D 64 192 x 96 at 160;
+- softmax spills D 256 at 232 and D 128 128 x 176 at 240;
+- gemms fits paged D 256 128 x 80 at 224, and so does none.
+A candidate whose estimate passes its regs= is pruned: ptxas would spill, and stage 2 rejects a
+spill anyway.
 """
 
 from __future__ import annotations
@@ -36,17 +51,19 @@ from qimeng_serve.generate.cost_model import CaseEstimate, Estimate
 from qimeng_serve.generate.hopper_sketches import HopperPoint, HopperSketch
 from qimeng_serve.spec import AttentionSpec
 
-HOPPER_COST_MODEL_VERSION = "1"
+HOPPER_COST_MODEL_VERSION = "2"
 DEVICE = "H100 SXM (132 SMs, 1.83 GHz)"
 SMS = 132
 CLOCK_GHZ = 1.83
 GMMA_FLOPS_PER_CLOCK = 4096  # dense 16-bit warpgroup MMA per SM: 989 TFLOPS / (132 x 1.83 GHz)
 SFU_PER_CLOCK = 16  # exp2 (MUFU.EX2) per SM
-KV_TILE_FIXED = 300  # cycles a KV tile: barrier waits, descriptors, loop bookkeeping (fitted)
+KV_TILE_FIXED = 692  # cycles a KV tile: barrier waits, descriptors, loop bookkeeping (fitted)
 TILE_FIXED = 5500  # cycles a tile boundary: ~3 us in the D 128 traces
 CTA_START = 3100  # tiles=grid: Q lands ~1.7 us after a CTA starts (the one-tile-per-CTA traces)
-HIDDEN = {"none": 0.2, "softmax": 0.38, "gemms": 0.38, "pinned": 0.53}
-PINGPONG_HIDDEN = 0.10  # the other warpgroup's GEMMs run beside this one's softmax
+# the softmax a warpgroup's round keeps, in units of its exponentials (softmax, and pinned with
+# ping-pong, fitted; none and gemms assumed next to softmax: gemms waits for both GEMMs first)
+KAPPA = {"none": 3.3, "softmax": 2.88, "gemms": 2.88, "pinned": 2.46}
+PINGPONG_KAPPA = 0.85  # turns: the other warpgroup's GEMMs run beside this one's softmax (2.46 x 0.85 = 2.09)
 REG_EXTRA = {"none": 40, "softmax": 48, "gemms": 32, "pinned": 64}
 LENGTHS = (1024, 2048, 4096, 8192, 16384)
 
@@ -58,11 +75,13 @@ def consumer_registers(sketch: HopperSketch, point: HopperPoint, head_dim: int) 
 
 
 def kv_tile_cycles(sketch: HopperSketch, point: HopperPoint, head_dim: int) -> float:
+    """max(the tensor pipe's time, one warpgroup's round) + the fixed part, for one KV tile."""
     bm, bn = point.block_m, point.block_n
     t_gemm = 4 * bm * bn * head_dim / GMMA_FLOPS_PER_CLOCK
-    t_sfu = bm * bn / SFU_PER_CLOCK
-    hidden = HIDDEN[sketch.overlap] + (PINGPONG_HIDDEN if sketch.schedule == "pingpong" else 0.0)
-    return t_gemm + (1 - hidden) * t_sfu + KV_TILE_FIXED
+    exps = 64 * bn / SFU_PER_CLOCK  # one warpgroup's exponentials
+    kappa = KAPPA[sketch.overlap] * (PINGPONG_KAPPA if sketch.schedule == "pingpong" else 1.0)
+    round_ = t_gemm / point.consumers + kappa * exps
+    return max(t_gemm, round_) + KV_TILE_FIXED
 
 
 def _tile_kv_counts(point: HopperPoint, length: int, causal: bool) -> list[int]:
@@ -107,6 +126,7 @@ def estimate_hopper(sketch: HopperSketch, point: HopperPoint, spec: AttentionSpe
         label = f"L={length // 1024}k {'causal' if spec.causal else 'full'}"
         cases.append(CaseEstimate(label, round(us, 3), flops / (us * 1e-6) / 1e12))
     score = math.exp(sum(math.log(c.time_us) for c in cases) / len(cases))
-    bound = "tensor" if 4 * point.block_m * d / GMMA_FLOPS_PER_CLOCK >= point.block_m / SFU_PER_CLOCK else "softmax"
+    t_gemm = 4 * point.block_m * point.block_n * d / GMMA_FLOPS_PER_CLOCK
+    bound = "tensor" if kv - KV_TILE_FIXED <= t_gemm else "warpgroup round"
     return Estimate(score, tuple(cases), 1, need, 0, smem, bound, DEVICE,
                     details={"kv_tile_cycles": round(kv), "registers": f"{producer}/{consumer}"})

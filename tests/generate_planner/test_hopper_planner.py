@@ -13,7 +13,7 @@ from qimeng_serve.build.bundle import read_manifest
 from qimeng_serve.build.kernel_set import hopper_variant_program
 from qimeng_serve.cli import app
 from qimeng_serve.errors import QimengError
-from qimeng_serve.generate.hopper_cost import consumer_registers, estimate_hopper
+from qimeng_serve.generate.hopper_cost import consumer_registers, estimate_hopper, kv_tile_cycles
 from qimeng_serve.generate.hopper_planner import HopperPlanner, program_name
 from qimeng_serve.generate.hopper_sketches import HopperPoint, HopperSketch, hopper_program_text
 from qimeng_serve.lower.emit_sm90 import lower_sm90
@@ -144,3 +144,27 @@ def test_tuning_the_hopper_planner_needs_an_sm90_gpu():
         HopperPlanner(tune=True).generate(AttentionSpec("dense_prefill", "bf16", 128), SM90)
     result = CliRunner().invoke(app, ["generate", "--arch", "sm_90", "--op", "dense_prefill", "--hopper", "--tune"])
     assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+# (sketch, point, D, cycles a KV tile measured on the H100): the steady states hopper_cost is fitted to
+STEADY_STATES = [
+    (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(2, 128, 3), 128, 2727),
+    (HopperSketch("dense_prefill", "persistent", "cooperative", "softmax"), HopperPoint(2, 80, 2), 256, 3252),
+    (HopperSketch("dense_prefill", "persistent", "cooperative", "softmax"), HopperPoint(3, 96, 3), 64, 2183),
+    (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(2, 176, 4), 64, 2869),
+    (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(2, 128, 4), 64, 2144),
+    (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(2, 64, 2), 256, 2768),
+]
+
+
+@pytest.mark.parametrize("sketch,point,d,measured", STEADY_STATES)
+def test_the_kv_tile_model_meets_the_measured_steady_states(sketch, point, d, measured):
+    assert kv_tile_cycles(sketch, point, d) == pytest.approx(measured, rel=0.07)
+
+
+def test_the_model_ranks_the_measured_pairs_as_the_h100_did():
+    """Where two programs were timed in one run, the model orders them the same way (per score: a
+    KV tile's cycles over its BM x BN scores)."""
+    per_score = {i: kv_tile_cycles(s, p, d) / (p.block_m * p.block_n) for i, (s, p, d, _) in enumerate(STEADY_STATES)}
+    assert per_score[2] < per_score[3] and per_score[2] < per_score[4]  # D 64: 3 warpgroups on 192 rows won
+    assert per_score[1] < per_score[5]  # D 256: 128 x 80 softmax beat 128 x 64 pinned + ping-pong
