@@ -3,8 +3,8 @@
 # sketches, qimeng_serve/generate/hopper_planner.py) against the measured programs of kernels_src/tl,
 # dense and paged prefill, D 64 / 128 / 256, bf16, same run. plan-tl/ holds the planned programs as
 # timed (renamed *_v_planD). registry-plan/ from
-#   the planner's programs built with build_sm90_kernels (dense D 64: ptxas spilled the first choice,
-#   128 x 192, 20 / 52 B, so the build's feedback step took the next, 128 x 176), and
+#   python scripts/sm90_planned.py --out registry-plan --ptxas-feedback (cost model 1, at 3942d4e; dense
+#   D 64: ptxas spilled the first choice, 128 x 192, 20 / 52 B, so the feedback step took 128 x 176), and
 #   python scripts/sm90_variants.py --out registry-plan --only none --baseline-from registry-var13 \
 #     --baseline qm_{dense,paged}_prefill_sm90_attn_bf16_hd{64,128,256}
 # The planner's choices (all persistent, ping-pong):
