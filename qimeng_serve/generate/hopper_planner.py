@@ -186,11 +186,19 @@ class HopperPlanner:
         return s
 
     def _lower_and_interpret(self, s: HopperSearch, want: int) -> None:
+        """Best first through the lowering and the interpreter until `want` pass. A candidate that
+        differs from a passed one only in its stage count is passed over: the model ranks stages
+        nearly alike, and --tune's few measurements should span schedules and tiles."""
         from qimeng_serve.lower.emit_sm90 import lower_sm90
 
+        shapes = set()
         for c in s.ranked:
             if len(s.passed) >= want:
                 break
+            shape = (c.sketch, c.point.consumers, c.point.block_n)
+            if shape in shapes:
+                c.verdict = f"passed over: {c.point.stages} stages of a tile already taken"
+                continue
             try:
                 lower_sm90(c.program, s.target, s.spec)
             except TLCheckError as exc:
@@ -207,6 +215,7 @@ class HopperPlanner:
                 s.counts["interpreter_failed"] += 1
             else:
                 s.passed.append(c)
+                shapes.add(shape)
         if not s.passed:
             why = next((c.verdict for c in s.ranked if c.stage in ("interpret", "lowering")),
                        "no candidate survived the cost model and the checker")
