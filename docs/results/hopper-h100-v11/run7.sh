@@ -1,7 +1,7 @@
 #!/bin/bash
 # Session 13, run 7 (prepared, not run: the session's device time ran out): the Hopper planner's picks
 # under cost model 2 against the measured programs, bf16, same run. Model 2 agrees with the measured
-# programs on tile shapes and warpgroup counts and differs in what was never timed apart:
+# programs on warpgroup counts and D 128 / 256 tiles and differs in what was never timed apart:
 #   dense D 64: 192 x 128 on 3 warpgroups, overlap=gemms + ping-pong, 4 stages (measured: 192 x 96, softmax)
 #   dense D 256: 128 x 80 softmax + ping-pong (measured: the same without ping-pong)
 #   paged D 64: 192 x 112, gemms + ping-pong, 4 stages (measured: 192 x 96, softmax)
