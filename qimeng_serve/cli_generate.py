@@ -108,7 +108,8 @@ def generate(
 
         if generator != "planner":
             raise QimengError("--hopper plans with the Hopper planner", fix="drop --generator")
-        gen = HopperPlanner(tune=tune, tune_top=tune_top, progress=lambda message: err.print(f"[dim]{escape(message)}[/]"))
+        gen = HopperPlanner(tune=tune, tune_top=tune_top, use_cache=not no_cache,
+                            progress=lambda message: err.print(f"[dim]{escape(message)}[/]"))
     else:
         gen = stage1_generator(generator, model=model, api_key=api_key, base_url=base_url, tune=tune,
                                tune_top=tune_top, use_cache=not no_cache, archs=[target.arch])

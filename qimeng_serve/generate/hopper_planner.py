@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from qimeng_serve.errors import QimengError, TLCheckError, TLError
+from qimeng_serve.generate import planner_cache
 from qimeng_serve.generate.base import Attempt, GeneratedProgram, GenerationRecord
 from qimeng_serve.generate.cost_model import Estimate
 from qimeng_serve.generate.hopper_cost import (
@@ -34,6 +35,7 @@ from qimeng_serve.generate.hopper_sketches import (
     hopper_program_text,
 )
 from qimeng_serve.generate.interpret_gate import interpret
+from qimeng_serve.generate.planner import plan_from_payload, plan_payload
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import Target, get_target
 from qimeng_serve.tl import ast
@@ -93,25 +95,43 @@ class HopperPlanner:
     name = "planner"
 
     def __init__(self, *, interpret_top: int = INTERPRET_TOP, tune: bool = False, tune_top: int = 4,
-                 progress=None) -> None:
+                 use_cache: bool = True, progress=None) -> None:
         if interpret_top < 1 or tune_top < 1:
             raise QimengError("--tune-top and the interpreter gate need at least 1 candidate", fix="use --tune-top 4")
         self.interpret_top, self.tune, self.tune_top = interpret_top, tune, tune_top
+        self.use_cache = use_cache
         self.progress = progress or (lambda message: None)
+
+    def _key(self, spec: AttentionSpec) -> str:
+        """The plan cache's key (planner_cache: spec, settings and a digest of the code plans depend on);
+        a tuned plan is keyed by the GPU that measured it."""
+        settings = {"hopper_planner": HOPPER_PLANNER_VERSION, "cost_model": HOPPER_COST_MODEL_VERSION,
+                    "interpret_top": self.interpret_top, "tune_top": self.tune_top if self.tune else 0}
+        if self.tune:
+            from qimeng_serve.generate.tune import gpu_name
+
+            settings["gpu"] = gpu_name(get_target(HOPPER_ARCH))  # no GPU of this arch: a clear error first
+        return planner_cache.plan_key(spec, "sm_90a", settings)
 
     def generate(self, spec: AttentionSpec, target: Target | str) -> GeneratedProgram:
         """The best candidate by the cost model, or with tune=True the fastest of the top tune_top
         measured on this machine's sm_90 GPU (generate/tune.py: compiled, validated, timed)."""
         target = get_target(target) if isinstance(target, str) else target
-        if self.tune:
-            from qimeng_serve.generate.tune import gpu_name
-
-            gpu_name(target)  # no GPU of this arch: a clear error before the search
+        if target.arch != HOPPER_ARCH:
+            raise QimengError(f"the Hopper planner plans for {HOPPER_ARCH}, not {target.arch}",
+                              fix="build sm_90, or use the portable planner for this arch")
+        key = self._key(spec)
+        if self.use_cache and (hit := planner_cache.load(key)) is not None:
+            self.progress(f"sm_90a {spec.op} {spec.dtype} hd{spec.head_dim}: planned program from the cache")
+            return plan_from_payload(hit, spec, HOPPER_ARCH)
         search = self.search(spec, target, want=max(self.interpret_top, self.tune_top if self.tune else 0))
         chosen = search.passed[0]
         if self.tune:
             chosen = self._tune(search)
-        return self._program(search, chosen)
+        generated = self._program(search, chosen)
+        if self.use_cache:
+            planner_cache.store(key, plan_payload(generated))
+        return generated
 
     def _tune(self, s: HopperSearch) -> HopperCandidate:
         from qimeng_serve.build.kernel_set import SM90A, KernelJob
@@ -140,7 +160,10 @@ class HopperPlanner:
         record = GenerationRecord("planner", {**generated.record.details, "ptxas_rejected": rejections},
                                   tuple(Attempt("ptxas", r["candidate"], r["ptxas"]) for r in rejections)
                                   + generated.record.attempts)
-        return replace(generated, record=record)
+        generated = replace(generated, record=record)
+        if self.use_cache:  # the rejected plan is not served again
+            planner_cache.store(self._key(spec), plan_payload(generated))
+        return generated
 
     # ------------------------------------------------------------ search
     def search(self, spec: AttentionSpec, target: Target, *, want: int | None = None,

@@ -139,7 +139,7 @@ class Planner:
         key = self._key(spec, target)
         if self.use_cache and (hit := planner_cache.load(key)) is not None:
             self.progress(f"{_label(spec, target)}: planned program from the cache")
-            return _from_payload(hit, spec, target.arch)
+            return plan_from_payload(hit, spec, target.arch)
         search = self.search(spec, target)
         chosen = search.passed[0]
         if self.tune:
@@ -148,7 +148,7 @@ class Planner:
             chosen = tune(search, self.tune_top, self.progress)
         generated = candidate_program(search, chosen, full_record=True)
         if self.use_cache:
-            planner_cache.store(key, _payload(generated))
+            planner_cache.store(key, plan_payload(generated))
         return generated
 
     def next_program(self, spec: AttentionSpec, target: Target, rejected: GeneratedProgram,
@@ -181,7 +181,7 @@ class Planner:
             self.progress(f"{_label(spec, target)}: ptxas spilled ({reason.split(':')[0]}); "
                           f"next: {c.point.summary()} ({c.sketch.summary()})")
             if self.use_cache:
-                planner_cache.store(self._key(spec, target), _payload(generated))
+                planner_cache.store(self._key(spec, target), plan_payload(generated))
             return generated
         return None
 
@@ -422,11 +422,12 @@ def _record_order(s: Search) -> list[Candidate]:
     return first + rest + pruned
 
 
-def _payload(g: GeneratedProgram) -> dict:
+def plan_payload(g: GeneratedProgram) -> dict:
+    """A GeneratedProgram as the plan cache keeps it (planner_cache)."""
     return {"text": g.text, "sketch_text": g.sketch_text, "name": g.name, "record": g.record.to_dict()}
 
 
-def _from_payload(p: dict, spec: AttentionSpec, arch: str) -> GeneratedProgram:
+def plan_from_payload(p: dict, spec: AttentionSpec, arch: str) -> GeneratedProgram:
     r = p["record"]
     record = GenerationRecord(r["generator"], r["details"], tuple(Attempt(**a) for a in r["attempts"]))
     program = parse_tl(p["text"], source_name=p["name"])

@@ -21,7 +21,8 @@ from qimeng_serve.spec import AttentionSpec
 _PACKAGE = Path(__file__).resolve().parents[1]
 # the code a plan depends on; the LLM generator's module is not among it
 _PLAN_INPUTS = ("generate/sketches.py", "generate/param_space.py", "generate/features.py", "generate/cost_model.py",
-                "generate/interpret_gate.py", "generate/planner.py", "generate/tune.py", "tl", "lower")
+                "generate/interpret_gate.py", "generate/planner.py", "generate/tune.py", "generate/hopper_sketches.py",
+                "generate/hopper_cost.py", "generate/hopper_planner.py", "tl", "lower")
 
 
 @lru_cache(maxsize=1)

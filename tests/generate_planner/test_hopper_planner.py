@@ -76,7 +76,7 @@ def test_the_register_estimate_prunes_what_ptxas_spilled():
 @pytest.mark.parametrize("op,d", [("dense_prefill", 128), ("paged_prefill", 256)])
 def test_the_search_gives_a_checked_lowered_interpreted_program(op, d):
     spec = AttentionSpec(op, "bf16", d, causal=True)
-    result = HopperPlanner().generate(spec, SM90)
+    result = HopperPlanner(use_cache=False).generate(spec, SM90)
     details = result.record.details
     assert result.program.name == program_name(spec) and result.text.startswith("# Planned by qimeng-serve")
     assert details["counts"]["candidates"] == 16 * 2 * 9 * 3 and details["counts"]["interpreted"] >= 1
@@ -97,7 +97,7 @@ def test_the_search_gives_a_checked_lowered_interpreted_program(op, d):
 
 def test_ptxas_feedback_takes_a_candidate_needing_fewer_registers():
     spec = AttentionSpec("dense_prefill", "bf16", 64, causal=True)
-    planner = HopperPlanner()
+    planner = HopperPlanner(use_cache=False)
     first = planner.generate(spec, SM90)
     following = planner.next_program(spec, SM90, first, "spills 20 B stores / 52 B loads")
     assert following is not None
@@ -108,12 +108,12 @@ def test_ptxas_feedback_takes_a_candidate_needing_fewer_registers():
 
 def test_the_hopper_planner_plans_sm90_prefill_only():
     with pytest.raises(QimengError, match="plans for sm_90"):
-        HopperPlanner().generate(AttentionSpec("dense_prefill", "f16", 128), get_target("sm_80"))
+        HopperPlanner(use_cache=False).generate(AttentionSpec("dense_prefill", "f16", 128), get_target("sm_80"))
     with pytest.raises(QimengError, match="no Hopper form"):
-        HopperPlanner().generate(AttentionSpec("paged_decode", "f16", 128, 16), SM90)
+        HopperPlanner(use_cache=False).generate(AttentionSpec("paged_decode", "f16", 128, 16), SM90)
 
 
-def test_generate_hopper_on_the_cli():
+def test_generate_hopper_on_the_cli(cache_env):
     ok = CliRunner().invoke(app, ["generate", "--arch", "sm_90", "--op", "paged_prefill", "--head-dim", "256",
                                   "--dtype", "bf16", "--hopper", "--sketch"])
     assert ok.exit_code == 0, ok.output
@@ -168,3 +168,16 @@ def test_the_model_ranks_the_measured_pairs_as_the_h100_did():
     per_score = {i: kv_tile_cycles(s, p, d) / (p.block_m * p.block_n) for i, (s, p, d, _) in enumerate(STEADY_STATES)}
     assert per_score[2] < per_score[3] and per_score[2] < per_score[4]  # D 64: 3 warpgroups on 192 rows won
     assert per_score[1] < per_score[5]  # D 256: 128 x 80 softmax beat 128 x 64 pinned + ping-pong
+
+
+def test_a_warm_cache_plans_nothing_again(tmp_path, monkeypatch):
+    """The plan cache (planner_cache) serves the same program; ptxas feedback replaces the entry."""
+    monkeypatch.setenv("QIMENG_CACHE_DIR", str(tmp_path))  # empty: the first call plans
+    spec, said = AttentionSpec("paged_prefill", "bf16", 256, causal=True), []
+    planner = HopperPlanner(progress=said.append)
+    first = planner.generate(spec, SM90)
+    again = planner.generate(spec, SM90)
+    assert again.text == first.text and again.record.details == first.record.details
+    assert said == ["sm_90a paged_prefill bf16 hd256: planned program from the cache"]
+    following = planner.next_program(spec, SM90, first, "spills 80 B")
+    assert planner.generate(spec, SM90).text == following.text != first.text
