@@ -49,6 +49,7 @@ import math
 
 from qimeng_serve.generate.cost_model import CaseEstimate, Estimate
 from qimeng_serve.generate.hopper_sketches import HopperPoint, HopperSketch
+from qimeng_serve.lower.emit_sm90 import smem_bytes
 from qimeng_serve.spec import AttentionSpec
 
 HOPPER_COST_MODEL_VERSION = "2"
@@ -109,7 +110,7 @@ def estimate_hopper(sketch: HopperSketch, point: HopperPoint, spec: AttentionSpe
     d = spec.head_dim
     producer, consumer = point.registers(sketch)
     need = consumer_registers(sketch, point, d)
-    smem = 2 * d * (point.block_m + 2 * point.stages * point.block_n)
+    smem = smem_bytes(d, point.block_m, point.block_n, point.stages)  # what the lowering launches with
     if need > consumer:
         return Estimate(math.inf, registers=need, spill_regs=need - consumer, smem_bytes=smem, device=DEVICE,
                         reason=f"the consumer needs about {need} registers a thread, keeps {consumer}: it would spill")

@@ -89,6 +89,12 @@ def program_name(spec: AttentionSpec) -> str:
     return f"{spec.op}_sm90a"
 
 
+def _require_hopper(target: Target) -> None:
+    if target.arch != HOPPER_ARCH:
+        raise QimengError(f"the Hopper planner plans for {HOPPER_ARCH}, not {target.arch}",
+                          fix="build sm_90, or use the portable planner for this arch")
+
+
 class HopperPlanner:
     """Generator of sm90a programs (the build's Hopper jobs) by search; see the module docstring."""
 
@@ -117,9 +123,7 @@ class HopperPlanner:
         """The best candidate by the cost model, or with tune=True the fastest of the top tune_top
         measured on this machine's sm_90 GPU (generate/tune.py: compiled, validated, timed)."""
         target = get_target(target) if isinstance(target, str) else target
-        if target.arch != HOPPER_ARCH:
-            raise QimengError(f"the Hopper planner plans for {HOPPER_ARCH}, not {target.arch}",
-                              fix="build sm_90, or use the portable planner for this arch")
+        _require_hopper(target)
         key = self._key(spec)
         if self.use_cache and (hit := planner_cache.load(key)) is not None:
             self.progress(f"sm_90a {spec.op} {spec.dtype} hd{spec.head_dim}: planned program from the cache")
@@ -170,9 +174,7 @@ class HopperPlanner:
                below: int | None = None) -> HopperSearch:
         """Enumerate, price, check, lower and interpret; raises when no candidate survives.
         below: only candidates predicted to need fewer consumer registers (ptxas feedback)."""
-        if target.arch != HOPPER_ARCH:
-            raise QimengError(f"the Hopper planner plans for {HOPPER_ARCH}, not {target.arch}",
-                              fix="build sm_90, or use the portable planner for this arch")
+        _require_hopper(target)
         spec.validate_for(target)
         sketches = enumerate_hopper_sketches(spec.op)
         if not sketches:
