@@ -6,6 +6,7 @@ Registered on `qimeng_serve.cli.app` by an import at the end of cli.py. The stag
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -150,17 +151,20 @@ def show_record(record, limit: int = 25) -> None:
 
 
 def _telling(attempts: list, limit: int) -> list:
-    """Measured and interpreted attempts, then the best-scored, then one attempt per pruning reason."""
-    first = [a for a in attempts if a.stage in ("ptxas", "tune", "interpret")]
-    scored = sorted((a for a in attempts if a.stage not in ("ptxas", "tune", "interpret") and a.score is not None),
-                    key=lambda a: a.score)
+    """Every measured and interpreted attempt (the tuned ones fastest first), then the best-scored up
+    to the limit, then one attempt per pruning reason (its numbers left out: "needs about 168
+    registers" and "needs about 180" are one reason)."""
+    shown = ("ptxas", "tune", "interpret")
+    first = sorted((a for a in attempts if a.stage in shown),
+                   key=lambda a: (a.stage != "tune", a.score is None, a.score if a.stage == "tune" else 0))
+    scored = sorted((a for a in attempts if a.stage not in shown and a.score is not None), key=lambda a: a.score)
     seen, pruned = set(), []
     for a in attempts:
-        reason = a.verdict.split(":")[0]
-        if a.score is None and a.stage not in ("ptxas", "tune", "interpret") and reason not in seen:
+        reason = (a.stage, re.sub(r"\d+", "N", a.verdict.split(":")[0]))
+        if a.score is None and a.stage not in shown and reason not in seen:
             seen.add(reason)
             pruned.append(a)
-    return (first + scored)[: max(1, limit - len(pruned))] + pruned
+    return first + scored[: max(0, limit - len(first) - len(pruned))] + pruned
 
 
 def validate_if_gpu(bundles: list[Path]) -> bool | None:

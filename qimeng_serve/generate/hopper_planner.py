@@ -31,6 +31,7 @@ from qimeng_serve.generate.hopper_sketches import (
     HopperPoint,
     HopperSketch,
     enumerate_hopper_sketches,
+    SHIPPED,
     hopper_points,
     hopper_program_text,
 )
@@ -59,9 +60,10 @@ class HopperCandidate:
     estimate: Estimate | None = None
     program: ast.Program | None = None
     measured_ms: float | None = None  # --tune: geometric mean over the workload, on the GPU
+    shipped: bool = False  # the program the build ships (hopper_sketches.SHIPPED), timed beside the picks
 
     def summary(self) -> str:
-        return f"{self.sketch.summary()} | {self.point.summary(self.sketch)}"
+        return f"{self.sketch.summary()} | {self.point.summary(self.sketch)}" + (" (shipped)" if self.shipped else "")
 
     def attempt(self) -> Attempt:
         score = self.measured_ms if self.measured_ms is not None else (
@@ -141,11 +143,29 @@ class HopperPlanner:
         from qimeng_serve.build.kernel_set import SM90A, KernelJob
         from qimeng_serve.generate.tune import measure
 
-        candidates = s.passed[:self.tune_top]
+        candidates = self.tune_candidates(s)
         best, device = measure(s.spec, s.target, candidates,
                                lambda c: KernelJob(s.spec, self._program(s, c), variant=SM90A), self.progress)
         s.counts["tuned"], s.counts["tuned_on"] = len(candidates), device
         return best
+
+    def tune_candidates(self, s: HopperSearch) -> list[HopperCandidate]:
+        """The top tune_top interpreter-verified candidates, and the shipped program of the spec
+        (SHIPPED) when it is not among them: the measurement then says whether a pick beats it."""
+        candidates = s.passed[:self.tune_top]
+        shipped = SHIPPED.get((s.spec.op, s.spec.head_dim))
+        if shipped is None:
+            return candidates
+        match = next((c for c in s.candidates if (c.sketch, c.point) == shipped), None)
+        if match is None or match.stage in ("cost", "checker"):
+            return candidates  # not in this spec's space (another dtype's register needs, a feedback bound)
+        match.shipped = True
+        if match not in candidates:
+            if match.stage == "ranked":  # not yet through the lowering and the interpreter
+                self._admit(s, match)
+            if match.stage == "interpret" and match.verdict == "ok":
+                candidates = candidates + [match]
+        return candidates
 
     def next_program(self, spec: AttentionSpec, target: Target | str, rejected: GeneratedProgram,
                      reason: str) -> GeneratedProgram | None:
@@ -214,8 +234,6 @@ class HopperPlanner:
         """Best first through the lowering and the interpreter until `want` pass. A candidate that
         differs from a passed one only in its stage count is passed over: the model ranks stages
         nearly alike, and --tune's few measurements should span schedules and tiles."""
-        from qimeng_serve.lower.emit_sm90 import lower_sm90
-
         shapes = set()
         for c in s.ranked:
             if len(s.passed) >= want:
@@ -224,21 +242,7 @@ class HopperPlanner:
             if shape in shapes:
                 c.verdict = f"passed over: {c.point.stages} stages of a tile already taken"
                 continue
-            try:
-                lower_sm90(c.program, s.target, s.spec)
-            except TLCheckError as exc:
-                c.stage, c.verdict = "checker", f"{exc.diagnostics[0].rule}: {exc.diagnostics[0].message}"
-                continue
-            except TLError as exc:  # a statement or tile shape the sm90 lowering does not implement
-                c.stage, c.verdict = "lowering", f"lowering: {exc.message}"
-                continue
-            params = {k: v for k, v in resolve_params(c.program, s.spec).items() if isinstance(v, int)}
-            problem = interpret(c.program, s.spec, params)
-            c.stage, c.verdict = "interpret", problem or "ok"
-            s.counts["interpreted"] += 1
-            if problem:
-                s.counts["interpreter_failed"] += 1
-            else:
+            if self._admit(s, c):
                 s.passed.append(c)
                 shapes.add(shape)
         if not s.passed:
@@ -246,6 +250,27 @@ class HopperPlanner:
                        "no candidate survived the cost model and the checker")
             raise QimengError(f"the Hopper planner found no program for {s.spec.key()}: {why}",
                               fix="build with --hopper-generator golden")
+
+    @staticmethod
+    def _admit(s: HopperSearch, c: HopperCandidate) -> bool:
+        """One candidate through stage 2's sm90 lowering and the interpreter gate; True when it passed."""
+        from qimeng_serve.lower.emit_sm90 import lower_sm90
+
+        try:
+            lower_sm90(c.program, s.target, s.spec)
+        except TLCheckError as exc:
+            c.stage, c.verdict = "checker", f"{exc.diagnostics[0].rule}: {exc.diagnostics[0].message}"
+            return False
+        except TLError as exc:  # a statement or tile shape the sm90 lowering does not implement
+            c.stage, c.verdict = "lowering", f"lowering: {exc.message}"
+            return False
+        params = {k: v for k, v in resolve_params(c.program, s.spec).items() if isinstance(v, int)}
+        problem = interpret(c.program, s.spec, params)
+        c.stage, c.verdict = "interpret", problem or "ok"
+        s.counts["interpreted"] += 1
+        if problem:
+            s.counts["interpreter_failed"] += 1
+        return not problem
 
     def _program(self, s: HopperSearch, chosen: HopperCandidate) -> GeneratedProgram:
         spec, target = s.spec, s.target

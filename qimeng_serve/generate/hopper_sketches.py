@@ -112,6 +112,20 @@ def hopper_points(sketch: HopperSketch) -> list[HopperPoint]:
             if sketch.kv_via == "tma" or bn % 8 == 0]
 
 
+# The shipped programs (kernels_src/tl/<op>_sm90.tl, the build's `--hopper-generator golden`) as a
+# sketch and a point, per (op, head_dim): the fastest measured so far. --tune times the one of its
+# spec beside the planner's picks, so a tuned plan is measured against what ships. Dense D 128 ships
+# 40 / 232; its point here takes the planner's split (24 / 240, timed level in session 13's run 1).
+SHIPPED = {
+    ("dense_prefill", 64): (HopperSketch("dense_prefill", "persistent", "cooperative", "softmax"), HopperPoint(3, 96, 3)),
+    ("dense_prefill", 128): (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(2, 128, 3)),
+    ("dense_prefill", 256): (HopperSketch("dense_prefill", "persistent", "cooperative", "softmax"), HopperPoint(2, 80, 2)),
+    ("paged_prefill", 64): (HopperSketch("paged_prefill", "persistent", "cooperative", "softmax"), HopperPoint(3, 96, 3)),
+    ("paged_prefill", 128): (HopperSketch("paged_prefill", "persistent", "pingpong", "softmax"), HopperPoint(2, 128, 3)),
+    ("paged_prefill", 256): (HopperSketch("paged_prefill", "persistent", "pingpong", "gemms"), HopperPoint(2, 80, 2)),
+}
+
+
 # ---------------------------------------------------------------- text
 def hopper_program_text(sketch: HopperSketch, spec: AttentionSpec, arch: str, *, name: str,
                         params: list[tuple[str, str]] | None = None, header: list[str] | None = None) -> str:

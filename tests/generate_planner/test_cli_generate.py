@@ -65,3 +65,21 @@ def test_tune_without_a_gpu_is_a_clear_error(cache_env):
     assert result.exit_code == 2
     assert "error: --tune measures candidates on a CUDA GPU and none is visible" in result.output
     assert "fix: drop --tune" in result.output
+
+
+def test_the_candidates_table_keeps_every_tuned_row_and_one_row_per_pruning_reason():
+    """Session 14's H100 tune printed only its winner: pruning reasons that differ in a number
+    ("needs about 168 registers" / "180") each took a row and crowded the tuned rows out."""
+    from qimeng_serve.cli_generate import _telling
+    from qimeng_serve.generate.base import Attempt
+
+    tuned = [Attempt("tune", f"tuned {i}", "validated", ms) for i, ms in enumerate((1.9, 1.8, 2.0))]
+    unbuilt = Attempt("tune", "tuned 3", "not built: spills 72 B")
+    ranked = [Attempt("ranked", f"ranked {i}", "ok", 700.0 + i) for i in range(5)]
+    pruned = [Attempt("cost", f"cost {n}", f"the consumer needs about {n} registers a thread, keeps 160: it would spill")
+              for n in (168, 180, 192)] + [Attempt("checker", "smem", "smem-budget: 240 KB > 227 KB")]
+    rows = _telling(tuned + [unbuilt] + ranked + pruned, limit=6)
+    assert [r.summary for r in rows[:4]] == ["tuned 1", "tuned 0", "tuned 2", "tuned 3"]  # fastest first
+    assert [r.summary for r in rows[4:]] == ["cost 168", "smem"]  # one per reason, no ranked row left
+    assert [r.summary for r in _telling(tuned + ranked + pruned, limit=8)][3:] == [
+        "ranked 0", "ranked 1", "ranked 2", "cost 168", "smem"]

@@ -15,7 +15,7 @@ from qimeng_serve.cli import app
 from qimeng_serve.errors import QimengError
 from qimeng_serve.generate.hopper_cost import consumer_registers, estimate_hopper, kv_tile_cycles
 from qimeng_serve.generate.hopper_planner import HopperPlanner, program_name
-from qimeng_serve.generate.hopper_sketches import HopperPoint, HopperSketch, hopper_program_text
+from qimeng_serve.generate.hopper_sketches import SHIPPED, HopperPoint, HopperSketch, hopper_program_text
 from qimeng_serve.lower.emit_sm90 import lower_sm90
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import get_target
@@ -26,13 +26,7 @@ TL = Path(__file__).resolve().parents[2] / "kernels_src" / "tl"
 SM90 = get_target("sm_90")
 # the measured programs (kernels_src/tl/<op>_sm90.tl) as sketch + point; dense D 128 keeps 40 / 232,
 # a split the planner does not make (it gives the consumers all but the producer's 24: 24 / 240)
-MEASURED = {
-    ("dense_prefill", 64): (HopperSketch("dense_prefill", "persistent", "cooperative", "softmax"), HopperPoint(3, 96, 3)),
-    ("dense_prefill", 256): (HopperSketch("dense_prefill", "persistent", "cooperative", "softmax"), HopperPoint(2, 80, 2)),
-    ("paged_prefill", 64): (HopperSketch("paged_prefill", "persistent", "cooperative", "softmax"), HopperPoint(3, 96, 3)),
-    ("paged_prefill", 128): (HopperSketch("paged_prefill", "persistent", "pingpong", "softmax"), HopperPoint(2, 128, 3)),
-    ("paged_prefill", 256): (HopperSketch("paged_prefill", "persistent", "pingpong", "gemms"), HopperPoint(2, 80, 2)),
-}
+MEASURED = {key: value for key, value in SHIPPED.items() if key != ("dense_prefill", 128)}
 
 
 def _code(source_text: str) -> str:
@@ -154,6 +148,8 @@ STEADY_STATES = [
     (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(2, 176, 4), 64, 2869),
     (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(2, 128, 4), 64, 2144),
     (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(2, 64, 2), 256, 2768),
+    (HopperSketch("dense_prefill", "persistent", "pingpong", "gemms"), HopperPoint(3, 128, 4), 64, 2888),
+    (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(3, 80, 4), 64, 2010),
 ]
 
 
@@ -168,6 +164,7 @@ def test_the_model_ranks_the_measured_pairs_as_the_h100_did():
     per_score = {i: kv_tile_cycles(s, p, d) / (p.block_m * p.block_n) for i, (s, p, d, _) in enumerate(STEADY_STATES)}
     assert per_score[2] < per_score[3] and per_score[2] < per_score[4]  # D 64: 3 warpgroups on 192 rows won
     assert per_score[1] < per_score[5]  # D 256: 128 x 80 softmax beat 128 x 64 pinned + ping-pong
+    assert per_score[2] < per_score[6] and per_score[2] < per_score[7]  # D 64: ping-pong on three lost
 
 
 def test_a_warm_cache_plans_nothing_again(tmp_path, monkeypatch):
@@ -181,3 +178,19 @@ def test_a_warm_cache_plans_nothing_again(tmp_path, monkeypatch):
     assert said == ["sm_90a paged_prefill bf16 hd256: planned program from the cache"]
     following = planner.next_program(spec, SM90, first, "spills 80 B")
     assert planner.generate(spec, SM90).text == following.text != first.text
+
+
+@pytest.mark.parametrize("op,d", [("dense_prefill", 64), ("paged_prefill", 64)])
+def test_tuning_times_the_shipped_program_beside_the_picks(op, d):
+    """--tune measures the shipped program (SHIPPED) with the planner's top candidates, so a tuned
+    plan is never one the measurement found slower than what the build ships."""
+    spec = AttentionSpec(op, "bf16", d, causal=True)
+    planner = HopperPlanner(use_cache=False, tune_top=2)
+    search = planner.search(spec, SM90, want=2)
+    candidates = planner.tune_candidates(search)
+    sketch, point = SHIPPED[(op, d)]
+    assert len(candidates) == 3 and [c.shipped for c in candidates] == [False, False, True]
+    shipped = candidates[-1]
+    assert (shipped.sketch, shipped.point) == (sketch, point) and shipped.verdict == "ok"
+    assert shipped.summary().endswith("(shipped)") and shipped.stage == "interpret"
+    assert (shipped.sketch, shipped.point) not in [(c.sketch, c.point) for c in search.passed[:2]]

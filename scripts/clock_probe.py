@@ -1,0 +1,156 @@
+#!/usr/bin/env python
+"""Our sm_90a dense kernel and cuDNN's SDPA on one shape, timed three ways, with the SM clock and
+board power sampled by nvidia-smi during each (why a same-shape ratio differs between Nsight
+Compute's single-launch replay and the benchmark's timed loop; docs/perf-notes.md, session 14):
+
+  loop      the benchmark's Timer: back-to-back runs, each after a 0.5 ms spin and an L2 flush
+  no-flush  the same without the flush
+  isolated  each run alone after 50 ms of idle GPU, L2 flushed (what a replay sees)
+
+    python scripts/clock_probe.py qm_dense_prefill_sm90_attn_bf16_hd128 --kernels registry-sm90a \\
+        --batch 8 --heads 128 --heads-kv 8 --seqlen 2048 --causal
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+class Sampler:
+    """nvidia-smi every 20 ms into a file while the block runs; mean SM MHz and watts."""
+
+    def __enter__(self):
+        self.file = tempfile.NamedTemporaryFile("w+", suffix=".csv")
+        self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw", "--format=csv,noheader,nounits",
+                                      "-lms", "20"], stdout=self.file, stderr=subprocess.DEVNULL)
+        time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
+        self.file.seek(0)
+        rows = [line.split(",") for line in self.file.read().splitlines() if line.count(",") == 1]
+        vals = [(float(a), float(b)) for a, b in rows if a.strip().replace(".", "").isdigit()]
+        self.mhz = statistics.mean(v[0] for v in vals) if vals else None
+        self.watts = statistics.mean(v[1] for v in vals) if vals else None
+        return False
+
+
+def isolated_ms(fn, flush, runs: int = 10) -> float:
+    import torch
+
+    times = []
+    for _ in range(runs):
+        torch.cuda.synchronize()
+        time.sleep(0.05)
+        flush.zero_()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kernel")
+    ap.add_argument("--kernels", type=Path, default=REPO / "registry-sm90a")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--heads", type=int, default=128)
+    ap.add_argument("--heads-kv", type=int)
+    ap.add_argument("--seqlen", type=int, default=2048)
+    ap.add_argument("--causal", action="store_true")
+    ap.add_argument("--runs", type=int, default=100, help="timed runs of the loop (the benchmark takes 20)")
+    ap.add_argument("--sequence", action="store_true",
+                    help="time ours on fresh inputs, then after hopper_check's earlier 2k / GQA rows (each on "
+                         "inputs of its own, freed as hopper_check frees them), then on fresh inputs again")
+    args = ap.parse_args()
+    if args.sequence:
+        return sequence(args)
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from qimeng_serve.bench import Timer
+    from qimeng_serve.runtime.sm90 import load_sm90_kernels
+
+    kernel = load_sm90_kernels(args.kernels, names={args.kernel})[args.kernel]
+    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[kernel.meta["dtype"]]
+    d, hk = kernel.meta["head_dim"], args.heads_kv or args.heads
+    q = torch.randn(args.batch, args.heads, args.seqlen, d, dtype=dt, device="cuda")
+    k = torch.randn(args.batch, hk, args.seqlen, d, dtype=dt, device="cuda")
+    v = torch.randn_like(k)
+    out = torch.empty_like(q)
+    ours = kernel.prepare_dense(q, k, v, causal=args.causal, out=out)
+
+    def cudnn():
+        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+            torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=args.causal, enable_gqa=hk != args.heads)
+
+    flops = 4 * args.batch * args.heads * args.seqlen * args.seqlen * d / (2 if args.causal else 1)
+    loop, no_flush = Timer(runs=args.runs), Timer(runs=args.runs, flush_l2=False)
+    for name, fn in (("ours", ours), ("cudnn", cudnn), ("ours", ours), ("cudnn", cudnn)):
+        row = {"impl": name, "shape": f"B{args.batch} H{args.heads}/{hk} L{args.seqlen}{' causal' if args.causal else ''}"}
+        for how, timing in (("loop", lambda: loop.median_ms(fn)), ("no-flush", lambda: no_flush.median_ms(fn)),
+                            ("isolated", lambda: isolated_ms(fn, loop.flush))):
+            with Sampler() as s:
+                ms = timing()
+            row[how] = {"ms": round(ms, 4), "tflops": round(flops / ms / 1e9, 1), "sm_mhz": s.mhz and round(s.mhz),
+                        "watts": s.watts and round(s.watts)}
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+def sequence(args) -> int:
+    """Ours on the probe's shape: alone, then after the rows hopper_check times before it."""
+    import torch
+
+    from qimeng_serve.bench import Timer
+    from qimeng_serve.runtime.sm90 import load_sm90_kernels
+
+    kernel = load_sm90_kernels(args.kernels, names={args.kernel})[args.kernel]
+    dt = {"f16": torch.float16, "bf16": torch.bfloat16}[kernel.meta["dtype"]]
+    d = kernel.meta["head_dim"]
+    timer = Timer(runs=args.runs)
+    target = (args.batch, args.heads, args.heads_kv or args.heads, args.seqlen, args.causal)
+    before = [(8, 16, 16, 2048, False), (8, 16, 16, 2048, True), (8, 32, 32, 2048, True), (2, 32, 32, 8192, True),
+              (8, 64, 8, 2048, True), (2, 64, 8, 8192, True)]
+
+    def timed(b, h, hk, length, causal, label):
+        q = torch.randn(b, h, length, d, dtype=dt, device="cuda")
+        k = torch.randn(b, hk, length, d, dtype=dt, device="cuda")
+        v = torch.randn(b, hk, length, d, dtype=dt, device="cuda")
+        out = torch.empty_like(q)
+        run = kernel.prepare_dense(q, k, v, causal=causal, out=out)
+        run()
+        ms = timer.median_ms(run)
+        flops = 4 * b * h * length * length * d / (2 if causal else 1)
+        print(json.dumps({"label": label, "shape": f"B{b} H{h}/{hk} L{length}{' causal' if causal else ''}",
+                          "ms": round(ms, 4), "tflops": round(flops / ms / 1e9, 1),
+                          "min_max": [round(min(timer.last_ms), 4), round(max(timer.last_ms), 4)],
+                          "q_addr": hex(q.data_ptr())}), flush=True)
+        del q, k, v, out
+        torch.cuda.empty_cache()
+
+    timed(*target, "fresh")
+    for shape in before:
+        timed(*shape, "earlier row")
+    timed(*target, "after the earlier rows")
+    timed(*target, "again")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
