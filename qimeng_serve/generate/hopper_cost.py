@@ -17,7 +17,7 @@ With few warpgroups and a long softmax (D 64: s is as long as a warpgroup's GEMM
 the tensor pipe waits while every warpgroup is in its softmax. With more warpgroups or a larger D
 the shared tensor pipe binds.
 
-The constants are fitted to eight steady states measured on the H100 (bf16, 16k, no mask; docs/perf-
+The constants are fitted to ten steady states measured on the H100 (bf16, 16k, no mask; docs/perf-
 notes.md "Hopper path" runs). Each is given as cycles a KV tile, measured / model:
 - D 128 128 x 128 pinned + ping-pong: 2727 (the session-5 trace) / 2787;
 - D 256 128 x 80 softmax: 3252 / 3252;
@@ -26,12 +26,15 @@ notes.md "Hopper path" runs). Each is given as cycles a KV tile, measured / mode
 - D 64 128 x 128 pinned + ping-pong: about 2144 / 2274;
 - D 256 128 x 64 pinned + ping-pong: about 2768 / 2740;
 - D 64 192 x 128 gemms + ping-pong: about 2888 / 2988;
-- D 64 192 x 80 pinned + ping-pong: about 2010 / 1965.
+- D 64 192 x 80 pinned + ping-pong: about 2010 / 1965;
+- D 64 192 x 144 no overlap: about 3121 / 3169;
+- D 256 128 x 80 no overlap + ping-pong: about 3687 / 3688.
 The "about" ones come from their ratio to the shipped kernel in the same run (sessions 7, 13 and 14;
-the last from --tune's own timing, session 14). The two softmax kernels fix KV_TILE_FIXED and
+the last three from --tune's own timing, session 14). The two softmax kernels fix KV_TILE_FIXED and
 KAPPA["softmax"]; the D 64 128 x 176 one fixes pinned + ping-pong on two warpgroups, the two D 64
-192-row ones ping-pong on three. KAPPA for none and gemms, and the overlaps without ping-pong but
-softmax, are not measured apart: they are set next to softmax. TILE_FIXED is the ~3 us a tile
+192-row ones ping-pong on three, D 64 192 x 144 no overlap, D 256's none + ping-pong the turns
+without an overlap. KAPPA for gemms and pinned without ping-pong are not measured apart: gemms is
+set at softmax's, pinned at what its ping-pong fit leaves. TILE_FIXED is the ~3 us a tile
 boundary took in the D 128 traces (sessions 5-8).
 
 Registers: a consumer thread holds O (D / 2 floats), S (BN / 2), P (BN / 4: two 16-bit values a
@@ -67,10 +70,20 @@ CTA_START = 3100  # tiles=grid: Q lands ~1.7 us after a CTA starts (the one-tile
 # the softmax a warpgroup's round keeps, in units of its exponentials (softmax, and pinned with
 # ping-pong, fitted; none and gemms assumed next to softmax: gemms waits for both GEMMs first)
 KAPPA = {"none": 3.3, "softmax": 2.88, "gemms": 2.88, "pinned": 2.46}
-# ping-pong's turns, by consumer warpgroups: with two, the other's GEMMs run beside this one's softmax
-# (pinned, fitted: 2.46 x 0.85 = 2.09); with three they cost more than they hide (fitted to D 64
-# 192 x 128 gemms and 192 x 80 pinned, session 14: 1.15 and 1.27 of the plain overlap)
-PINGPONG_KAPPA = {2: 0.85, 3: 1.21}
+# ping-pong's turns, a factor on KAPPA: with two warpgroups the other's GEMMs run beside this one's
+# pinned softmax (fitted: 2.46 x 0.85 = 2.09), while without any overlap the turns only serialise
+# (D 256 128 x 80, session 14); softmax and gemms with ping-pong were timed only where the tensor pipe
+# binds (D 256: level), so they keep their plain KAPPA. With three warpgroups the turns cost more than
+# they hide (fitted to D 64 192 x 128 gemms and 192 x 80 pinned, session 14: 1.15 and 1.27).
+PINGPONG_KAPPA = {(2, "pinned"): 0.85, (2, "none"): 1.62, (2, "softmax"): 1.0, (2, "gemms"): 1.0}
+PINGPONG_KAPPA_THREE = 1.21
+
+
+def pingpong_factor(consumers: int, overlap: str) -> float:
+    """What ping-pong's turns do to the softmax a warpgroup's round keeps (KAPPA's factor)."""
+    return PINGPONG_KAPPA[(consumers, overlap)] if consumers == 2 else PINGPONG_KAPPA_THREE
+
+
 REG_EXTRA = {"none": 40, "softmax": 48, "gemms": 32, "pinned": 64}
 LENGTHS = (1024, 2048, 4096, 8192, 16384)
 
@@ -86,7 +99,8 @@ def kv_tile_cycles(sketch: HopperSketch, point: HopperPoint, head_dim: int) -> f
     bm, bn = point.block_m, point.block_n
     t_gemm = 4 * bm * bn * head_dim / GMMA_FLOPS_PER_CLOCK
     exps = 64 * bn / SFU_PER_CLOCK  # one warpgroup's exponentials
-    kappa = KAPPA[sketch.overlap] * (PINGPONG_KAPPA[point.consumers] if sketch.schedule == "pingpong" else 1.0)
+    kappa = KAPPA[sketch.overlap] * (pingpong_factor(point.consumers, sketch.overlap)
+                                     if sketch.schedule == "pingpong" else 1.0)
     round_ = t_gemm / point.consumers + kappa * exps
     return max(t_gemm, round_) + KV_TILE_FIXED
 

@@ -150,6 +150,8 @@ STEADY_STATES = [
     (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(2, 64, 2), 256, 2768),
     (HopperSketch("dense_prefill", "persistent", "pingpong", "gemms"), HopperPoint(3, 128, 4), 64, 2888),
     (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(3, 80, 4), 64, 2010),
+    (HopperSketch("dense_prefill", "persistent", "cooperative", "none"), HopperPoint(3, 144, 4), 64, 3121),
+    (HopperSketch("dense_prefill", "persistent", "pingpong", "none"), HopperPoint(2, 80, 2), 256, 3687),
 ]
 
 
@@ -165,6 +167,8 @@ def test_the_model_ranks_the_measured_pairs_as_the_h100_did():
     assert per_score[2] < per_score[3] and per_score[2] < per_score[4]  # D 64: 3 warpgroups on 192 rows won
     assert per_score[1] < per_score[5]  # D 256: 128 x 80 softmax beat 128 x 64 pinned + ping-pong
     assert per_score[2] < per_score[6] and per_score[2] < per_score[7]  # D 64: ping-pong on three lost
+    assert per_score[8] < per_score[2]  # D 64: 192 x 144 without overlap beat it at 16k without a mask
+    assert per_score[1] < per_score[9]  # D 256: no overlap + ping-pong lost
 
 
 def test_a_warm_cache_plans_nothing_again(tmp_path, monkeypatch):
