@@ -46,6 +46,9 @@ VARIANTS = {
     "d64_l2full": ("dense_prefill_sm90.tl", 64, {}, GROUP_NOT_CAUSAL, ("bf16",)),
     "pers_gall": ("dense_prefill_sm90.tl", 128, {}, ONE_GROUP, ("bf16",)),
     "pers_nogroups": ("dense_prefill_sm90.tl", 128, {}, NO_GROUPS, ("bf16",)),
+    # every gridDim.x-th tile per CTA instead of the counter's claims (session 14: is our per-launch
+    # spread at llama3.1-405b B 8 x 2k the dynamic claims?)
+    "static128": ("dense_prefill_sm90.tl", 128, {}, {"QM_SM90_STATIC_TILES": "1"}, ("bf16",)),
     # session 7's runs 1-3 timed building-block changes as dec128 / dec64, pack128 / pack64 and fence128:
     # the shipped params under those names, as shipped128 / d64 are (the names are in their JSON)
     # wider KV tiles without a causal mask (FA3 picks 128 x 176 at D 128 and 192 x 128 / 192 at D 64 there):

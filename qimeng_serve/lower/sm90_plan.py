@@ -186,7 +186,7 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
         head = [f"{pad}const int tile_count = qm::sm90::TileScheduler({shape.tiles_args}).count;",
                 f"{pad}const qm::sm90::TileCounter claims{{tile_counter}};",
                 f"{pad}int iter = 0;  // the tiles handed to the consumers",
-                f"{pad}for (int tile_t = claims.first(); tile_t < tile_count; tile_t = claims.next()) {{",
+                f"{pad}for (int tile_t = claims.first(); tile_t < tile_count; tile_t = claims.next(tile_t)) {{",
                 f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args});",
                 f"{pad}  const qm::sm90::TileWord word({shape.grid_args});"]
     out = [*head, *tile_coordinates(plan, scope, pad + "  ", "tiles.at(tile_t)"),

@@ -150,7 +150,7 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
 # free. Claimed as its predecessor was handed on (a whole tile ahead), a causal tile went to whichever
 # CTA had started its own first, not to the first to finish: D 256 causal ran 4-8% slower on the H100
 # (session 12; scripts/sm90_schedule_sim.py models both claim points, docs/perf-notes.md "tenth run").
-CLAIM_AFTER_COPIES = ("      if (qm::sm90::producer_leader()) claimed = claims.next();  // the next tile, once this "
+CLAIM_AFTER_COPIES = ("      if (qm::sm90::producer_leader()) claimed = claims.next(claimed);  // the next tile, once this "
                       "one's copies are issued")
 
 
@@ -166,7 +166,7 @@ def _gathering_tile_head(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         "    for (int iter = 0;;) {",
         "      if (qm::sm90::producer_leader()) {",
         "        int handed = -1;  // no tile left",
-        "        for (; claimed < tile_count; claimed = claims.next()) {",
+        "        for (; claimed < tile_count; claimed = claims.next(claimed)) {",
         f"          const qm::sm90::TileScheduler tiles({shape.tiles_args});",
         f"          const qm::sm90::TileWord word({shape.grid_args});",
         *tile_coordinates(plan, scope, "          ", "tiles.at(claimed)"),

@@ -306,7 +306,7 @@ def test_persistent_tiles_walk_the_grid_from_one_cta_per_sm():
     assert consumer.index("for (int iter = 0;;) {") < consumer.index(tiles)
     # the producer claims tiles from the counter and hands each one it runs to the consumers before its
     # Q, then -1; the consumers take them until -1
-    loop = "for (int tile_t = claims.first(); tile_t < tile_count; tile_t = claims.next()) {"
+    loop = "for (int tile_t = claims.first(); tile_t < tile_count; tile_t = claims.next(tile_t)) {"
     assert "const int tile_count = qm::sm90::TileScheduler(" in producer and producer.index(loop) < producer.index(tiles)
     skip, count = producer.index("continue;"), producer.index("const int q_iter = iter++;")
     hand, q = producer.index("qm::sm90::hand_tile(sm, word.pack(tile_t, tile), q_iter);"), producer.index("qm::sm90::produce_q<KT>(")
@@ -454,14 +454,14 @@ def test_a_persistent_gather_hands_each_tile_to_its_whole_warpgroup():
     producer = text[:text.index("} else {")]
     order = [producer.index(x) for x in (
         "int claimed = claims.first();", "if (qm::sm90::producer_leader()) {", "int handed = -1;",
-        "for (; claimed < tile_count; claimed = claims.next()) {", ">= qm::seqlen_q_of(p, t_b)) continue;",
+        "for (; claimed < tile_count; claimed = claims.next(claimed)) {", ">= qm::seqlen_q_of(p, t_b)) continue;",
         "handed = word.pack(claimed, tile);",
         "qm::sm90::hand_tile(sm, handed, iter);", "qm::sm90::producer_sync();",
         "const int tile_t = qm::sm90::handed_tile(sm, iter);", "if (tile_t < 0) break;",
         "const qm::sm90::Tile tile = word.unpack(tile_t, tiles);", "const int q_iter = iter++;",
-        "gather.seek(", "gather.copy_v(", "if (qm::sm90::producer_leader()) claimed = claims.next();",
+        "gather.seek(", "gather.copy_v(", "if (qm::sm90::producer_leader()) claimed = claims.next(claimed);",
         "qm::sm90::gathers_drained();")]
     assert order == sorted(order)
-    assert producer.count("claimed = claims.next();") == 1  # no claim a whole tile ahead
+    assert producer.count("claimed = claims.next(claimed);") == 1  # no claim a whole tile ahead
     assert "int* const tile_counter" in text  # the persistent ABI
     assert "qm::sm90::take_tile(sm, iter)" in text[text.index("} else {"):]  # the consumers take the same words

@@ -80,11 +80,18 @@ struct TileWord {
 };
 
 // The producer's tile claims: its CTA's first tile is blockIdx.x, each later one the next unclaimed
-// (gridDim.x + the counter's old value). counter: one int per launch, zero before it.
+// (gridDim.x + the counter's old value). counter: one int per launch, zero before it. A diagnostic
+// build may set QM_SM90_STATIC_TILES 1: each CTA then takes every gridDim.x-th tile from its first
+// (no counter; the order per CTA is fixed before the launch).
+#ifndef QM_SM90_STATIC_TILES
+#define QM_SM90_STATIC_TILES 0
+#endif
 struct TileCounter {
   int* counter;
   __device__ __forceinline__ int first() const { return static_cast<int>(blockIdx.x); }
-  __device__ __forceinline__ int next() const { return static_cast<int>(gridDim.x) + atomicAdd(counter, 1); }
+  __device__ __forceinline__ int next(int previous) const {
+    return static_cast<int>(gridDim.x) + (QM_SM90_STATIC_TILES ? previous : atomicAdd(counter, 1));
+  }
 };
 
 // TL's plain grid (tiles=grid): this CTA's one tile is its block index, the query blocks taken from
