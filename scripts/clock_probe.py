@@ -143,7 +143,7 @@ def sequence(args) -> int:
     kernel = load_sm90_kernels(args.kernels, names={args.kernel})[args.kernel]
     dt = {"f16": torch.float16, "bf16": torch.bfloat16}[kernel.meta["dtype"]]
     d = kernel.meta["head_dim"]
-    timer = Timer(runs=args.runs)
+    timer, warm = Timer(runs=args.runs), Timer(runs=args.runs, flush_l2=False)
     target = (args.batch, args.heads, args.heads_kv or args.heads, args.seqlen, args.causal)
     before = [(8, 16, 16, 2048, False), (8, 16, 16, 2048, True), (8, 32, 32, 2048, True), (2, 32, 32, 8192, True),
               (8, 64, 8, 2048, True), (2, 64, 8, 8192, True)]
@@ -164,6 +164,8 @@ def sequence(args) -> int:
         if label != "earlier row":  # the same launches after a flush that reads instead of writes
             read_ms = read_flushed_ms(run, timer.flush, args.runs)
             row["read_flush"] = {"ms": round(read_ms, 4), "tflops": round(flops / read_ms / 1e9, 1)}
+            warm_ms = warm.median_ms(run)  # back to back, nothing between the launches but the spin
+            row["no_flush"] = {"ms": round(warm_ms, 4), "tflops": round(flops / warm_ms / 1e9, 1)}
         print(json.dumps(row), flush=True)
         del q, k, v, out
         torch.cuda.empty_cache()
