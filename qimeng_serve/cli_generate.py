@@ -85,7 +85,8 @@ def generate(
         "--hopper", help="sm_90: plan the Hopper (sm_90a: TMA + GMMA, warp-specialised) program of dense or "
                          "paged prefill instead of the portable one (the Hopper planner; experimental: the "
                          "build ships the measured kernels_src/tl/<op>_sm90.tl). With --tune, on an H100 / "
-                         "H200, its top --tune-top candidates are measured and the fastest wins.")] = False,
+                         "H200, its top --tune-top candidates and the shipped program are measured and the "
+                         "fastest wins.")] = False,
 ) -> None:
     """Stage 1 only: write the TL program for one kernel (op, dtype, head size) on one GPU architecture.
 
