@@ -97,6 +97,8 @@ def main() -> int:
     ap.add_argument("--sequence", action="store_true",
                     help="time ours on fresh inputs, then after hopper_check's earlier 2k / GQA rows (each on "
                          "inputs of its own, freed as hopper_check frees them), then on fresh inputs again")
+    ap.add_argument("--keep-cache", action="store_true",
+                    help="--sequence: keep freed blocks in torch's caching allocator (no empty_cache between rows)")
     args = ap.parse_args()
     if args.sequence:
         return sequence(args)
@@ -168,7 +170,8 @@ def sequence(args) -> int:
             row["no_flush"] = {"ms": round(warm_ms, 4), "tflops": round(flops / warm_ms / 1e9, 1)}
         print(json.dumps(row), flush=True)
         del q, k, v, out
-        torch.cuda.empty_cache()
+        if not args.keep_cache:
+            torch.cuda.empty_cache()
 
     timed(*target, "fresh")
     for shape in before:
