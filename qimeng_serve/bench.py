@@ -46,7 +46,12 @@ class Row:
 
 
 class Timer:
-    SPIN_CYCLES = 1_000_000  # ~0.5 ms at H100 clocks: longer than any launcher's host overhead
+    # ~2 ms at H100 clocks: longer than any launcher's host overhead, so each timed span holds the GPU's
+    # work alone. 1M (~0.5 ms) was not always enough for our Python launcher: after other tensors had
+    # been allocated and freed, the GPU idled inside the span waiting for its enqueue (llama3.1-405b
+    # B 8 x 2k: 529-537 TFLOPS at 1M, 576-579 at 4M, the kernel's own duration 1.90-1.91 ms either way;
+    # docs/perf-notes.md "twelfth run", runs 13-15)
+    SPIN_CYCLES = 4_000_000
 
     def __init__(self, runs: int = 20, warmup: int = 3, flush_l2: bool = True) -> None:
         import torch

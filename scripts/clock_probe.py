@@ -47,6 +47,28 @@ class Sampler:
         return False
 
 
+def host_us(run, kernel, runs: int = 20) -> dict[str, float]:
+    """Median host microseconds of one launch (run()) and of its parts: the tile counter (a torch
+    tensor zeroed on the stream) and the kernel arguments, each with the GPU idle before it."""
+    import torch
+
+    from qimeng_serve.runtime.tma_sm90 import zeroed_tile_counter
+
+    stream = torch.cuda.current_stream()
+    parts = {"launch": run, "counter": lambda: zeroed_tile_counter(stream)}
+    out = {}
+    for name, fn in parts.items():
+        times = []
+        for _ in range(runs):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1e6)
+        out[name] = round(statistics.median(times), 1)
+        out[name + "_max"] = round(max(times), 1)
+    return out
+
+
 def read_flushed_ms(fn, flush, runs: int) -> float:
     """The benchmark's loop with L2 evicted by reading 256 MB instead of writing it: each run then
     starts on clean lines, none to write back (the Timer's zero_() leaves L2 full of dirty ones)."""
@@ -99,7 +121,15 @@ def main() -> int:
                          "inputs of its own, freed as hopper_check frees them), then on fresh inputs again")
     ap.add_argument("--keep-cache", action="store_true",
                     help="--sequence: keep freed blocks in torch's caching allocator (no empty_cache between rows)")
+    ap.add_argument("--allocate-only", action="store_true",
+                    help="--sequence: the earlier rows only allocate and write their tensors, no kernel runs")
+    ap.add_argument("--spin", type=int, help="cycles the GPU spins before each timed run (the Timer's "
+                    "SPIN_CYCLES: the host's time to enqueue the run hides behind it)")
     args = ap.parse_args()
+    if args.spin:
+        from qimeng_serve.bench import Timer
+
+        Timer.SPIN_CYCLES = args.spin
     if args.sequence:
         return sequence(args)
     import torch
@@ -155,6 +185,12 @@ def sequence(args) -> int:
         k = torch.randn(b, hk, length, d, dtype=dt, device="cuda")
         v = torch.randn(b, hk, length, d, dtype=dt, device="cuda")
         out = torch.empty_like(q)
+        if label == "earlier row" and args.allocate_only:
+            out.zero_()  # the row's memory written, no attention run
+            del q, k, v, out
+            if not args.keep_cache:
+                torch.cuda.empty_cache()
+            return
         run = kernel.prepare_dense(q, k, v, causal=causal, out=out)
         run()
         ms = timer.median_ms(run)
@@ -163,6 +199,8 @@ def sequence(args) -> int:
         row = {"label": label, "shape": f"B{b} H{h}/{hk} L{length}{' causal' if causal else ''}",
                "ms": round(ms, 4), "tflops": round(flops / ms / 1e9, 1), "min_max": spread,
                "q_addr": hex(q.data_ptr())}
+        if label != "earlier row":  # host time of the launcher and of its tile counter's zeroing, GPU idle
+            row["host_us"] = host_us(run, kernel)
         if label != "earlier row":  # the same launches after a flush that reads instead of writes
             read_ms = read_flushed_ms(run, timer.flush, args.runs)
             row["read_flush"] = {"ms": round(read_ms, 4), "tflops": round(flops / read_ms / 1e9, 1)}
