@@ -47,6 +47,35 @@ class Sampler:
         return False
 
 
+def driver_counter_launch(kernel, q, k, v, causal, out):
+    """The launch prepare_dense makes, with the tile counter preallocated once and zeroed by
+    cuMemsetD32Async on the stream (no torch allocation, no stream context per launch)."""
+    import ctypes
+
+    import torch
+
+    from qimeng_serve.runtime.formula import evaluate
+    from qimeng_serve.runtime.loader import check, driver
+    from qimeng_serve.runtime.tma_sm90 import launch_args
+
+    run = kernel.prepare_dense(q, k, v, causal=causal, out=out)
+    cells = dict(zip(run.__code__.co_freevars, (c.cell_contents for c in run.__closure__)))
+    p, descs, sizes = cells["p"], cells["descs"], cells["sizes"]  # what prepare_dense's launcher holds
+    drv = driver()
+    counter = torch.zeros(1, dtype=torch.int32, device=q.device)
+    grid = [evaluate(f, sizes) for f in kernel.meta["grid"]] + [1, 1]
+    args, keep = launch_args(p, descs, counter.data_ptr())
+
+    def launch():
+        stream = drv.CUstream(torch.cuda.current_stream().cuda_stream)
+        check(drv.cuMemsetD32Async(counter.data_ptr(), 0, 1, stream), "zeroing the tile counter")
+        check(drv.cuLaunchKernel(kernel.function, grid[0], grid[1], grid[2], kernel.meta["threads"], 1, 1,
+                                 kernel.meta["smem_bytes"], stream, ctypes.addressof(args), 0), "launching")
+
+    launch.keep = (keep, counter)
+    return launch
+
+
 def host_us(run, kernel, runs: int = 20) -> dict[str, float]:
     """Median host microseconds of one launch (run()) and of its parts: the tile counter (a torch
     tensor zeroed on the stream) and the kernel arguments, each with the GPU idle before it."""
@@ -125,6 +154,8 @@ def main() -> int:
                     help="--sequence: the earlier rows only allocate and write their tensors, no kernel runs")
     ap.add_argument("--spin", type=int, help="cycles the GPU spins before each timed run (the Timer's "
                     "SPIN_CYCLES: the host's time to enqueue the run hides behind it)")
+    ap.add_argument("--driver-counter", action="store_true",
+                    help="--sequence: launch with a preallocated tile counter zeroed by cuMemsetD32Async")
     args = ap.parse_args()
     if args.spin:
         from qimeng_serve.bench import Timer
@@ -192,6 +223,8 @@ def sequence(args) -> int:
                 torch.cuda.empty_cache()
             return
         run = kernel.prepare_dense(q, k, v, causal=causal, out=out)
+        if args.driver_counter:
+            run = driver_counter_launch(kernel, q, k, v, causal, out)
         run()
         ms = timer.median_ms(run)
         spread = [round(min(timer.last_ms), 4), round(max(timer.last_ms), 4)]
