@@ -46,12 +46,11 @@ class Row:
 
 
 class Timer:
-    # ~2 ms at H100 clocks: longer than any launcher's host overhead, so each timed span holds the GPU's
-    # work alone. 1M (~0.5 ms) was not always enough for our Python launcher: after other tensors had
-    # been allocated and freed, the GPU idled inside the span waiting for its enqueue (llama3.1-405b
-    # B 8 x 2k: 529-537 TFLOPS at 1M, 576-579 at 4M, the kernel's own duration 1.90-1.91 ms either way;
-    # docs/perf-notes.md "twelfth run", runs 13-15)
-    SPIN_CYCLES = 4_000_000
+    # ~0.5 ms at H100 clocks: longer than any launcher's host overhead (ours enqueues in 19-150 us with the
+    # GPU busy, docs/perf-notes.md "twelfth run", run 19). Session 14 timed a 4M spin too: it lifted our
+    # llama3.1-405b row from 529-537 to 576-579 TFLOPS (cuDNN unmoved) for a reason not found, so the
+    # method stays as every earlier figure was measured
+    SPIN_CYCLES = 1_000_000
 
     def __init__(self, runs: int = 20, warmup: int = 3, flush_l2: bool = True) -> None:
         import torch

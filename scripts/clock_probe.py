@@ -76,6 +76,29 @@ def driver_counter_launch(kernel, q, k, v, causal, out):
     return launch
 
 
+def busy_host(run, flush, runs: int) -> dict[str, float]:
+    """The Timer's loop with the launcher's host time taken inside it (the GPU busy with the spin and
+    the flush while the host enqueues): median host us of run(), and median GPU ms of the span."""
+    import torch
+
+    from qimeng_serve.bench import Timer
+
+    host, gpu = [], []
+    for _ in range(runs):
+        torch.cuda._sleep(Timer.SPIN_CYCLES)
+        flush.zero_()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        t = time.perf_counter()
+        run()
+        host.append((time.perf_counter() - t) * 1e6)
+        end.record()
+        end.synchronize()
+        gpu.append(start.elapsed_time(end))
+    return {"host_us": round(statistics.median(host), 1), "host_us_max": round(max(host), 1),
+            "gpu_ms": round(statistics.median(gpu), 4)}
+
+
 def host_us(run, kernel, runs: int = 20) -> dict[str, float]:
     """Median host microseconds of one launch (run()) and of its parts: the tile counter (a torch
     tensor zeroed on the stream) and the kernel arguments, each with the GPU idle before it."""
@@ -234,6 +257,7 @@ def sequence(args) -> int:
                "q_addr": hex(q.data_ptr())}
         if label != "earlier row":  # host time of the launcher and of its tile counter's zeroing, GPU idle
             row["host_us"] = host_us(run, kernel)
+            row["busy"] = busy_host(run, timer.flush, args.runs)
         if label != "earlier row":  # the same launches after a flush that reads instead of writes
             read_ms = read_flushed_ms(run, timer.flush, args.runs)
             row["read_flush"] = {"ms": round(read_ms, 4), "tflops": round(flops / read_ms / 1e9, 1)}
