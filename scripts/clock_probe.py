@@ -76,6 +76,23 @@ def driver_counter_launch(kernel, q, k, v, causal, out):
     return launch
 
 
+def span_ms(fn, before, host: list | None = None) -> float:
+    """GPU milliseconds between events around fn(), after before() is enqueued; host, when given,
+    collects fn()'s host microseconds."""
+    import torch
+
+    before()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    t = time.perf_counter()
+    fn()
+    if host is not None:
+        host.append((time.perf_counter() - t) * 1e6)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
 def busy_host(run, flush, runs: int) -> dict[str, float]:
     """The Timer's loop with the launcher's host time taken inside it (the GPU busy with the spin and
     the flush while the host enqueues): median host us of run(), and median GPU ms of the span."""
@@ -83,18 +100,8 @@ def busy_host(run, flush, runs: int) -> dict[str, float]:
 
     from qimeng_serve.bench import Timer
 
-    host, gpu = [], []
-    for _ in range(runs):
-        torch.cuda._sleep(Timer.SPIN_CYCLES)
-        flush.zero_()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        t = time.perf_counter()
-        run()
-        host.append((time.perf_counter() - t) * 1e6)
-        end.record()
-        end.synchronize()
-        gpu.append(start.elapsed_time(end))
+    host = []
+    gpu = [span_ms(run, lambda: (torch.cuda._sleep(Timer.SPIN_CYCLES), flush.zero_()), host) for _ in range(runs)]
     return {"host_us": round(statistics.median(host), 1), "host_us_max": round(max(host), 1),
             "gpu_ms": round(statistics.median(gpu), 4)}
 
@@ -128,34 +135,20 @@ def read_flushed_ms(fn, flush, runs: int) -> float:
 
     from qimeng_serve.bench import Timer
 
-    times = []
-    for _ in range(runs):
-        torch.cuda._sleep(Timer.SPIN_CYCLES)
-        flush.view(torch.int64).sum()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return statistics.median(span_ms(fn, lambda: (torch.cuda._sleep(Timer.SPIN_CYCLES), flush.view(torch.int64).sum()))
+                             for _ in range(runs))
 
 
 def isolated_ms(fn, flush, runs: int = 10) -> float:
+    """Each run alone after 50 ms of idle GPU, L2 flushed."""
     import torch
 
-    times = []
-    for _ in range(runs):
+    def before():
         torch.cuda.synchronize()
         time.sleep(0.05)
         flush.zero_()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+
+    return statistics.median(span_ms(fn, before) for _ in range(runs))
 
 
 def main() -> int:
