@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Markdown table of a hopper_check.json's bench rows: ours beside cuDNN, FA3, FA2 and FlexAttention,
-with the same-run ratios. Rows timed twice (the FlexAttention pass repeats D = 128) show both runs.
+with the same-run ratios. Rows timed twice (the FlexAttention pass repeats a dense kernel) show both
+runs. Paged prefill rows stand apart; their FA3 is FA3's paged prefill on the same cache.
 
     python scripts/hopper_table.py docs/results/hopper-h100-v2/run6-shipped-final.json
 """
@@ -23,17 +24,19 @@ def table(path: str) -> str:
     groups = collections.defaultdict(list)
     for r in data["bench"]:
         if r.get("ours"):
-            groups[(r["head_dim"], r["dtype"], r.get("tag", "sweep"), r["batch"], r["seqlen"], r["causal"])].append(r)
-    out = ["| D | dtype | shape | causal | ours | cuDNN | FA3 | FA2 | Flex | ours / cuDNN | ours / FA3 | ours / Flex |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2] != "sweep", k[2], k[4], k[5])):
+            family = "paged" if "page" in r else "dense"  # paged rows: FA3 is FA3's paged prefill
+            groups[(family, r["head_dim"], r["dtype"], r.get("tag", "sweep"), r["batch"], r["seqlen"],
+                    r["causal"])].append({**r, "fa3": r.get("fa3_paged") if family == "paged" else r.get("fa3")})
+    out = ["| kernel | D | dtype | shape | causal | ours | cuDNN | FA3 | FA2 | Flex | ours / cuDNN | ours / FA3 | ours / Flex |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3] != "sweep", k[3], k[5], k[6])):
         rs = groups[key]
-        d, dtype, tag, b, length, causal = key
+        family, d, dtype, tag, b, length, causal = key
         shape = f"L={length}" if tag == "sweep" else f"{tag} B={b} L={length}"
         flex = [r["flex"] for r in rs if r.get("flex") and r["flex"] > FLEX_DEFECT_TFLOPS]
         with_flex = [r for r in rs if r.get("flex") and r["flex"] > FLEX_DEFECT_TFLOPS]
         out.append(" | ".join([
-            f"| {d}", dtype, shape, "yes" if causal else "no",
+            f"| {family}", str(d), dtype, shape, "yes" if causal else "no",
             fmt([r["ours"] for r in rs]), fmt([r["cudnn"] for r in rs if r.get("cudnn")]),
             fmt([r["fa3"] for r in rs if r.get("fa3")]), fmt([r["fa2"] for r in rs if r.get("fa2")]), fmt(flex),
             fmt([r["ours"] / r["cudnn"] for r in rs if r.get("cudnn")], 2),
