@@ -28,10 +28,10 @@ from qimeng_serve.generate.hopper_cost import (
     estimate_hopper,
 )
 from qimeng_serve.generate.hopper_sketches import (
+    SHIPPED,
     HopperPoint,
     HopperSketch,
     enumerate_hopper_sketches,
-    SHIPPED,
     hopper_points,
     hopper_program_text,
 )
