@@ -67,8 +67,8 @@ SFU_PER_CLOCK = 16  # exp2 (MUFU.EX2) per SM
 KV_TILE_FIXED = 692  # cycles a KV tile: barrier waits, descriptors, loop bookkeeping (fitted)
 TILE_FIXED = 5500  # cycles a tile boundary: ~3 us in the D 128 traces
 CTA_START = 3100  # tiles=grid: Q lands ~1.7 us after a CTA starts (the one-tile-per-CTA traces)
-# the softmax a warpgroup's round keeps, in units of its exponentials (softmax, and pinned with
-# ping-pong, fitted; none and gemms assumed next to softmax: gemms waits for both GEMMs first)
+# the softmax a warpgroup's round keeps, in units of its exponentials (softmax, none and pinned with
+# ping-pong fitted; gemms assumed at softmax's: it waits for both GEMMs first)
 KAPPA = {"none": 3.3, "softmax": 2.88, "gemms": 2.88, "pinned": 2.46}
 # ping-pong's turns, a factor on KAPPA: with two warpgroups the other's GEMMs run beside this one's
 # pinned softmax (fitted: 2.46 x 0.85 = 2.09), while without any overlap the turns only serialise
