@@ -4,6 +4,8 @@
 # shipped dense D 128 kernel's 2k and GQA rows through hopper_check, twice, every anchor under the
 # same Timer. Predicted: llama3.1-405b B 8 x 2k causal 575-585 TFLOPS against cuDNN's 565-575
 # (1.00-1.03x); every other row within 2% of run 4's figures (cuDNN's too).
+# Ran at commit 2fcf317, whose Timer spun 4M cycles; the Timer went back to 1M after run 19, so
+# repeating this run at HEAD times with 1M (run 20 is run 17 at 1M).
 cd "$(dirname "$0")/../../.." || exit 2  # the repository root
 OUT=${OUT:-/tmp/out}
 for i in 1 2; do

@@ -6,6 +6,8 @@
 # enqueue had leaked into the span rise (llama3.1-405b to 1.01-1.02x); the kernel-bound misses stay
 # (D 128 full 2k ~0.97, D 64 1k 0.82-0.88, D 256 1k causal ~0.93); cuDNN's own figures within 2% of
 # session 13's.
+# Ran at commit 2fcf317, whose Timer spun 4M cycles; the Timer went back to 1M after run 19, so
+# repeating this run at HEAD times with 1M (run 20 is run 17 at 1M).
 cd "$(dirname "$0")/../../.." || exit 2  # the repository root
 OUT=${OUT:-/tmp/out}
 bash scripts/hopper_device.sh --kernels registry-shipped14 --dtypes bf16 --bench-dtypes bf16 --flex all \
