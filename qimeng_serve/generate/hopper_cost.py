@@ -94,11 +94,15 @@ def consumer_registers(sketch: HopperSketch, point: HopperPoint, head_dim: int) 
     return o + s + (0 if sketch.overlap == "none" else p) + REG_EXTRA[sketch.overlap]
 
 
+def gemm_cycles(point: HopperPoint, head_dim: int) -> float:
+    """The CTA's two GEMMs of one KV tile on the SM's tensor pipe."""
+    return 4 * point.block_m * point.block_n * head_dim / GMMA_FLOPS_PER_CLOCK
+
+
 def kv_tile_cycles(sketch: HopperSketch, point: HopperPoint, head_dim: int) -> float:
     """max(the tensor pipe's time, one warpgroup's round) + the fixed part, for one KV tile."""
-    bm, bn = point.block_m, point.block_n
-    t_gemm = 4 * bm * bn * head_dim / GMMA_FLOPS_PER_CLOCK
-    exps = 64 * bn / SFU_PER_CLOCK  # one warpgroup's exponentials
+    t_gemm = gemm_cycles(point, head_dim)
+    exps = 64 * point.block_n / SFU_PER_CLOCK  # one warpgroup's exponentials
     kappa = KAPPA[sketch.overlap] * (pingpong_factor(point.consumers, sketch.overlap)
                                      if sketch.schedule == "pingpong" else 1.0)
     round_ = t_gemm / point.consumers + kappa * exps
@@ -147,7 +151,6 @@ def estimate_hopper(sketch: HopperSketch, point: HopperPoint, spec: AttentionSpe
         label = f"L={length // 1024}k {'causal' if spec.causal else 'full'}"
         cases.append(CaseEstimate(label, round(us, 3), flops / (us * 1e-6) / 1e12))
     score = math.exp(sum(math.log(c.time_us) for c in cases) / len(cases))
-    t_gemm = 4 * point.block_m * point.block_n * d / GMMA_FLOPS_PER_CLOCK
-    bound = "tensor" if kv - KV_TILE_FIXED <= t_gemm else "warpgroup round"
+    bound = "tensor" if kv - KV_TILE_FIXED <= gemm_cycles(point, d) else "warpgroup round"
     return Estimate(score, tuple(cases), 1, need, 0, smem, bound, DEVICE,
                     details={"kv_tile_cycles": round(kv), "registers": f"{producer}/{consumer}"})

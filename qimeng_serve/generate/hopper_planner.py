@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
+from qimeng_serve.build.kernel_set import HOPPER_ARCH
 from qimeng_serve.errors import QimengError, TLCheckError, TLError
 from qimeng_serve.generate import planner_cache
 from qimeng_serve.generate.base import Attempt, GeneratedProgram, GenerationRecord
@@ -46,7 +47,6 @@ from qimeng_serve.tl.parser import parse_tl
 from qimeng_serve.tl.printer import print_tl
 
 HOPPER_PLANNER_VERSION = "1"
-HOPPER_ARCH = "sm_90"
 INTERPRET_TOP = 2
 
 
@@ -294,7 +294,7 @@ class HopperPlanner:
         sketch_text = hopper_program_text(chosen.sketch, spec, target.arch, name=name, header=header[:2])
         first = [c for c in s.ranked if c.stage in ("tune", "interpret")]
         rest = [c for c in s.ranked if c.stage == "ranked"]
-        pruned = [c for c in s.candidates if c.stage not in ("interpret", "ranked")]
+        pruned = [c for c in s.candidates if c.stage not in ("tune", "interpret", "ranked")]
         details = {
             "planner_version": HOPPER_PLANNER_VERSION,
             "cost_model_version": HOPPER_COST_MODEL_VERSION,

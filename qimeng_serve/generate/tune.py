@@ -49,9 +49,9 @@ def gpu_name(target: Target) -> str:
 
 def tune(search: Search, top: int, progress: Callable[[str], None]) -> Candidate:
     """Measure the top candidates of search; returns the fastest that validates (marked in place)."""
-    best, device = measure(search.spec, search.target, search.passed[:top], lambda c: _job(search, c), progress)
-    search.counts["tuned"] = len(search.passed[:top])
-    search.counts["tuned_on"] = device
+    candidates = search.passed[:top]
+    best, device = measure(search.spec, search.target, candidates, lambda c: _job(search, c), progress)
+    search.counts["tuned"], search.counts["tuned_on"] = len(candidates), device
     return best
 
 

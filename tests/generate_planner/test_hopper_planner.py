@@ -198,3 +198,7 @@ def test_tuning_times_the_shipped_program_beside_the_picks(op, d):
     assert (shipped.sketch, shipped.point) == (sketch, point) and shipped.verdict == "ok"
     assert shipped.summary().endswith("(shipped)") and shipped.stage == "interpret"
     assert (shipped.sketch, shipped.point) not in [(c.sketch, c.point) for c in search.passed[:2]]
+    for c in candidates:  # as measure() leaves them: each tuned row is in the record once
+        c.stage, c.measured_ms = "tune", 1.0
+    summaries = [a.summary for a in planner._program(search, candidates[0]).record.attempts]
+    assert len(summaries) == len(set(summaries)) and sum(a.endswith("(shipped)") for a in summaries) == 1
