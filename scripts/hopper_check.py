@@ -302,17 +302,19 @@ def worker_bench(args) -> dict:
     if is_paged(kernel.meta):
         return bench_paged(args, kernel, dt, timer, roof, fa3)
     rows = []
+    masks = bench_masks(kernel.meta)
     # the sweep (B*L = 16k, H*D = 2048), then at D = 128 the GQA models' shapes (causal, as served)
     shapes = [(TOKENS // length, HIDDEN // d, HIDDEN // d, length, causal, "sweep")
-              for length in args.lengths for causal in (False, True)]
+              for length in args.lengths for causal in masks]
     if args.shapes:  # explicit rows instead (e.g. tile counts that fill whole waves of SMs)
         shapes = [(b, h, h, length, causal, f"H={h}") for b, h, length in _parse_shapes(args.shapes)
-                  for causal in (False, True)]
-    elif d == 128:
+                  for causal in masks]
+    elif d == 128 and True in masks:
         shapes += [(b, hq, hk, length, True, tag) for tag, hq, hk in GQA_MODELS for b, length in ((8, 2048), (2, 8192))]
     for b, h, hk, length, causal, tag in shapes:
             row = {"kernel": kernel.name, "program": kernel.meta.get("program"), "dtype": dtype, "head_dim": d,
-                   "batch": b, "heads": h, "heads_kv": hk, "seqlen": length, "causal": causal, "tag": tag}
+                   "batch": b, "heads": h, "heads_kv": hk, "seqlen": length, "causal": causal, "tag": tag,
+                   "tuned_mask": kernel.meta.get("tuned_mask", "causal")}
             try:
                 q = torch.randn(b, h, length, d, dtype=dt, device="cuda")
                 k = torch.randn(b, hk, length, d, dtype=dt, device="cuda")
@@ -348,6 +350,12 @@ def worker_bench(args) -> dict:
     return {"kernel": kernel.name, "roofline": roof, "rows": rows}
 
 
+def bench_masks(meta: dict) -> tuple[bool, ...]:
+    """The masks a kernel is timed under (causal flags): a kernel tuned for calls without a mask
+    (build_sm90_kernels' `_full` entries) only there, where the runtime picks it; the others both."""
+    return (False,) if meta.get("tuned_mask") == "full" else (False, True)
+
+
 def bench_paged(args, kernel, dt, timer, roof, fa3) -> dict:
     """Paged prefill beside FA3's paged prefill (vLLM's, same cache and block table) and cuDNN's dense
     SDPA on the same sequences: B*L = 16k tokens, H*D = 2048, page 16 (vLLM's default), a whole
@@ -360,10 +368,11 @@ def bench_paged(args, kernel, dt, timer, roof, fa3) -> dict:
     d = kernel.meta["head_dim"]
     rows = []
     for length in args.lengths:
-        for causal in (False, True):
+        for causal in bench_masks(kernel.meta):
             b, h = TOKENS // length, HIDDEN // d
             row = {"kernel": kernel.name, "program": kernel.meta.get("program"), "dtype": kernel.meta["dtype"],
-                   "head_dim": d, "batch": b, "heads": h, "seqlen": length, "causal": causal, "page": 16}
+                   "head_dim": d, "batch": b, "heads": h, "seqlen": length, "causal": causal, "page": 16,
+                   "tuned_mask": kernel.meta.get("tuned_mask", "causal")}
             try:
                 gen = torch.Generator(device="cuda").manual_seed(0)
                 q, kc, vc, table, cu, seqlens_k = paged_inputs([(length, length)] * b, h, 1, d, dt, 16, gen,
@@ -552,8 +561,9 @@ def step_bench(rep: Report, args) -> None:
                    key=lambda n: (rep.data["kernels"][n]["head_dim"] != 128, rep.data["kernels"][n]["head_dim"]))
     flex = [n for n in names if args.flex == "all" or (args.flex == "d128" and rep.data["kernels"][n]["head_dim"] == 128)]
     flex_keys = {}
-    for n in flex:
-        flex_keys.setdefault((rep.data["kernels"][n]["dtype"], rep.data["kernels"][n]["head_dim"]), n)
+    for n in flex:  # one pass per dtype, head size and tuned mask (the table takes the tuned kernel's rows)
+        meta = rep.data["kernels"][n]
+        flex_keys.setdefault((meta["dtype"], meta["head_dim"], meta.get("tuned_mask", "causal")), n)
     jobs = [(n, False) for n in names] + [(n, True) for n in flex_keys.values()]
     for kernel, with_flex in jobs:
         checked = rep.data["validation"].get(kernel, {})

@@ -12,6 +12,12 @@ program that the planner does not know. Each such family gets extra jobs (varian
 program is that file (HopperPrograms, recorded as golden; `--hopper-generator planner` takes the Hopper
 planner's instead, generate/hopper_planner.py); they are lowered by emit_sm90 and compiled
 for sm_90a into the same bundle, next to the portable kernels.
+
+A Hopper program may tune its params to the mask (`params when D = 64 and CAUSAL = 0 { ... }`). Its
+family then gets a second sm90a job per dtype and head size, built with a non-causal spec, whose
+entries carry the suffix `_full` and `"tuned_mask": "full"` in the manifest. Both kernels still
+take the mask as a run-time argument and run any call; the runtime (KernelSet.find) prefers the one
+tuned for the call's mask.
 """
 
 from __future__ import annotations
@@ -89,15 +95,20 @@ def hopper_program_path(family: str, tl_dir: Path = GOLDEN_DIR) -> Path | None:
     return path if path.is_file() else None
 
 
-def hopper_variant_program(program: ast.Program) -> ast.Program:
+def hopper_variant_program(program: ast.Program, causal: bool = True) -> ast.Program:
     """The Hopper program under a name of its own: the planner names its sm_90 programs `<family>_sm90`,
     as the Hopper files are named, and entry names (qm_<program>_<kernel>_<dtype>_hd<D>) must not
-    collide in one bundle. `dense_prefill_sm90` -> `dense_prefill_sm90a`."""
+    collide in one bundle. `dense_prefill_sm90` -> `dense_prefill_sm90a`, or `dense_prefill_sm90a_full`
+    for the job tuned for calls without a causal mask."""
     name = program.name or "hopper"
-    new = f"{name}a" if name.endswith("_sm90") else f"{name}_sm90a"
-    items = tuple(replace(i, name=new) if isinstance(i, ast.ProgramDecl) else i for i in program.items)
+    return renamed(program, (f"{name}a" if name.endswith("_sm90") else f"{name}_sm90a") + mask_suffix(causal))
+
+
+def renamed(program: ast.Program, name: str) -> ast.Program:
+    """The program under another `program` name (its kernels' entry names follow it)."""
+    items = tuple(replace(i, name=name) if isinstance(i, ast.ProgramDecl) else i for i in program.items)
     if not any(isinstance(i, ast.ProgramDecl) for i in items):
-        items = (ast.ProgramDecl(new), *items)
+        items = (ast.ProgramDecl(name), *items)
     return ast.Program(items)
 
 
@@ -115,18 +126,46 @@ class HopperPrograms:
             raise QimengError(f"no Hopper program for {spec.op} ({spec.op}_sm90.tl) in {self.tl_dir}",
                               fix="build with --no-hopper, or add the program")
         original = parse_tl_file(path)
-        program = hopper_variant_program(original)
-        record = GenerationRecord("golden", {"file": path.name, "variant": SM90A, "program": original.name})
+        program = hopper_variant_program(original, spec.causal)
+        record = GenerationRecord("golden", {"file": path.name, "variant": SM90A, "program": original.name,
+                                             "tuned_mask": tuned_mask(spec)})
         return GeneratedProgram(spec, target.arch, "", program, print_tl(program), record, name=path.name)
 
 
+def mask_suffix(causal: bool) -> str:
+    """What an sm90a program's name carries when it is tuned for calls without a causal mask."""
+    return "" if causal else "_full"
+
+
+def tuned_mask(spec: AttentionSpec) -> str:
+    """The mask an sm90a kernel's params were chosen for (it runs either: the mask is a run-time argument)."""
+    return "causal" if spec.causal else "full"
+
+
+def mask_specialised(program: ast.Program, spec: AttentionSpec) -> bool:
+    """Whether the program's params differ between the spec with and without a causal mask (a
+    `params when ... CAUSAL = 0` block applies to this head size)."""
+    def values(causal: bool) -> dict:
+        return {k: p.value for k, p in program.param_exprs(replace(spec, causal=causal).constants()).items()}
+    return values(True) != values(False)
+
+
 def hopper_jobs(target: Target, jobs: list[KernelJob], tl_dir: Path = GOLDEN_DIR) -> list[KernelJob]:
-    """The sm90a jobs that go with `jobs` (already filtered by family, dtype, head size): one per job
-    whose family has a Hopper program, on sm_90 only. Their programs come from HopperPrograms."""
+    """The sm90a jobs that go with `jobs` (already filtered by family, dtype, head size), on sm_90
+    only: one per job whose family has a Hopper program, plus one with a non-causal spec where that
+    program tunes its params to the mask (mask_specialised). Their programs come from the Hopper
+    stage 1 (HopperPrograms, or the Hopper planner)."""
     if target.arch != HOPPER_ARCH:
         return []
-    return [replace(job, generated=None, variant=SM90A) for job in jobs
-            if not job.variant and job.spec.op in TMA_LAYOUT and hopper_program_path(job.spec.op, tl_dir)]
+    out = []
+    for job in jobs:
+        path = hopper_program_path(job.spec.op, tl_dir) if not job.variant and job.spec.op in TMA_LAYOUT else None
+        if path is None:
+            continue
+        out.append(replace(job, generated=None, variant=SM90A))
+        if job.spec.causal and mask_specialised(parse_tl_file(path), job.spec):
+            out.append(replace(job, spec=replace(job.spec, causal=False), generated=None, variant=SM90A))
+    return out
 
 
 def generator_for(name: str, **options) -> Generator:

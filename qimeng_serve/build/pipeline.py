@@ -35,6 +35,7 @@ from qimeng_serve.build.kernel_set import (
     generator_for,
     hopper_jobs,
     kernel_set_name,
+    tuned_mask,
 )
 from qimeng_serve.build.nvcc import CompileError, CompileResult, compile_source, nvcc_flags
 from qimeng_serve.build.toolchain import Toolchain, find_toolchain
@@ -308,6 +309,7 @@ def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[Ker
                     "abi": entry.abi,
                     "tensor_maps": dict(entry.tensor_maps),
                     "tma_layout": TMA_LAYOUT[o.job.spec.op],
+                    "tuned_mask": tuned_mask(o.job.spec),
                     "nvcc_flags": list(o.result.flags),
                 })
             else:

@@ -87,8 +87,11 @@ class HopperSearch:
 
 
 def program_name(spec: AttentionSpec) -> str:
-    """`dense_prefill_sm90a`: the name the build's sm90a kernels go under (kernel_set.hopper_variant_program)."""
-    return f"{spec.op}_sm90a"
+    """`dense_prefill_sm90a` (`..._full` for a non-causal spec): the name the build's sm90a kernels go
+    under (kernel_set.hopper_variant_program)."""
+    from qimeng_serve.build.kernel_set import mask_suffix
+
+    return f"{spec.op}_sm90a{mask_suffix(spec.causal)}"
 
 
 def _require_hopper(target: Target) -> None:

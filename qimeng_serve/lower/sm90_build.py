@@ -93,15 +93,16 @@ def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 
     metadata, ptxas report, SASS opcode counts). programs: (TL file, dtypes, head sizes) triples, None
     meaning all of `dtypes` / `head_dims`.
 
-    Causal or not, GQA ratio and lengths are run-time arguments, so one kernel per dtype x head size.
+    Causal or not, GQA ratio and lengths are run-time arguments, so one kernel per dtype x head size,
+    and a second one (`<program>_full`, "tuned_mask": "full") where the program tunes its params to
+    calls without a causal mask (kernel_set.mask_specialised), as `qimeng-serve build` makes.
     defines: macros set before the building blocks are included (diagnostic builds only, e.g. the
     persistent scheduler's QM_SM90_L2_GROUP_BYTES); recorded in the index."""
-    import hashlib
     import json
     from dataclasses import replace
 
+    from qimeng_serve.build.kernel_set import mask_specialised, mask_suffix, renamed, tuned_mask
     from qimeng_serve.build.toolchain import KERNELS_INCLUDE, find_toolchain
-    from qimeng_serve.lower.emit_sm90 import lower_sm90
     from qimeng_serve.spec import AttentionSpec
     from qimeng_serve.targets import get_target
     from qimeng_serve.tl.parser import parse_tl_file
@@ -120,26 +121,42 @@ def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 
     for path, kinds, dims in jobs:
         program = parse_tl_file(path)
         for dtype, d in ((dt, hd) for dt in kinds for hd in dims):
-            spec = AttentionSpec(program.op or "dense_prefill", dtype, d, 1, True, softcap=softcap)
-            source = lower_sm90(program, target, spec, source_name=str(path))
-            if defines:
-                head = "".join(f"#define {k} {v}\n" for k, v in defines.items())
-                source = replace(source, text=head + source.text,
-                                 sha256=hashlib.sha256((head + source.text).encode()).hexdigest())
-            result = compile_sm90(source, toolchain, keep_dir=out_dir)
-            entry = source.entries[0]
-            res = result.resources.get(entry.name)
-            (out_dir / f"{entry.name}.cubin").write_bytes(result.cubin)
-            index["kernels"][entry.name] = {
-                "program": path.name, "dtype": dtype, "head_dim": d, "softcap": softcap, "threads": entry.threads, "grid": entry.grid,
-                "smem_bytes": entry.smem_bytes, "abi": entry.abi, "tensor_maps": entry.tensor_maps,
-                "params": source.params, "tl_sha256": source.tl_sha256, "source_sha256": source.sha256,
-                "nvcc_flags": result.flags, **({"defines": dict(defines)} if defines else {}),
-                "ptxas": None if res is None else {"registers": res.registers, "stack": res.stack,
-                                                  "spill_stores": res.spill_stores, "spill_loads": res.spill_loads},
-                "sass": opcode_counts(sass_text(result.cubin, toolchain)) if toolchain.cuobjdump else {},
-            }
-            if progress:
-                progress(entry.name, index["kernels"][entry.name])
+            causal = AttentionSpec(program.op or "dense_prefill", dtype, d, 1, True, softcap=softcap)
+            specs = [causal, replace(causal, causal=False)] if mask_specialised(program, causal) else [causal]
+            for spec in specs:
+                tuned = program if spec.causal else renamed(program, f"{program.name}{mask_suffix(False)}")
+                _build_one(tuned, path, spec, target, toolchain, out_dir, index, defines, progress, tuned_mask(spec))
     (out_dir / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return index
+
+
+def _build_one(program, path: Path, spec, target, toolchain, out_dir: Path, index: dict, defines, progress,
+               mask: str) -> None:
+    """One kernel of build_sm90_kernels: lowered, compiled, its cubin written and its index entry added."""
+    import hashlib
+    from dataclasses import replace
+
+    from qimeng_serve.lower.emit_sm90 import lower_sm90
+
+    dtype, d, softcap = spec.dtype, spec.head_dim, spec.softcap
+    source = lower_sm90(program, target, spec, source_name=str(path))
+    if defines:
+        head = "".join(f"#define {k} {v}\n" for k, v in defines.items())
+        source = replace(source, text=head + source.text,
+                         sha256=hashlib.sha256((head + source.text).encode()).hexdigest())
+    result = compile_sm90(source, toolchain, keep_dir=out_dir)
+    entry = source.entries[0]
+    res = result.resources.get(entry.name)
+    (out_dir / f"{entry.name}.cubin").write_bytes(result.cubin)
+    index["kernels"][entry.name] = {
+        "program": path.name, "dtype": dtype, "head_dim": d, "softcap": softcap, "threads": entry.threads, "grid": entry.grid,
+        "smem_bytes": entry.smem_bytes, "abi": entry.abi, "tensor_maps": entry.tensor_maps,
+        "params": source.params, "tl_sha256": source.tl_sha256, "source_sha256": source.sha256,
+        "tuned_mask": mask,
+        "nvcc_flags": result.flags, **({"defines": dict(defines)} if defines else {}),
+        "ptxas": None if res is None else {"registers": res.registers, "stack": res.stack,
+                                          "spill_stores": res.spill_stores, "spill_loads": res.spill_loads},
+        "sass": opcode_counts(sass_text(result.cubin, toolchain)) if toolchain.cuobjdump else {},
+    }
+    if progress:
+        progress(entry.name, index["kernels"][entry.name])

@@ -255,7 +255,7 @@ def _store(plan: Plan, scope: Scope, shape: Shape, q0, q_len: str) -> list[str]:
     if shape.store_o_tma:
         return [f"      // {_tl(plan.normalize)}; {_tl(plan.store)}: through sO, a warpgroup's 64 rows per bulk store",
                 f"      c.normalize_and_store_tma(acc, sm, tma, p, {b}, {h}, {scope.cpp(q0)}, {q_len});"]
-    return [f"      // {_tl(plan.normalize)}; {_tl(plan.store)} (rows < seqlen_q only)",
+    return [f"      // {_tl(plan.normalize)}; {_tl(plan.store)} (rows 0 .. seqlen_q - 1 only)",
             f"      c.normalize_and_store(acc, p, {b}, {h}, {scope.cpp(q0)}, {q_len});"]
 
 

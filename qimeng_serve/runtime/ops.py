@@ -13,7 +13,9 @@ Two kinds of kernel: the portable ones (one AttnParams parameter; SASS or PTX) a
 bundles on an sm_90 GPU, the Hopper ones (manifest `"variant": "sm90a"`: TMA + GMMA, a second
 TmaDescs parameter). `find` prefers the sm90a kernel of a (family, role, head size) when it was
 loaded and the call fits its tensor maps (page size, 16-byte alignment, head size), else the
-portable one. QIMENG_NO_SM90A=1 switches the sm90a kernels off.
+portable one. Where a family has two sm90a kernels, one tuned for causal calls and one for calls
+without a mask (manifest `"tuned_mask"`), the one tuned for the call's mask comes first; either runs
+any call. QIMENG_NO_SM90A=1 switches the sm90a kernels off.
 """
 
 from __future__ import annotations
@@ -74,6 +76,23 @@ def _key(meta: dict) -> tuple[str, str, int]:
     return meta["family"], meta["role"], meta["spec"]["head_dim"]
 
 
+def tuned_for(meta: dict, causal: bool | None) -> bool:
+    """Whether an sm90a kernel's params were chosen for calls of this mask (entries from before the
+    field was written were built for causal calls)."""
+    return causal is None or meta.get("tuned_mask", "causal") == ("causal" if causal else "full")
+
+
+def index_kernels(kernels) -> tuple[dict[tuple, LoadedKernel], dict[tuple, list[LoadedKernel]]]:
+    """(family, role, head size) -> the portable kernel, and -> the sm90a kernels (one per tuned mask)."""
+    portable, sm90a = {}, {}
+    for k in kernels:
+        if is_sm90a(k.meta):
+            sm90a.setdefault(_key(k.meta), []).append(k)
+        else:
+            portable[_key(k.meta)] = k
+    return portable, sm90a
+
+
 class KernelSet:
     """Every kernel of one bundle, loaded once, found by (family, role, head size)."""
 
@@ -90,8 +109,7 @@ class KernelSet:
         self.skipped: dict[str, str] = {}  # kernels of the bundle not loaded here -> why (doctor, validate)
         self.kernels: dict[str, LoadedKernel] = load_bundle(self.path, prefer=prefer, skipped=self.skipped,
                                                             sm90a=self.sm90a_enabled)
-        self._by_key = {_key(k.meta): k for k in self.kernels.values() if not is_sm90a(k.meta)}
-        self._sm90a = {_key(k.meta): k for k in self.kernels.values() if is_sm90a(k.meta)}
+        self._by_key, self._sm90a = index_kernels(self.kernels.values())
         # the logits soft-cap compiled into this bundle's kernels (one value per kernel set)
         self.softcap = max((float(k.meta["spec"].get("softcap", 0.0)) for k in self.kernels.values()), default=0.0)
         self._kv_maps: dict = {}  # encoded K/V cache tensor maps (tma_sm90.paged_descs): vLLM's caches never move
@@ -99,16 +117,18 @@ class KernelSet:
         self.last_kernel = ""  # the kernel the last dense_prefill / paged_prefill / paged_decode call ran
 
     def find(self, family: str, role: str, head_dim: int, softcap: float = 0.0,
-             fits: Callable[[LoadedKernel], str] | None = None) -> LoadedKernel:
-        """The kernel for (family, role, head size): the sm90a one when it was loaded and `fits(kernel)`
-        says '' (the caller can build its tensor maps for this call), else the portable one. Without
-        `fits` (a caller that launches with AttnParams only) always the portable one."""
+             fits: Callable[[LoadedKernel], str] | None = None, causal: bool | None = None) -> LoadedKernel:
+        """The kernel for (family, role, head size): an sm90a one when it was loaded and `fits(kernel)`
+        says '' (the caller can build its tensor maps for this call), the one tuned for the call's mask
+        (`causal`) first, else the portable one. Without `fits` (a caller that launches with AttnParams
+        only) always the portable one."""
         key = (family, role, head_dim)
         if self._pinned is not None and _key(self._pinned.meta) == key:
             candidates = [self._pinned]
         else:
-            fast = self._sm90a.get(key) if fits is not None else None
-            candidates = [k for k in (fast, self._by_key.get(key)) if k is not None]
+            fast = self._sm90a.get(key, []) if fits is not None else []
+            fast = sorted(fast, key=lambda k: not tuned_for(k.meta, causal))  # stable: the manifest's order otherwise
+            candidates = [*fast, *([self._by_key[key]] if key in self._by_key else [])]
         if not candidates:
             have = sorted({f"{f}/{r}/hd{d}" for f, r, d in (*self._by_key, *self._sm90a)})
             raise NoKernelError(f"{self.path.name} has no {family} {role} kernel for head size {head_dim} (it has {', '.join(have)})",
@@ -186,7 +206,8 @@ class KernelSet:
         p.v_batch_stride, p.v_head_stride, p.v_token_stride = v.stride(0), v.stride(1), v.stride(2)
         p.batch, p.heads_q, p.heads_kv, p.max_seqlen_q, p.max_seqlen_k = b, hq, hkv, lq, lk
         maps: dict = {}
-        kernel = self.find("dense_prefill", "attn", d, softcap, fits=self._fits("dense", q, k, v, maps, out))
+        kernel = self.find("dense_prefill", "attn", d, softcap, fits=self._fits("dense", q, k, v, maps, out),
+                           causal=causal)
         self._run(kernel, p, q.device, "dense", (q, k, v, out), maps.get(kernel.name))
         return out
 
@@ -201,7 +222,7 @@ class KernelSet:
                                max_seqlen_k, causal, softmax_scale, window, softcap, out)
         maps: dict = {}
         fits = self._fits("paged", q, k_cache, v_cache, maps, out)
-        kernel = self.find("paged_prefill", "attn", q.shape[-1], softcap, fits=fits)
+        kernel = self.find("paged_prefill", "attn", q.shape[-1], softcap, fits=fits, causal=causal)
         self._run(kernel, p, q.device, "paged", (q, k_cache, v_cache, out), maps.get(kernel.name))
         return out
 

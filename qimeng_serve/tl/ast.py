@@ -245,11 +245,15 @@ class Param:
 
 @dataclass(frozen=True)
 class ParamsBlock:
-    """`params { ... }`, or `params when D = 256 { ... }`: overrides that apply when a spec constant has that value."""
+    """`params { ... }`, or `params when D = 256 { ... }` / `params when D = 64 and CAUSAL = 0 { ... }`:
+    overrides that apply when every named spec constant has its value."""
 
     items: tuple[Union[Param, Comment], ...]
-    guard: tuple[str, int] | None = None
+    guard: tuple[tuple[str, int], ...] | None = None  # (constant, value) conditions, all of which must hold
     span: Span | None = _NO_SPAN
+
+    def applies(self, constants: dict[str, int | float]) -> bool:
+        return self.guard is None or all(constants.get(name) == value for name, value in self.guard)
 
 
 TopItem = Union[ProgramDecl, OpDecl, TargetsDecl, ParamsBlock, Kernel, Comment]
@@ -287,7 +291,7 @@ class Program:
         """The params in force for these spec constants: the plain block, then each matching `when` block."""
         out: dict[str, Param] = {}
         for block in self.params_blocks:
-            if block.guard is None or constants.get(block.guard[0]) == block.guard[1]:
+            if block.applies(constants):
                 out.update({p.name: p for p in block.items if isinstance(p, Param)})
         return out
 

@@ -156,14 +156,17 @@ class _ToAst(Transformer):
     def param(self, meta, c):
         return ast.Param(str(c[0]), c[1], _span(meta))
 
+    def condition(self, meta, c):
+        return str(c[0]), int(c[1])
+
     def guard(self, meta, c):
-        return ("guard", str(c[0]), int(c[1]))
+        return ("guard", tuple(c))
 
     def params_block(self, meta, c):
         items = list(c)
         guard = None
         if items and isinstance(items[0], tuple) and items[0][0] == "guard":
-            guard = items.pop(0)[1:]
+            guard = items.pop(0)[1]
         return ast.ParamsBlock(_attach_inline(items), guard, _span(meta))
 
     def start(self, meta, c):

@@ -97,7 +97,7 @@ def _print_item(item, depth: int) -> list[str]:
     if isinstance(item, ast.Param):
         return [f"{pad}{item.name} = {print_expr(item.value)}"]
     if isinstance(item, ast.ParamsBlock):
-        guard = f" when {item.guard[0]} = {item.guard[1]}" if item.guard else ""
+        guard = " when " + " and ".join(f"{name} = {value}" for name, value in item.guard) if item.guard else ""
         return ["", f"params{guard} {{", *_print_block(item.items, depth + 1), "}"]
     if isinstance(item, ast.Kernel):
         grid = ", ".join(f"{g.name} : {print_expr(g.extent)}" for g in item.grid)

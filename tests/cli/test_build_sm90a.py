@@ -1,8 +1,10 @@
 """`build --arch sm_90` ships the Hopper (sm_90a) kernels in the sm_90 bundle, beside the portable
-ones (real nvcc, no GPU). One Hopper kernel is compiled (bf16, D = 64) and reused: the module's
-build cache makes every later build of it a hit."""
+ones (real nvcc, no GPU). The Hopper kernels of bf16 D = 64 are compiled once (the causal one and
+the one tuned for calls without a mask) and reused: the module's build cache makes every later build
+of them a hit."""
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,11 +19,13 @@ from qimeng_serve.build.kernel_set import (
     hopper_jobs,
     hopper_program_path,
     hopper_variant_program,
+    mask_specialised,
 )
 from qimeng_serve.cli import app
 from qimeng_serve.registry.index import read_index
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import get_target
+from qimeng_serve.tl.interpreter import resolve_params
 from qimeng_serve.tl.parser import parse_tl_file
 from tests.conftest import GOLDEN_DIR
 
@@ -56,7 +60,10 @@ def test_hopper_jobs_follow_the_filters_and_the_arch():
     sm90 = get_target("sm_90")
     dense = default_jobs(sm90, ["f16", "bf16"], [64, 128], ["dense_prefill"])
     extra = hopper_jobs(sm90, dense)
-    assert [(j.spec, j.variant) for j in extra] == [(j.spec, "sm90a") for j in dense]
+    # D 64's Hopper program tunes its params to calls without a mask: a second job, non-causal spec
+    want = [(s, "sm90a") for j in dense
+            for s in ([j.spec, replace(j.spec, causal=False)] if j.spec.head_dim == 64 else [j.spec])]
+    assert [(j.spec, j.variant) for j in extra] == want
     assert all(j.generated is None and j.label.endswith(" sm90a") for j in extra)
     assert hopper_jobs(sm90, default_jobs(sm90, ["f16"], [64], ["paged_decode"])) == []
     sm80 = get_target("sm_80")
@@ -70,7 +77,7 @@ def test_only_the_family_sm90_file_is_a_hopper_program(tmp_path):
         shutil.copy(GOLDEN_DIR / alt, tmp_path / alt)
     assert hopper_program_path("dense_prefill", tmp_path) is None and hopper_jobs(sm90, jobs, tmp_path) == []
     shutil.copy(GOLDEN_DIR / "dense_prefill_sm90.tl", tmp_path / "paged_prefill_sm90.tl")  # once it appears
-    assert [j.spec.op for j in hopper_jobs(sm90, jobs, tmp_path)] == ["paged_prefill"]
+    assert {j.spec.op for j in hopper_jobs(sm90, jobs, tmp_path)} == {"paged_prefill"}
 
 
 def test_hopper_entries_get_a_name_of_their_own():
@@ -82,7 +89,18 @@ def test_hopper_entries_get_a_name_of_their_own():
     generated = HopperPrograms().generate(AttentionSpec("dense_prefill", "bf16", 64), get_target("sm_90"))
     assert generated.record.generator == "golden" and generated.name == "dense_prefill_sm90.tl"
     assert generated.record.details == {"file": "dense_prefill_sm90.tl", "variant": "sm90a",
-                                        "program": "dense_prefill_sm90"}
+                                        "program": "dense_prefill_sm90", "tuned_mask": "causal"}
+    full = HopperPrograms().generate(AttentionSpec("dense_prefill", "bf16", 64, causal=False), get_target("sm_90"))
+    assert full.program.name == "dense_prefill_sm90a_full" and full.record.details["tuned_mask"] == "full"
+
+
+def test_a_program_tunes_to_the_mask_only_where_a_block_says_so():
+    program = parse_tl_file(GOLDEN_DIR / "dense_prefill_sm90.tl")
+    assert mask_specialised(program, AttentionSpec("dense_prefill", "bf16", 64))
+    assert not mask_specialised(program, AttentionSpec("dense_prefill", "bf16", 128))
+    full = resolve_params(program, AttentionSpec("dense_prefill", "bf16", 64, causal=False))
+    causal = resolve_params(program, AttentionSpec("dense_prefill", "bf16", 64))
+    assert full["BLOCK_N"] > causal["BLOCK_N"] and full["BLOCK_M"] == causal["BLOCK_M"]
 
 
 def test_a_program_the_hopper_lowering_refuses_is_a_rejection_not_a_crash(tmp_path):
@@ -100,11 +118,18 @@ def test_a_program_the_hopper_lowering_refuses_is_a_rejection_not_a_crash(tmp_pa
 def test_the_sm90_bundle_holds_the_hopper_kernel_beside_the_portable_one(built):
     reg, report = built
     assert not report.not_generated and not [o.rejected for o in report.outcomes if o.rejected]
-    assert sorted(o.job.variant for o in report.outcomes) == ["", "sm90a"]
+    assert sorted(o.job.variant for o in report.outcomes) == ["", "sm90a", "sm90a"]
     manifest = read_manifest(reg / BUNDLE)
-    (name, meta), = _sm90a(manifest).items()
-    (portable,) = [n for n in manifest["kernels"] if n != name]
-    assert name == "qm_dense_prefill_sm90a_attn_bf16_hd64" and portable != name
+    hopper = _sm90a(manifest)
+    name, full = "qm_dense_prefill_sm90a_attn_bf16_hd64", "qm_dense_prefill_sm90a_full_attn_bf16_hd64"
+    assert set(hopper) == {name, full}
+    meta = hopper[name]
+    (portable,) = [n for n in manifest["kernels"] if n not in hopper]
+    # the kernel for calls without a mask: its own entry, tuned params, the same ABI
+    assert meta["tuned_mask"] == "causal" and hopper[full]["tuned_mask"] == "full"
+    assert hopper[full]["spec"]["causal"] is False and hopper[full]["abi"] == meta["abi"]
+    assert hopper[full]["params"]["BLOCK_N"] > meta["params"]["BLOCK_N"]
+    assert "program dense_prefill_sm90a_full" in hopper[full]["tl"]["source"]
     assert set(manifest["kernels"][portable]["tensors"]) == {"cubin", "ptx", "cuda"}  # still ships compute_90 PTX
     assert meta["family"] == "dense_prefill" and meta["role"] == "attn" and meta["spec"]["head_dim"] == 64
     # D = 64 runs persistent: the kernel's third parameter is the tile counter the runtime zeroes
@@ -134,10 +159,10 @@ def test_the_hopper_sass_is_really_in_the_bundle(built):
         pytest.skip("cuobjdump is missing: pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm")
     reg, _ = built
     manifest = read_manifest(reg / BUNDLE)
-    (meta,) = _sm90a(manifest).values()
-    assert meta["observed"] == {"sass": ["sm_90a"], "ptx": []}
-    counts = opcode_counts(sass_text(read_blob(reg / BUNDLE, meta["tensors"]["cubin"]), toolchain))
-    assert counts["HGMMA"] > 0 and counts["UTMALDG"] > 0, counts
+    for meta in _sm90a(manifest).values():
+        assert meta["observed"] == {"sass": ["sm_90a"], "ptx": []}
+        counts = opcode_counts(sass_text(read_blob(reg / BUNDLE, meta["tensors"]["cubin"]), toolchain))
+        assert counts["HGMMA"] > 0 and counts["UTMALDG"] > 0, counts
 
 
 @needs_nvcc
@@ -150,13 +175,13 @@ def test_the_index_lists_sm90a_sass_and_passes_its_schema(built):
 
     assert "sm_90" in entry["sass"] or find_toolchain().cuobjdump is None
     assert "sm_90a" in entry["sass"] or find_toolchain().cuobjdump is None
-    assert entry["validation"]["total"] == 2
+    assert entry["validation"]["total"] == 3
 
 
 @needs_nvcc
 def test_a_rebuild_takes_the_hopper_kernel_from_the_cache(built, tmp_path):
     report = pipeline.build_arch("sm_90", tmp_path / "again", **ONE)
-    assert [o.cached for o in report.outcomes if o.job.variant == "sm90a"] == [True]
+    assert [o.cached for o in report.outcomes if o.job.variant == "sm90a"] == [True, True]
     reg, _ = built
     assert (tmp_path / "again" / BUNDLE).read_bytes() == (reg / BUNDLE).read_bytes()
 
@@ -166,8 +191,8 @@ def test_build_cli_shows_the_hopper_kernels_and_no_hopper_leaves_them_out(built,
     runner = CliRunner()
     result = runner.invoke(app, ["build", *CLI_ONE, "--registry", str(tmp_path / "with")])
     assert result.exit_code == 0, result.output
-    assert "sm90a: 1 Hopper kernel(s)" in result.output and "sm_90a" in result.output
-    assert len(_sm90a(read_manifest(tmp_path / "with" / BUNDLE))) == 1
+    assert "sm90a: 2 Hopper kernel(s)" in result.output and "sm_90a" in result.output
+    assert len(_sm90a(read_manifest(tmp_path / "with" / BUNDLE))) == 2
     result = runner.invoke(app, ["build", *CLI_ONE, "--no-hopper", "--registry", str(tmp_path / "without")])
     assert result.exit_code == 0, result.output
     assert "sm90a" not in result.output

@@ -13,7 +13,7 @@ from qimeng_serve.build.bundle import read_manifest
 from qimeng_serve.build.kernel_set import hopper_variant_program
 from qimeng_serve.cli import app
 from qimeng_serve.errors import QimengError
-from qimeng_serve.generate.hopper_cost import consumer_registers, estimate_hopper, kv_tile_cycles
+from qimeng_serve.generate.hopper_cost import _tile_kv_counts, consumer_registers, estimate_hopper, kv_tile_cycles
 from qimeng_serve.generate.hopper_planner import HopperPlanner, program_name
 from qimeng_serve.generate.hopper_sketches import SHIPPED, HopperPoint, HopperSketch, hopper_program_text
 from qimeng_serve.lower.emit_sm90 import lower_sm90
@@ -169,6 +169,17 @@ def test_the_model_ranks_the_measured_pairs_as_the_h100_did():
     assert per_score[2] < per_score[6] and per_score[2] < per_score[7]  # D 64: ping-pong on three lost
     assert per_score[8] < per_score[2]  # D 64: 192 x 144 without overlap beat it at 16k without a mask
     assert per_score[1] < per_score[9]  # D 256: no overlap + ping-pong lost
+
+
+def test_causal_tiles_are_counted_with_their_padding_at_the_front():
+    """D 64's 192-row tiles over 1024 queries: the padding (128 rows) sits in the first tile, which
+    visits one 96-key tile, not in the last, which visits all 11 (41 tiles a head without the shift)."""
+    point = HopperPoint(3, 96, 3)
+    assert _tile_kv_counts(point, 1024, True) == [11, 9, 7, 5, 3, 1]
+    assert sum(_tile_kv_counts(point, 4096, True)) == 484  # 505 with the padding in the last tile
+    assert sum(_tile_kv_counts(point, 2048, True)) == 132  # 64 rows of padding move no tile boundary
+    assert _tile_kv_counts(point, 1024, False) == [11] * 6
+    assert sum(_tile_kv_counts(HopperPoint(2, 128, 3), 2048, True)) == sum(range(1, 17))  # whole tiles: no padding
 
 
 def test_a_warm_cache_plans_nothing_again(tmp_path, monkeypatch):

@@ -41,8 +41,7 @@ def _kernel_set(*kernels) -> KernelSet:
     ks = KernelSet.__new__(KernelSet)
     ks.dtype, ks.path, ks.manifest = "f16", Path("qimeng-default-sm_90-f16.safetensors"), {"arch": "sm_90"}
     ks.kernels = {k.name: k for k in kernels}
-    ks._by_key = {ops._key(k.meta): k for k in kernels if "variant" not in k.meta}
-    ks._sm90a = {ops._key(k.meta): k for k in kernels if "variant" in k.meta}
+    ks._by_key, ks._sm90a = ops.index_kernels(kernels)
     return ks
 
 
@@ -175,6 +174,28 @@ def test_an_sm90a_kernel_alone_that_does_not_fit_is_an_error():
         ks.find("paged_prefill", "attn", 64, fits=ks._fits("paged", q, k, v))
     with pytest.raises(NoKernelError, match="has no paged_prefill attn kernel for head size 128"):
         ks.find("paged_prefill", "attn", 128)
+
+
+@pytest.mark.parametrize("order", ["causal first", "full first"])
+def test_the_sm90a_kernel_tuned_for_the_calls_mask_is_found(order):
+    full = Loaded("qm_paged_prefill_sm90a_full_attn_f16_hd64", {**SM90A_META, "tuned_mask": "full"})
+    causal = Loaded(FAST.name, {**SM90A_META, "tuned_mask": "causal"})
+    ks = _kernel_set(*((causal, full) if order == "causal first" else (full, causal)), SLOW)
+    q, k, v = _paged(16)
+    fits = ks._fits("paged", q, k, v)
+    assert ks.find("paged_prefill", "attn", 64, fits=fits, causal=True) is causal
+    assert ks.find("paged_prefill", "attn", 64, fits=fits, causal=False) is full
+    q, k, v = _paged(12)  # neither sm90a kernel fits: the portable one, whatever the mask
+    assert ks.find("paged_prefill", "attn", 64, fits=ks._fits("paged", q, k, v), causal=False) is SLOW
+
+
+def test_a_kernel_tuned_for_the_other_mask_still_serves_a_call():
+    full = Loaded("qm_paged_prefill_sm90a_full_attn_f16_hd64", {**SM90A_META, "tuned_mask": "full"})
+    ks = _kernel_set(full, SLOW)
+    q, k, v = _paged(16)
+    assert ks.find("paged_prefill", "attn", 64, fits=ks._fits("paged", q, k, v), causal=True) is full
+    # an entry written before `tuned_mask` was recorded was built for causal calls
+    assert ops.tuned_for(FAST.meta, True) and not ops.tuned_for(FAST.meta, False)
 
 
 def test_pinned_kernels_run_without_fallback():

@@ -57,6 +57,18 @@ def test_params_guard_overrides_only_when_constant_matches():
     assert isinstance(p.param_exprs({"D": 256})["BLOCK_N"].value, ast.Call)
 
 
+def test_params_guard_with_and_needs_every_condition_and_prints_back():
+    text = MINIMAL + "\nparams when D = 64 and CAUSAL = 0 {\n  BLOCK_M = 16\n}\n"
+    p = parse_tl(text)
+    assert p.params_blocks[-1].guard == (("D", 64), ("CAUSAL", 0))
+    assert p.param_exprs({"D": 64, "CAUSAL": 0})["BLOCK_M"].value == ast.Num(16)
+    assert p.param_exprs({"D": 64, "CAUSAL": 1})["BLOCK_M"].value == ast.Num(64)
+    assert p.param_exprs({"D": 128, "CAUSAL": 0})["BLOCK_M"].value == ast.Num(64)
+    printed = print_tl(p)
+    assert "params when D = 64 and CAUSAL = 0 {" in printed
+    assert parse_tl(printed).params_blocks[-1].guard == (("D", 64), ("CAUSAL", 0))
+
+
 def test_precedence_and_associativity():
     p = parse_tl("kernel k grid (i : 1) { let x = 1 - 2 - 3 * 4 / 5 % 6 }")
     value = p.kernels[0].body[0].value

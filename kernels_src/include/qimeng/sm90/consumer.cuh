@@ -261,7 +261,7 @@ struct Consumer {
     return part == 0.f ? 1.f : 1.f / part;
   }
 
-  // Compute acc = acc / nonzero(l); Copy O[b, h, q0 : q0 + BLOCK_M] <- acc (rows < seqlen_q only).
+  // Compute acc = acc / nonzero(l); Copy O[b, h, q0 : q0 + BLOCK_M] <- acc (rows 0 .. seqlen_q - 1 only).
   // A thread holds column pairs 8 j + 2 q (q = its lane in the quad that shares the row); a 4 x 4
   // transpose of 32-bit pairs inside the quad gives each thread 8 neighbouring columns, stored with
   // one 16-byte store: a quarter of the store instructions of pairwise 4-byte stores, each warp
@@ -301,6 +301,8 @@ struct Consumer {
     for (int r = 0; r < kRows; ++r) {
       const float inv = inverse_row_sum(row_sums[r]);
       const int row = q0 + get<0>(co(r, 0));
+      // rows of the sequence only: 0 <= row < seqlen_q (a causal tile's padding rows lie before 0)
+      const bool stored = static_cast<unsigned>(row) < static_cast<unsigned>(seqlen_q);
       T* out_row = out + static_cast<int64_t>(row) * p.o_token_stride;
       uint32_t word[KT::kHeadDim / 8];  // pair j: columns 8 j + 2 q, 8 j + 2 q + 1
       CUTE_UNROLL
@@ -315,9 +317,9 @@ struct Consumer {
         for (int g = 0; g < KT::kHeadDim / 32; ++g) {
           const uint4 v = quad_transpose(word[4 * g], word[4 * g + 1], word[4 * g + 2], word[4 * g + 3], q);
           // every lane of the quad took part in the shuffles; only the store is predicated
-          if (row < seqlen_q) *reinterpret_cast<uint4*>(out_row + 32 * g + 8 * q) = v;
+          if (stored) *reinterpret_cast<uint4*>(out_row + 32 * g + 8 * q) = v;
         }
-      } else if (row < seqlen_q) {
+      } else if (stored) {
         CUTE_UNROLL
         for (int j = 0; j < KT::kHeadDim / 8; ++j) *reinterpret_cast<uint32_t*>(out_row + 8 * j + 2 * q) = word[j];
       }
@@ -330,7 +332,8 @@ struct Consumer {
   // warpgroup goes on to its next tile, whose store first waits until they have read the tile
   // (cp.async.bulk.wait_group.read, cheap by then): no address arithmetic, shuffles or predicated
   // stores on the consumers' path. The TMA unit drops rows past the tensor's end; a varlen tile
-  // (cu_seqlens_q) whose rows run past its sequence, into the next one's, takes normalize_and_store.
+  // (cu_seqlens_q) whose rows run past its sequence, into the next one's, and a tile with padding rows
+  // before the sequence (causal, q0 < 0) take normalize_and_store.
   // Timed on an H100 (session 9): the epilogue is shorter (0.80 against 1.02 us at D = 128), the
   // kernels are not faster (D = 64 3-7% slower, D = 128 level), so no shipped program uses it.
   __device__ __forceinline__ void normalize_and_store_tma(TileO& acc, SharedStorage<KT>& sm, const TmaDescs& tma,
@@ -339,7 +342,7 @@ struct Consumer {
     static_assert(KT::kStoreOTma, "the kernel's Traits give O no shared tile (STORE_O_TMA)");
     const int wg = tid / kWarpgroupThreads;
     const int row0 = q0 + 64 * wg;  // this warpgroup's first row
-    if (p.cu_seqlens_q && row0 + 64 > seqlen_q) {
+    if (row0 < 0 || (p.cu_seqlens_q && row0 + 64 > seqlen_q)) {
       normalize_and_store(acc, p, b, h, q0, seqlen_q);
       return;
     }
