@@ -163,6 +163,12 @@ VARIANTS = {
                  ("bf16",)),
     "d256_pers": ("dense_prefill_sm90.tl", 256, {"PERSISTENT": 1, "PRODUCER_REGS": 40, "CONSUMER_REGS": 232}, {},
                   ("bf16",)),
+    # session 15: D 64 without a causal mask (the shipped `_full` kernel is 192 x 128, gemms, 4 stages:
+    # dense_prefill_sm90.tl's `params when D = 64 and CAUSAL = 0`); these override it for both masks
+    "full64pp": ("dense_prefill_sm90.tl", 64, {"BLOCK_N": 128, "STAGES": 4, "OVERLAP": 3, "PINGPONG": 1}, {},
+                 ("bf16",)),
+    "full64none": ("dense_prefill_sm90.tl", 64, {"BLOCK_N": 144, "STAGES": 4, "OVERLAP": 0}, {}, ("bf16",)),
+    "pfull64": ("paged_prefill_sm90.tl", 64, {"BLOCK_N": 112, "STAGES": 4, "OVERLAP": 3}, {}, ("bf16",)),
 }
 
 
