@@ -169,6 +169,11 @@ VARIANTS = {
                  ("bf16",)),
     "full64none": ("dense_prefill_sm90.tl", 64, {"BLOCK_N": 144, "STAGES": 4, "OVERLAP": 0}, {}, ("bf16",)),
     "pfull64": ("paged_prefill_sm90.tl", 64, {"BLOCK_N": 112, "STAGES": 4, "OVERLAP": 3}, {}, ("bf16",)),
+    # session 15, run 1: full64pp was ahead on both masks at every length (dense); paged with ping-pong
+    "pg64pp112": ("paged_prefill_sm90.tl", 64, {"BLOCK_N": 112, "STAGES": 4, "OVERLAP": 3, "PINGPONG": 1}, {},
+                  ("bf16",)),
+    "pg64pp128": ("paged_prefill_sm90.tl", 64, {"BLOCK_N": 128, "STAGES": 4, "OVERLAP": 3, "PINGPONG": 1}, {},
+                  ("bf16",)),
 }
 
 
