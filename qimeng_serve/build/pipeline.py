@@ -27,6 +27,7 @@ from qimeng_serve.build import cache
 from qimeng_serve.build.bundle import BUNDLE_SCHEMA, bundle_filename, read_blob, read_manifest, write_bundle
 from qimeng_serve.build.inspect import observed_targets, sass_archs
 from qimeng_serve.build.kernel_set import (
+    GOLDEN_DIR,
     SM90A,
     TMA_LAYOUT,
     HopperPrograms,
@@ -173,12 +174,13 @@ def _first_error(log: str) -> str:
     return next((line.strip() for line in log.splitlines() if "error" in line), log.strip()[-200:])
 
 
-def hopper_stage1(name: str, *, tune: bool = False, tune_top: int = 4, progress=None) -> Generator:
-    """Stage 1 of the sm90a jobs: `golden` (the measured kernels_src/tl/<family>_sm90.tl, the default)
+def hopper_stage1(name: str, *, tune: bool = False, tune_top: int = 4, progress=None,
+                  tl_dir: Path = GOLDEN_DIR) -> Generator:
+    """Stage 1 of the sm90a jobs: `golden` (the measured <tl_dir>/<family>_sm90.tl, the default)
     or `planner` (the Hopper planner; docs/planner.md says how its choices compared when timed; with
     tune, its top candidates measured on this machine's sm_90 GPU)."""
     if name == "golden":
-        return HopperPrograms()
+        return HopperPrograms(tl_dir)
     if name == "planner":
         from qimeng_serve.generate.hopper_planner import HopperPlanner
 
@@ -189,21 +191,22 @@ def hopper_stage1(name: str, *, tune: bool = False, tune_top: int = 4, progress=
 def build_arch(arch: str, registry: Path, *, dtypes: list[str] | None = None, head_dims: list[int] | None = None,
                families: list[str] | None = None, softcap: float = 0.0, jobs_limit: int | None = None,
                generator: Generator | None = None, hopper: bool = True, hopper_generator: str = "golden",
-               hopper_tune: bool = False, hopper_tune_top: int = 4,
+               hopper_tune: bool = False, hopper_tune_top: int = 4, tl_dir: Path = GOLDEN_DIR,
                on_generated: Callable[[KernelJob, str], None] | None = None,
                on_kernel: Callable[[KernelOutcome], None] | None = None) -> BuildReport:
     """Build the default kernel set of arch into registry. on_generated(job, error) follows stage 1 of
     each job (error '' on success), on_kernel(outcome) stage 2 and nvcc. On sm_90, hopper=True adds
     the sm90a kernels of the families that have a Hopper program (same family / dtype / head filters):
-    hopper_generator `golden` takes that program file, `planner` the Hopper planner's search (experimental)."""
+    hopper_generator `golden` takes that program file (from tl_dir, kernels_src/tl by default),
+    `planner` the Hopper planner's search (experimental)."""
     target = get_target(arch)
     toolchain = find_toolchain()
     jobs = default_jobs(target, dtypes, head_dims, families, softcap)
-    extra = hopper_jobs(target, jobs) if hopper else []
+    extra = hopper_jobs(target, jobs, tl_dir) if hopper else []
     generator = generator or generator_for("planner")
     report = BuildReport(target.arch)
     jobs = _generate(jobs, target, generator, report, on_generated)
-    hopper_gen = hopper_stage1(hopper_generator, tune=hopper_tune, tune_top=hopper_tune_top)
+    hopper_gen = hopper_stage1(hopper_generator, tune=hopper_tune, tune_top=hopper_tune_top, tl_dir=tl_dir)
     extra = _generate(extra, target, hopper_gen, report, on_generated)
     workers = jobs_limit or max(1, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="qimeng-build-") as tmp, ThreadPoolExecutor(workers) as pool:

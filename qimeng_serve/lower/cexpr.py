@@ -26,7 +26,7 @@ RUNTIME_CPP = {
     "WINDOW": "qm::window_of(p)",
 }
 RUNTIME_ARRAYS = {"seqlen_q": "qm::seqlen_q_of", "seqlen_k": "qm::seqlen_k_of"}
-_FUNCS = {"cdiv": "qm::cdiv", "min": "min", "max": "max"}
+_FUNCS = {"cdiv": "qm::cdiv", "gcd": "qm::gcd", "min": "min", "max": "max"}
 
 
 class LoweringError(TLError):
@@ -77,11 +77,11 @@ def _cpp(e, scope: Scope) -> str:
             return f"({args[0]} ? {args[1]} : {args[2]})"
         if e.func in _FUNCS:
             return f"{_FUNCS[e.func]}({', '.join(args)})"
-        raise LoweringError(f"{e.func}(...) has no integer lowering", e.span, fix="use cdiv, min, max or select in bounds")
+        raise LoweringError(f"{e.func}(...) has no integer lowering", e.span, fix="use cdiv, gcd, min, max or select in bounds")
     if isinstance(e, ast.Indexed) and e.base in RUNTIME_ARRAYS and len(e.indices) == 1:
         return f"{RUNTIME_ARRAYS[e.base]}(p, {_cpp(e.indices[0], scope)})"
     raise LoweringError(f"cannot lower `{print_expr(e)}` to C++", getattr(e, "span", None),
-                        fix="integer expressions may use + - * / %, cdiv, min, max, select, seqlen_q[b], seqlen_k[b]")
+                        fix="integer expressions may use + - * / %, cdiv, gcd, min, max, select, seqlen_q[b], seqlen_k[b]")
 
 
 def substitute(e, values: dict[str, int]):

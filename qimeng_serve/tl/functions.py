@@ -109,6 +109,13 @@ def cdiv(a: Value, b: Value) -> int:
     return -(-a // b)
 
 
+def gcd(a: Value, b: Value) -> int:
+    a, b = _int(a, "gcd"), _int(b, "gcd")
+    if a <= 0 or b <= 0:
+        raise EvalError(f"gcd({a}, {b}): both arguments must be positive", fix="take the gcd of tile sizes")
+    return math.gcd(a, b)
+
+
 def select(c: Value, a: Value, b: Value) -> Value:
     if not isinstance(c, Tile):
         return a if c != 0 else b
@@ -142,7 +149,7 @@ FUNCTIONS = {
     "gemm": (gemm, 2, ()), "row_max": (row_max, 1, ()), "row_sum": (row_sum, 1, ()),
     "max": (tl_max, 2, ()), "min": (tl_min, 2, ()), "exp2": (exp2, 1, ()), "log2": (log2, 1, ()),
     "finite": (finite, 1, ()), "nonzero": (nonzero, 1, ()), "softcap": (softcap, 2, ()),
-    "mask": (mask, 1, _MASK_KEYS), "cdiv": (cdiv, 2, ()), "select": (select, 3, ()),
+    "mask": (mask, 1, _MASK_KEYS), "cdiv": (cdiv, 2, ()), "gcd": (gcd, 2, ()), "select": (select, 3, ()),
 }
 
 

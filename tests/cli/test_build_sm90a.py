@@ -1,7 +1,7 @@
 """`build --arch sm_90` ships the Hopper (sm_90a) kernels in the sm_90 bundle, beside the portable
-ones (real nvcc, no GPU). The Hopper kernels of bf16 D = 64 are compiled once (the causal one and
-the one tuned for calls without a mask) and reused: the module's build cache makes every later build
-of them a hit."""
+ones (real nvcc, no GPU). One Hopper kernel is compiled (bf16, D = 64) and reused: the module's
+build cache makes every later build of it a hit. A copy of the program that tunes its D = 64 params to
+calls without a mask adds the second kernel such a program makes."""
 
 import shutil
 from dataclasses import replace
@@ -60,10 +60,7 @@ def test_hopper_jobs_follow_the_filters_and_the_arch():
     sm90 = get_target("sm_90")
     dense = default_jobs(sm90, ["f16", "bf16"], [64, 128], ["dense_prefill"])
     extra = hopper_jobs(sm90, dense)
-    # D 64's Hopper program tunes its params to calls without a mask: a second job, non-causal spec
-    want = [(s, "sm90a") for j in dense
-            for s in ([j.spec, replace(j.spec, causal=False)] if j.spec.head_dim == 64 else [j.spec])]
-    assert [(j.spec, j.variant) for j in extra] == want
+    assert [(j.spec, j.variant) for j in extra] == [(j.spec, "sm90a") for j in dense]
     assert all(j.generated is None and j.label.endswith(" sm90a") for j in extra)
     assert hopper_jobs(sm90, default_jobs(sm90, ["f16"], [64], ["paged_decode"])) == []
     sm80 = get_target("sm_80")
@@ -94,13 +91,29 @@ def test_hopper_entries_get_a_name_of_their_own():
     assert full.program.name == "dense_prefill_sm90a_full" and full.record.details["tuned_mask"] == "full"
 
 
-def test_a_program_tunes_to_the_mask_only_where_a_block_says_so():
-    program = parse_tl_file(GOLDEN_DIR / "dense_prefill_sm90.tl")
-    assert mask_specialised(program, AttentionSpec("dense_prefill", "bf16", 64))
-    assert not mask_specialised(program, AttentionSpec("dense_prefill", "bf16", 128))
-    full = resolve_params(program, AttentionSpec("dense_prefill", "bf16", 64, causal=False))
-    causal = resolve_params(program, AttentionSpec("dense_prefill", "bf16", 64))
-    assert full["BLOCK_N"] > causal["BLOCK_N"] and full["BLOCK_M"] == causal["BLOCK_M"]
+# a copy of the Hopper program whose D = 64 params differ for calls without a causal mask
+MASK_TUNED = "\nparams when D = 64 and CAUSAL = 0 {\n  BLOCK_N = 96\n  STAGES = 3\n}\n"
+
+
+@pytest.fixture
+def mask_tuned_dir(tmp_path):
+    text = (GOLDEN_DIR / "dense_prefill_sm90.tl").read_text()
+    at = text.index("\nkernel ")
+    (tmp_path / "dense_prefill_sm90.tl").write_text(text[:at] + MASK_TUNED + text[at:])
+    return tmp_path
+
+
+def test_a_program_tunes_to_the_mask_only_where_a_block_says_so(mask_tuned_dir):
+    shipped = parse_tl_file(GOLDEN_DIR / "dense_prefill_sm90.tl")
+    program = parse_tl_file(mask_tuned_dir / "dense_prefill_sm90.tl")
+    d64, d128 = AttentionSpec("dense_prefill", "bf16", 64), AttentionSpec("dense_prefill", "bf16", 128)
+    assert mask_specialised(program, d64) and not mask_specialised(program, d128)
+    assert not mask_specialised(shipped, d64)  # the shipped program has one set of params per head size
+    full = resolve_params(program, replace(d64, causal=False))
+    assert full["BLOCK_N"] == 96 and resolve_params(program, d64)["BLOCK_N"] == 128
+    sm90 = get_target("sm_90")
+    jobs = hopper_jobs(sm90, default_jobs(sm90, ["bf16"], [64, 128], ["dense_prefill"]), mask_tuned_dir)
+    assert [(j.spec.head_dim, j.spec.causal) for j in jobs] == [(64, True), (64, False), (128, True)]
 
 
 def test_a_program_the_hopper_lowering_refuses_is_a_rejection_not_a_crash(tmp_path):
@@ -118,18 +131,12 @@ def test_a_program_the_hopper_lowering_refuses_is_a_rejection_not_a_crash(tmp_pa
 def test_the_sm90_bundle_holds_the_hopper_kernel_beside_the_portable_one(built):
     reg, report = built
     assert not report.not_generated and not [o.rejected for o in report.outcomes if o.rejected]
-    assert sorted(o.job.variant for o in report.outcomes) == ["", "sm90a", "sm90a"]
+    assert sorted(o.job.variant for o in report.outcomes) == ["", "sm90a"]
     manifest = read_manifest(reg / BUNDLE)
-    hopper = _sm90a(manifest)
-    name, full = "qm_dense_prefill_sm90a_attn_bf16_hd64", "qm_dense_prefill_sm90a_full_attn_bf16_hd64"
-    assert set(hopper) == {name, full}
-    meta = hopper[name]
-    (portable,) = [n for n in manifest["kernels"] if n not in hopper]
-    # the kernel for calls without a mask: its own entry, tuned params, the same ABI
-    assert meta["tuned_mask"] == "causal" and hopper[full]["tuned_mask"] == "full"
-    assert hopper[full]["spec"]["causal"] is False and hopper[full]["abi"] == meta["abi"]
-    assert hopper[full]["params"]["BLOCK_N"] > meta["params"]["BLOCK_N"]
-    assert "program dense_prefill_sm90a_full" in hopper[full]["tl"]["source"]
+    (name, meta), = _sm90a(manifest).items()
+    (portable,) = [n for n in manifest["kernels"] if n != name]
+    assert name == "qm_dense_prefill_sm90a_attn_bf16_hd64" and portable != name
+    assert meta["tuned_mask"] == "causal"
     assert set(manifest["kernels"][portable]["tensors"]) == {"cubin", "ptx", "cuda"}  # still ships compute_90 PTX
     assert meta["family"] == "dense_prefill" and meta["role"] == "attn" and meta["spec"]["head_dim"] == 64
     # D = 64 runs persistent: the kernel's third parameter is the tile counter the runtime zeroes
@@ -147,6 +154,23 @@ def test_the_sm90_bundle_holds_the_hopper_kernel_beside_the_portable_one(built):
     cubin = read_blob(reg / BUNDLE, meta["tensors"]["cubin"])
     assert cubin[:4] == b"\x7fELF" and read_blob(reg / BUNDLE, meta["tensors"]["cuda"]).startswith(b"// Generated")
     assert f"{name}(const qm::AttnParams p".encode() in read_blob(reg / BUNDLE, meta["tensors"]["cuda"])
+
+
+@needs_nvcc
+def test_a_mask_tuned_program_adds_a_kernel_the_runtime_prefers_without_a_mask(cache_dir, mask_tuned_dir, tmp_path):
+    pipeline.build_arch("sm_90", tmp_path, **ONE, tl_dir=mask_tuned_dir)
+    hopper = _sm90a(read_manifest(tmp_path / BUNDLE))
+    name, full = "qm_dense_prefill_sm90a_attn_bf16_hd64", "qm_dense_prefill_sm90a_full_attn_bf16_hd64"
+    assert set(hopper) == {name, full}
+    assert hopper[name]["tuned_mask"] == "causal" and hopper[full]["tuned_mask"] == "full"
+    assert hopper[full]["spec"]["causal"] is False and hopper[full]["abi"] == hopper[name]["abi"]
+    assert hopper[full]["params"]["BLOCK_N"] == 96 and hopper[name]["params"]["BLOCK_N"] == 128
+    assert "program dense_prefill_sm90a_full" in hopper[full]["tl"]["source"]
+    assert hopper[full]["resources"]["spill_stores"] == 0
+    # KernelSet.find (tests/unit/runtime/test_sm90a_selection.py) orders the two by this field
+    from qimeng_serve.runtime.ops import tuned_for
+
+    assert tuned_for(hopper[full], False) and not tuned_for(hopper[full], True) and tuned_for(hopper[name], True)
 
 
 @needs_nvcc
@@ -175,13 +199,13 @@ def test_the_index_lists_sm90a_sass_and_passes_its_schema(built):
 
     assert "sm_90" in entry["sass"] or find_toolchain().cuobjdump is None
     assert "sm_90a" in entry["sass"] or find_toolchain().cuobjdump is None
-    assert entry["validation"]["total"] == 3
+    assert entry["validation"]["total"] == 2
 
 
 @needs_nvcc
 def test_a_rebuild_takes_the_hopper_kernel_from_the_cache(built, tmp_path):
     report = pipeline.build_arch("sm_90", tmp_path / "again", **ONE)
-    assert [o.cached for o in report.outcomes if o.job.variant == "sm90a"] == [True, True]
+    assert [o.cached for o in report.outcomes if o.job.variant == "sm90a"] == [True]
     reg, _ = built
     assert (tmp_path / "again" / BUNDLE).read_bytes() == (reg / BUNDLE).read_bytes()
 
@@ -191,8 +215,8 @@ def test_build_cli_shows_the_hopper_kernels_and_no_hopper_leaves_them_out(built,
     runner = CliRunner()
     result = runner.invoke(app, ["build", *CLI_ONE, "--registry", str(tmp_path / "with")])
     assert result.exit_code == 0, result.output
-    assert "sm90a: 2 Hopper kernel(s)" in result.output and "sm_90a" in result.output
-    assert len(_sm90a(read_manifest(tmp_path / "with" / BUNDLE))) == 2
+    assert "sm90a: 1 Hopper kernel(s)" in result.output and "sm_90a" in result.output
+    assert len(_sm90a(read_manifest(tmp_path / "with" / BUNDLE))) == 1
     result = runner.invoke(app, ["build", *CLI_ONE, "--no-hopper", "--registry", str(tmp_path / "without")])
     assert result.exit_code == 0, result.output
     assert "sm90a" not in result.output

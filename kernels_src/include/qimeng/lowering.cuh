@@ -15,6 +15,8 @@ __device__ __forceinline__ int floordiv(int a, int b) {
 }
 __device__ __forceinline__ int floormod(int a, int b) { return a - floordiv(a, b) * b; }
 __device__ __forceinline__ int cdiv(int a, int b) { return -floordiv(-a, b); }
+// TL's gcd(a, b) of two positive tile sizes (constexpr: params fold at compile time)
+__host__ __device__ constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 
 __device__ __forceinline__ int seqlen_q_of(const AttnParams& p, int b) {
   return p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] - p.cu_seqlens_q[b] : p.max_seqlen_q;

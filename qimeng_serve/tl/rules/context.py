@@ -39,7 +39,7 @@ F32_TENSORS = ("O_part", "LSE")
 FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
     "gemm": (2, ()), "row_max": (1, ()), "row_sum": (1, ()), "max": (2, ()), "min": (2, ()),
     "exp2": (1, ()), "log2": (1, ()), "finite": (1, ()), "nonzero": (1, ()), "softcap": (2, ()),
-    "mask": (1, ("kv_len", "causal", "offset", "window")), "cdiv": (2, ()), "select": (3, ()),
+    "mask": (1, ("kv_len", "causal", "offset", "window")), "cdiv": (2, ()), "gcd": (2, ()), "select": (3, ()),
 }
 DTYPE_BYTES = {"f32": 4, "f16": 2, "bf16": 2, "e4m3": 1}
 
@@ -254,6 +254,8 @@ class Context:
             return None
         if e.func == "cdiv" and len(args) == 2 and args[1]:
             return -(-args[0] // args[1])
+        if e.func == "gcd" and len(args) == 2 and all(isinstance(a, int) for a in args):
+            return math.gcd(*args)
         if e.func in ("max", "min") and len(args) == 2:
             return max(args) if e.func == "max" else min(args)
         if e.func == "select" and len(args) == 3:
@@ -385,7 +387,7 @@ class Shapes:
                 self.problems.append((f"mask needs a score tile, {print_expr(e.args[0])} is {fmt_shape(args[0])}",
                                       "mask the [BLOCK_M, BLOCK_N] score tile S"))
             return args[0]
-        if f == "cdiv":
+        if f in ("cdiv", "gcd"):
             return ()
         if f == "select" and len(args) == 3:
             return self.broadcast(args[1], args[2], e)

@@ -68,6 +68,8 @@ def test_tl_integer_division_becomes_floor_division():
     scope = Scope({"BLOCK_N": 64}, {"q0", "Lk"})
     assert scope.cpp(parse_tl("kernel k grid (i : 1) { let x = (q0 - Lk) / BLOCK_N % 3 }").kernels[0].body[0].value) == \
         "qm::floormod(qm::floordiv((t_q0 - t_Lk), 64), 3)"
+    assert scope.cpp(parse_tl("kernel k grid (i : 1) { let x = q0 % gcd(192, BLOCK_N) }").kernels[0].body[0].value) == \
+        "qm::floormod(t_q0, qm::gcd(192, 64))"
 
 
 def _refusal(text: str, arch="sm_80", spec=None) -> LoweringError:

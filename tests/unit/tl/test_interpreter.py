@@ -11,6 +11,7 @@ import torch
 from qimeng_serve.errors import QimengError, TLRuntimeError
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.tl import functions as F
+from qimeng_serve.tl.values import EvalError
 from qimeng_serve.tl.interpreter import max_rel_error, resolve_params, run_tl
 from qimeng_serve.tl.parser import parse_tl
 from qimeng_serve.tl.problem import Problem, make_problem
@@ -274,6 +275,9 @@ def test_elementwise_functions():
     picked = F.select(Tile(torch.tensor([1.0, 0.0])), Tile(torch.tensor([5.0, 6.0])), 7)
     assert picked.data.tolist() == [5.0, 7.0]
     assert (F.cdiv(65, 64), F.cdiv(64, 64), F.tl_max(3, 5), F.tl_min(3, 5)) == (2, 1, 5, 3)
+    assert (F.gcd(192, 128), F.gcd(192, 96), F.gcd(128, 80)) == (64, 96, 16)
+    with pytest.raises(EvalError, match="must be positive"):
+        F.gcd(0, 64)
     assert F.log2(0) == float("-inf") and F.exp2(3) == 8.0
     vec = Tile(torch.tensor([1.0, 2.0]), row_pos=torch.tensor([4, 5]))
     scaled = F.tl_max(Tile(torch.zeros(2, 3)), vec)  # a [rows] vector broadcasts along the columns
