@@ -5,6 +5,7 @@
 #    `_full` kernel: nothing measured faster for calls without a mask);
 #  - the causal padding shift is a multiple of gcd(BLOCK_M, BLOCK_N) (run 2: shifting 192 x 96 tiles
 #    by 64 rows at 2k / 8k put a third masked KV tile in every query tile, -2 to -3%).
+# (registry-var15s/: those kernels and the A/B baselines, copied from registry-var15a / -shipped14 / -plan4.)
 # First every kernel validated, memcheck / racecheck on dense and paged D 64, and the bar table with
 # every anchor (hopper_check, FlexAttention at every head size); then interleaved A/B (ab_sm90.py):
 #  - dense D 64: session 14 / this set / run 2's full64pp (raw shift: the same kernel at these lengths)
@@ -16,13 +17,13 @@
 # >= 1.06 at 2k-16k; causal 0.90 at 1k, >= 1.01 at 2k-16k; D 64 against Flex at 1k >= 1.1.
 cd "$(dirname "$0")/../../.." || exit 2  # the repository root
 OUT=${OUT:-/tmp/out}
-bash scripts/hopper_device.sh --kernels registry-var15b --dtypes bf16 --bench-dtypes bf16 --flex all \
+bash scripts/hopper_device.sh --kernels registry-var15s/new --dtypes bf16 --bench-dtypes bf16 --flex all \
   --lengths 1024,2048,4096,8192,16384 --budget-s 380 \
   --sanitize qm_dense_prefill_sm90_attn_bf16_hd64,qm_paged_prefill_sm90_attn_bf16_hd64 \
   --out "$OUT/shipped" > "$OUT/shipped.log" 2>&1
 grep -E "^\[" "$OUT/shipped.log" | grep -v "\[ok\]"
 source scripts/device_env.sh
-N=registry-var15b A=registry-var15a O=registry-shipped14 P=registry-plan4
+S=registry-var15s; N=$S/new A=$S/a O=$S/old P=$S/plan
 timeout 170 python3 scripts/ab_sm90.py --rounds 3 --out "$OUT/ab.jsonl" \
   --kernel old14=$O:qm_dense_prefill_sm90_attn_bf16_hd64 --kernel new=$N:qm_dense_prefill_sm90_attn_bf16_hd64 \
   --kernel full64pp=$A:qm_dense_prefill_sm90_v_full64pp_attn_bf16_hd64 \
