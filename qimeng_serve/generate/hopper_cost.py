@@ -112,11 +112,10 @@ def kv_tile_cycles(sketch: HopperSketch, point: HopperPoint, head_dim: int) -> f
 def _tile_kv_counts(point: HopperPoint, length: int, causal: bool) -> list[int]:
     """KV tiles each query tile visits, in the kernel's order (the last query block first). Under a
     causal mask the padding rows of a length that is not a whole number of query tiles are at the
-    front, as the programs' `q_shift` places them (a multiple of gcd(BLOCK_M, BLOCK_N))."""
+    front (the programs' `q0`), so the last tile ends at the last query."""
     bm, bn = point.block_m, point.block_n
     blocks = math.ceil(length / bm)
     pad = blocks * bm - length
-    pad -= pad % math.gcd(bm, bn)
     out = []
     for m in reversed(range(blocks)):
         n_end = min(math.ceil(length / bn), math.ceil((m * bm + bm - pad) / bn)) if causal else math.ceil(length / bn)

@@ -172,15 +172,14 @@ def test_the_model_ranks_the_measured_pairs_as_the_h100_did():
 
 
 def test_causal_tiles_are_counted_with_their_padding_at_the_front():
-    """192 x 96 tiles over 1024 queries: of the 128 rows of padding, 96 (a multiple of gcd(192, 96), so
-    every tile meets the diagonal alike) sit before the first tile's queries; it visits one KV tile,
-    and the last all 11 (41 tiles a head without the shift)."""
+    """192 x 96 tiles over 1024 queries: the 128 rows of padding sit before the first tile's queries;
+    it visits one KV tile, and the last all 11 (41 tiles a head without the shift)."""
     point = HopperPoint(3, 96, 3)
     assert _tile_kv_counts(point, 1024, True) == [11, 9, 7, 5, 3, 1]
     assert sum(_tile_kv_counts(point, 4096, True)) == 484  # 505 with the padding in the last tile
     assert sum(_tile_kv_counts(point, 2048, True)) == 132  # 64 rows of padding move no tile boundary
     assert _tile_kv_counts(point, 1024, False) == [11] * 6
-    assert sum(_tile_kv_counts(HopperPoint(3, 128, 4), 2048, True)) == 96  # gcd 64: the 64 rows move (101 unshifted)
+    assert sum(_tile_kv_counts(HopperPoint(3, 128, 4), 2048, True)) == 96  # 192 x 128: 101 unshifted
     assert sum(_tile_kv_counts(HopperPoint(2, 128, 3), 2048, True)) == sum(range(1, 17))  # whole tiles: no padding
 
 
