@@ -174,6 +174,16 @@ VARIANTS = {
                   ("bf16",)),
     "pg64pp128": ("paged_prefill_sm90.tl", 64, {"BLOCK_N": 128, "STAGES": 4, "OVERLAP": 3, "PINGPONG": 1}, {},
                   ("bf16",)),
+    # session 15: D 128 without the pinned softmax (gemms or softmax overlap, with ping-pong), and three
+    # consumer warpgroups on 192-row tiles with narrow KV tiles (what D 64's winner has, at D 128)
+    "d128gpp": ("dense_prefill_sm90.tl", 128, {"OVERLAP": 3}, {}, ("bf16",)),
+    "d128spp": ("dense_prefill_sm90.tl", 128, {"OVERLAP": 1}, {}, ("bf16",)),
+    "d128c3n64": ("dense_prefill_sm90.tl", 128, {"BLOCK_M": 192, "BLOCK_N": 64, "WARPS": 12, "CONSUMERS": 3,
+                                                  "STAGES": 4, "PRODUCER_REGS": 32, "CONSUMER_REGS": 160,
+                                                  "OVERLAP": 3}, {}, ("bf16",)),
+    "d128c3n80": ("dense_prefill_sm90.tl", 128, {"BLOCK_M": 192, "BLOCK_N": 80, "WARPS": 12, "CONSUMERS": 3,
+                                                  "STAGES": 3, "PRODUCER_REGS": 32, "CONSUMER_REGS": 160,
+                                                  "OVERLAP": 3}, {}, ("bf16",)),
 }
 
 
