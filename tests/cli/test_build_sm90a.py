@@ -27,7 +27,7 @@ from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import get_target
 from qimeng_serve.tl.interpreter import resolve_params
 from qimeng_serve.tl.parser import parse_tl_file
-from tests.conftest import GOLDEN_DIR
+from tests.conftest import GOLDEN_DIR, REPO
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
 ONE = {"dtypes": ["bf16"], "head_dims": [64], "families": ["dense_prefill"]}
@@ -187,6 +187,33 @@ def test_the_hopper_sass_is_really_in_the_bundle(built):
         assert meta["observed"] == {"sass": ["sm_90a"], "ptx": []}
         counts = opcode_counts(sass_text(read_blob(reg / BUNDLE, meta["tensors"]["cubin"]), toolchain))
         assert counts["HGMMA"] > 0 and counts["UTMALDG"] > 0, counts
+
+
+# the schedule of dense D 64's KV loop in the kernel timed in session 15 (scripts/sass_kv_loop.py --record)
+D64_KV_LOOP = REPO / "docs" / "results" / "hopper-h100-v13" / "dense-d64-kv-loop.txt"
+
+
+@needs_nvcc
+def test_dense_d64_keeps_the_kv_loop_schedule_that_was_timed(built):
+    """Two builds of D 64's params whose KV loops held the same opcodes in another order timed 4-6%
+    apart (docs/perf-notes.md "thirteenth run"): a change that reorders the loop must be timed before
+    it ships. Re-record with `scripts/sass_kv_loop.py CUBIN --record` once the new loop is measured."""
+    import importlib.util
+
+    from qimeng_serve.build.toolchain import find_toolchain
+    from qimeng_serve.lower.sm90_build import sass_text
+
+    toolchain = find_toolchain()
+    if toolchain.cuobjdump is None:
+        pytest.skip("cuobjdump is missing: pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm")
+    spec = importlib.util.spec_from_file_location("sass_kv_loop", REPO / "scripts" / "sass_kv_loop.py")
+    kv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kv)
+    reg, _ = built
+    (meta,) = _sm90a(read_manifest(reg / BUNDLE)).values()
+    body = kv.kv_loop(kv.parse(sass_text(read_blob(reg / BUNDLE, meta["tensors"]["cubin"]), toolchain)))
+    diff = kv.schedule_diff(D64_KV_LOOP.read_text().splitlines(), body)
+    assert not diff, "dense D 64's KV loop is scheduled differently from the timed one:\n" + "\n".join(diff[:60])
 
 
 @needs_nvcc

@@ -41,3 +41,16 @@ def test_the_smallest_loop_with_the_hgmmas_is_counted():
 
 def test_no_loop_when_none_holds_enough_hgmmas():
     assert kv.kv_loop(kv.parse(sass(PROGRAM)), min_hgmma=5) is None
+
+
+def test_the_schedule_is_the_order_of_opcodes_and_a_reordering_is_a_difference():
+    body = kv.kv_loop(kv.parse(sass(PROGRAM)), min_hgmma=3)
+    assert kv.schedule(body) == ["R2UR", "HGMMA.64x80x16.F32.BF16", "HGMMA.64x80x16.F32.BF16", "@ R2UR",
+                                 "HGMMA.64x256x16.F32.BF16", "@ BRA"]
+    # other registers and predicates: the same schedule
+    renamed = [t.replace("UR20", "UR24").replace("@!P0", "@P3").replace("R152", "R120") for t in PROGRAM]
+    assert kv.schedule_diff(kv.schedule(body), kv.kv_loop(kv.parse(sass(renamed)), min_hgmma=3)) == []
+    # the same instructions in another order: a difference
+    swapped = PROGRAM[:3] + [PROGRAM[5], PROGRAM[3], PROGRAM[4]] + PROGRAM[6:]
+    diff = kv.schedule_diff(kv.schedule(body), kv.kv_loop(kv.parse(sass(swapped)), min_hgmma=3))
+    assert any(line.startswith("-") for line in diff) and any(line.startswith("+@ R2UR") for line in diff)
