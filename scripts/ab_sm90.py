@@ -7,9 +7,11 @@ different directories may share an entry name (an old and a new build of one pro
         --kernel new=registry-var15a:qm_dense_prefill_sm90_attn_bf16_hd64 --rounds 3 --out ab.jsonl
 
 All kernels are of one family (dense or paged prefill), dtype and head size. Shapes as hopper_check's
-sweep: B * L = 16k tokens, H * D = 2048; paged with 16-row pages and a shuffled block table. Each
-kernel's output on every shape is checked against cuDNN's (dense) or the first kernel's (paged)
-before any timing. Prints, per shape, each kernel's median TFLOPS over the rounds, its ratio to the
+sweep: B * L = 16k tokens, H * D = 2048; paged with 16-row pages and a shuffled block table, and with
+`--context N` each sequence's L new queries come after N keys of context (chunked prefill: Lk = N + L;
+no cuDNN there, whose causal mask aligns to the top left, and TFLOPS count lq * lk / 2 pairs, a
+nominal figure that only compares kernels). Each kernel's output on every shape is checked against
+cuDNN's (dense) or the first kernel's (paged) before any timing. Prints, per shape, each kernel's median TFLOPS over the rounds, its ratio to the
 first kernel and to cuDNN, and every round's figure (the spread says what a difference is worth).
 """
 
@@ -48,7 +50,7 @@ def load(specs: list[str]):
     return out
 
 
-def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool):
+def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool, context: int = 0):
     """(label -> launcher, cuDNN launcher, outputs by label) on one shape's inputs."""
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -60,10 +62,11 @@ def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool):
     runs = {}
     if paged:
         gen = torch.Generator(device="cuda").manual_seed(0)
-        q, kc, vc, table, cu, seqlens_k = paged_inputs([(length, length)] * b, h, 1, d, dt, 16, gen, poison=False)
+        lk = length + context
+        q, kc, vc, table, cu, seqlens_k = paged_inputs([(length, lk)] * b, h, 1, d, dt, 16, gen, poison=False)
         for label, k in kernels:
             outs[label] = torch.full_like(q, float("nan"))
-            runs[label] = prepare_paged(k, q, kc, vc, table, cu, seqlens_k, length, length, causal=causal,
+            runs[label] = prepare_paged(k, q, kc, vc, table, cu, seqlens_k, length, lk, causal=causal,
                                         out=outs[label])
         qd = q.view(b, length, h, d).transpose(1, 2)
         kd = torch.randn(b, h, length, d, dtype=dt, device="cuda")
@@ -105,6 +108,7 @@ def main() -> int:
     ap.add_argument("--lengths", default="1024,2048,4096,8192,16384")
     ap.add_argument("--masks", default="full,causal")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--context", type=int, default=0, help="paged: keys of context before each sequence's queries")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     import torch
@@ -115,6 +119,8 @@ def main() -> int:
     meta = kernels[0][1].meta
     d, paged = meta["head_dim"], str(meta.get("program", "")).startswith("paged")
     dt = {"f16": torch.float16, "bf16": torch.bfloat16}[meta["dtype"]]
+    if args.context and not paged:
+        raise SystemExit("--context is for paged prefill kernels")
     timer = Timer()
     sink = args.out.open("a") if args.out else None
     labels = [label for label, _ in kernels]
@@ -123,17 +129,20 @@ def main() -> int:
         for mask in args.masks.split(","):
             causal = mask == "causal"
             b, h = TOKENS // length, HIDDEN // d
-            runs, cudnn, outs = launchers(kernels, length, causal, d, dt, paged)
+            lk = length + args.context
+            runs, cudnn, outs = launchers(kernels, length, causal, d, dt, paged, args.context)
             errors = check(runs, cudnn, outs, paged)
             tf = {label: [] for label in [*labels, "cudnn"]}
             for r in range(args.rounds):
                 order = labels[r % len(labels):] + labels[: r % len(labels)]
                 for label in order:
-                    tf[label].append(_tflops(b, h, length, length, d, causal, timer.median_ms(runs[label])))
-                tf["cudnn"].append(_tflops(b, h, length, length, d, causal, timer.median_ms(cudnn)))
-            med = {label: statistics.median(v) for label, v in tf.items()}
+                    tf[label].append(_tflops(b, h, length, lk, d, causal, timer.median_ms(runs[label])))
+                if not args.context:
+                    tf["cudnn"].append(_tflops(b, h, length, length, d, causal, timer.median_ms(cudnn)))
+            med = {label: statistics.median(v) if v else float("nan") for label, v in tf.items()}
             row = {"family": "paged" if paged else "dense", "head_dim": d, "dtype": meta["dtype"], "batch": b,
-                   "heads": h, "seqlen": length, "causal": causal, "rounds": tf, "median": med, "rel_l2": errors,
+                   "heads": h, "seqlen": length, "seqlen_k": lk, "causal": causal, "rounds": tf, "median": med,
+                   "rel_l2": errors,
                    "kernels": {label: f"{Path(spec.split('=', 1)[1])}" for label, spec in zip(labels, args.kernel)}}
             if sink:
                 sink.write(json.dumps(row) + "\n")
