@@ -54,7 +54,7 @@ import heapq
 import math
 
 from qimeng_serve.generate.cost_model import CaseEstimate, Estimate
-from qimeng_serve.generate.hopper_sketches import HopperPoint, HopperSketch
+from qimeng_serve.generate.hopper_sketches import ALIGNED_SHIFT, HopperPoint, HopperSketch
 from qimeng_serve.lower.emit_sm90 import smem_bytes
 from qimeng_serve.spec import AttentionSpec
 
@@ -109,13 +109,16 @@ def kv_tile_cycles(sketch: HopperSketch, point: HopperPoint, head_dim: int) -> f
     return max(t_gemm, round_) + KV_TILE_FIXED
 
 
-def _tile_kv_counts(point: HopperPoint, length: int, causal: bool) -> list[int]:
+def _tile_kv_counts(point: HopperPoint, length: int, causal: bool, aligned: bool = False) -> list[int]:
     """KV tiles each query tile visits, in the kernel's order (the last query block first). Under a
     causal mask the padding rows of a length that is not a whole number of query tiles are at the
-    front (the programs' `q0`), so the last tile ends at the last query."""
+    front (the programs' `q0`), so the last tile ends at the last query; `aligned`: the shift is a
+    multiple of gcd(BLOCK_M, BLOCK_N) (hopper_sketches.Q0_LINES)."""
     bm, bn = point.block_m, point.block_n
     blocks = math.ceil(length / bm)
     pad = blocks * bm - length
+    if aligned:
+        pad -= pad % math.gcd(bm, bn)
     out = []
     for m in reversed(range(blocks)):
         n_end = min(math.ceil(length / bn), math.ceil((m * bm + bm - pad) / bn)) if causal else math.ceil(length / bn)
@@ -147,7 +150,8 @@ def estimate_hopper(sketch: HopperSketch, point: HopperPoint, spec: AttentionSpe
     cases = []
     for length in LENGTHS:
         batch = 16384 // length
-        per_head = [TILE_FIXED + start + n * kv for n in _tile_kv_counts(point, length, spec.causal)]
+        counts = _tile_kv_counts(point, length, spec.causal, ALIGNED_SHIFT.get(spec.op, False))
+        per_head = [TILE_FIXED + start + n * kv for n in counts]
         cycles = _makespan(per_head * (batch * heads), SMS)
         us = cycles / (CLOCK_GHZ * 1e3)
         flops = 4 * batch * heads * length * length * d / (2 if spec.causal else 1)

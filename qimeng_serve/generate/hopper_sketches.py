@@ -127,6 +127,24 @@ SHIPPED = {
 
 
 # ---------------------------------------------------------------- text
+# Where a query tile starts, as the measured programs have it: under a causal mask a length that is not
+# a whole number of query tiles pads its first tile, not its last. Paged prefill shifts by a multiple of
+# gcd(BLOCK_M, BLOCK_N) so that every query tile meets its diagonal alike; dense keeps the plain shift,
+# with which ptxas schedules dense D 64's KV loop faster (docs/perf-notes.md "thirteenth run").
+Q0_LINES = {
+    "dense_prefill": [
+        "  # causal: a length that is not a whole number of query tiles pads its first tile, not its last",
+        "  let q0 = m_block * BLOCK_M - select(CAUSAL, cdiv(Lq, BLOCK_M) * BLOCK_M - Lq, 0)",
+    ],
+    "paged_prefill": [
+        "  # causal: a length that is not a whole number of query tiles pads its first tile, not its last,",
+        "  # shifted so that every query tile meets its diagonal at the same place in its KV tiles",
+        "  let q_pad = cdiv(Lq, BLOCK_M) * BLOCK_M - Lq",
+        "  let q_shift = max(0, q_pad - (q_pad - (Lk - Lq)) % gcd(BLOCK_M, BLOCK_N))",
+        "  let q0 = m_block * BLOCK_M - select(CAUSAL, q_shift, 0)",
+    ],
+}
+ALIGNED_SHIFT = {"dense_prefill": False, "paged_prefill": True}  # which Q0_LINES shift by gcd multiples
 def hopper_program_text(sketch: HopperSketch, spec: AttentionSpec, arch: str, *, name: str,
                         params: list[tuple[str, str]] | None = None, header: list[str] | None = None) -> str:
     """The TL text of a Hopper sketch: program form when params are given, else sketch form (no
@@ -147,8 +165,7 @@ def hopper_program_text(sketch: HopperSketch, spec: AttentionSpec, arch: str, *,
         "  let kv_head = q_head / GROUP",
         "  let Lq = seqlen_q[b]",
         "  let Lk = seqlen_k[b]",
-        "  # causal: a length that is not a whole number of query tiles pads its first tile, not its last",
-        "  let q0 = m_block * BLOCK_M - select(CAUSAL, cdiv(Lq, BLOCK_M) * BLOCK_M - Lq, 0)",
+        *Q0_LINES[sketch.op],
         "  # causal: the last KV tile this query tile can see holds key q0 + BLOCK_M - 1 + Lk - Lq",
         "  let n_end = select(CAUSAL, min(cdiv(Lk, BLOCK_N), cdiv(q0 + BLOCK_M + Lk - Lq, BLOCK_N)), cdiv(Lk, BLOCK_N))",
         "  let n_start = select(WINDOW, max(0, q0 + Lk - Lq - WINDOW + 1) / BLOCK_N, 0)",

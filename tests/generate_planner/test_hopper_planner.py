@@ -181,6 +181,9 @@ def test_causal_tiles_are_counted_with_their_padding_at_the_front():
     assert _tile_kv_counts(point, 1024, False) == [11] * 6
     assert sum(_tile_kv_counts(HopperPoint(3, 128, 4), 2048, True)) == 96  # 192 x 128: 101 unshifted
     assert sum(_tile_kv_counts(HopperPoint(2, 128, 3), 2048, True)) == sum(range(1, 17))  # whole tiles: no padding
+    # paged prefill shifts by multiples of gcd(192, 96) = 96: at 2k the 64 rows of padding stay put
+    assert _tile_kv_counts(point, 2048, True, aligned=True) == _tile_kv_counts(point, 2048, True)
+    assert sum(_tile_kv_counts(point, 1024, True, aligned=True)) == 36  # 96 of the 128 rows move
 
 
 def test_a_warm_cache_plans_nothing_again(tmp_path, monkeypatch):
