@@ -53,9 +53,10 @@ def load(specs: list[str]):
 def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool, context: int = 0):
     """(label -> launcher, cuDNN launcher, outputs by label) on one shape's inputs."""
     import torch
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention import SDPBackend
 
     from hopper_check import paged_inputs, prepare_paged
+    from qimeng_serve.bench import _sdpa
 
     b, h = TOKENS // length, HIDDEN // d
     outs = {}
@@ -78,11 +79,7 @@ def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool, conte
             runs[label] = k.prepare_dense(q, k_, v, causal=causal, out=outs[label])
         ref_in = (q, k_, v)
 
-    def cudnn():
-        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-            return torch.nn.functional.scaled_dot_product_attention(*ref_in, is_causal=causal)
-
-    return runs, cudnn, outs
+    return runs, _sdpa(SDPBackend.CUDNN_ATTENTION, *ref_in, causal), outs
 
 
 def check(runs, cudnn, outs, paged: bool) -> dict[str, float]:

@@ -157,13 +157,15 @@ def hopper_jobs(target: Target, jobs: list[KernelJob], tl_dir: Path = GOLDEN_DIR
     stage 1 (HopperPrograms, or the Hopper planner)."""
     if target.arch != HOPPER_ARCH:
         return []
-    out = []
+    out, programs = [], {}  # programs: each family's Hopper program, parsed once
     for job in jobs:
         path = hopper_program_path(job.spec.op, tl_dir) if not job.variant and job.spec.op in TMA_LAYOUT else None
         if path is None:
             continue
         out.append(replace(job, generated=None, variant=SM90A))
-        if job.spec.causal and mask_specialised(parse_tl_file(path), job.spec):
+        if path not in programs:
+            programs[path] = parse_tl_file(path)
+        if job.spec.causal and mask_specialised(programs[path], job.spec):
             out.append(replace(job, spec=replace(job.spec, causal=False), generated=None, variant=SM90A))
     return out
 
