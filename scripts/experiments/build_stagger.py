@@ -27,10 +27,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--delay", type=int, default=-1, help="KV steps warpgroup 1 starts late (< 0: half a sub-tile)")
+    ap.add_argument("--turns", action="store_true", help="ping-pong turns (delay 0 and whole 128-row tiles only)")
     args = ap.parse_args()
     toolchain = find_toolchain()
     flags = ["-std=c++17", "-O3", "--expt-relaxed-constexpr", "-lineinfo", "-Xptxas=-v", "-DNDEBUG",
-             "--use_fast_math", f"-DSTAGGER_DELAY={args.delay}", "-gencode=arch=compute_90a,code=sm_90a"]
+             "--use_fast_math", f"-DSTAGGER_DELAY={args.delay}", f"-DSTAGGER_TURNS={int(args.turns)}", "-gencode=arch=compute_90a,code=sm_90a"]
     src = REPO / "scripts" / "experiments" / "stagger_sm90.cu"
     result = run_nvcc(src, flags, toolchain, "sm_90a", fix="the experiment's source")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,7 @@ def main() -> None:
             "program": "stagger_sm90.cu (experiment)", "dtype": dtype, "head_dim": 128, "softcap": 0.0,
             "threads": 384, "grid": ["min(num_sms, (cdiv(max_seq_q, 128)) * (heads_q) * (batch))"],
             "smem_bytes": SMEM_BYTES, "abi": "attn_params+tma_descs+tile_counter",
-            "tensor_maps": {"q": 64, "k": 128, "v": 128}, "params": {"STAGGER_DELAY": args.delay},
+            "tensor_maps": {"q": 64, "k": 128, "v": 128}, "params": {"STAGGER_DELAY": args.delay, "STAGGER_TURNS": int(args.turns)},
             "tuned_mask": "full", "nvcc_flags": flags,
             "ptxas": None if res is None else {"registers": res.registers, "stack": res.stack,
                                               "spill_stores": res.spill_stores, "spill_loads": res.spill_loads},

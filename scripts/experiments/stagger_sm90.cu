@@ -23,6 +23,9 @@
 #ifndef STAGGER_DELAY
 #define STAGGER_DELAY -1  // KV steps warpgroup 1 starts after warpgroup 0; < 0: half of the first sub-tile's
 #endif
+#ifndef STAGGER_TURNS  // 1: the warpgroups take turns issuing their GEMMs (pipeline.cuh's PingPong), as the
+#define STAGGER_TURNS 0  // shipped D 128 kernel does; only for STAGGER_DELAY 0 and whole 128-row tiles,
+#endif                   // where both warpgroups consume the same items in the same order
 
 namespace st {
 using namespace qm::sm90;
@@ -31,7 +34,6 @@ template <class KT>
 struct Storage {
   SharedStorage<KT> base;  // sQ (warpgroup w's rows at 64 w), the K/V ring and its barriers
   alignas(8) uint64_t q_full[2];
-  uint64_t q_empty[2];
   uint64_t tile_full[2][2];  // [warpgroup][slot]
   uint64_t tile_empty[2][2];
   // [warpgroup][slot]: the sub-tile's word (< 0: none left), its first KV block, and the ring items
@@ -46,7 +48,6 @@ __device__ __forceinline__ void init(Storage<KT>& s) {
   if (threadIdx.x == 0) {
     for (int w = 0; w < 2; ++w) {
       TxBarrier::init(&s.q_full[w], 1);
-      Barrier::init(&s.q_empty[w], kWarpgroupThreads);
       for (int i = 0; i < 2; ++i) {
         Barrier::init(&s.tile_full[w][i], 1);
         Barrier::init(&s.tile_empty[w][i], kWarpgroupThreads);
@@ -109,19 +110,6 @@ __device__ __forceinline__ void produce_item(const TmaDescs& tma, Storage<KT>& s
   ps.advance();
 }
 
-// 64 rows of Q for warpgroup w, into its half of sQ
-template <class KT>
-__device__ __forceinline__ void produce_q(const TmaDescs& tma, Storage<KT>& s, int w, int i, int row0, int h, int b) {
-  Barrier::wait(&s.q_empty[w], (static_cast<uint32_t>(i) & 1u) ^ 1u);
-  TxBarrier::arrive_and_expect_tx(&s.q_full[w], 64 * KT::kHeadDim * sizeof(typename KT::T));
-  CUTE_UNROLL
-  for (int chunk = 0; chunk < KT::kHeadDim / kSwizzleCols; ++chunk) {
-    cute::SM90_TMA_LOAD_4D::copy(&tma.q, &s.q_full[w], static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL),
-                                 s.base.q + chunk * KT::kBlockM * kSwizzleCols + w * 64 * kSwizzleCols,
-                                 chunk * kSwizzleCols, row0, h, b);
-  }
-}
-
 // the consumer's next slot of a ring that holds an item for warpgroup `bit`, stepping over (and
 // releasing) the other warpgroup's items
 __device__ __forceinline__ void next_mine(uint64_t* full, uint64_t* empty, const int* tags, int bit, int& stage,
@@ -158,16 +146,45 @@ __device__ __forceinline__ SubTile sub_tile(const qm::AttnParams& p, int m, int 
   return t;
 }
 
+// this warpgroup's own Q (64 rows into its half of sQ), issued by one of its threads once its last S
+// GEMM of the previous sub-tile is done with sQ: the producer never waits for a warpgroup's Q
+template <class KT>
+__device__ __forceinline__ void load_q(const TmaDescs& tma, const qm::AttnParams& p, Storage<KT>& s, int wg, int word,
+                                    bool leader) {
+  if (!leader) return;
+  const int m = word & 0xfff, head = (word >> 12) & 0xff, b = word >> 20;
+  const SubTile u = sub_tile(p, m, head, b, KT::kBlockN);
+  TxBarrier::arrive_and_expect_tx(&s.q_full[wg], 64 * KT::kHeadDim * sizeof(typename KT::T));
+  CUTE_UNROLL
+  for (int chunk = 0; chunk < KT::kHeadDim / kSwizzleCols; ++chunk) {
+    cute::SM90_TMA_LOAD_4D::copy(&tma.q, &s.q_full[wg], static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL),
+                                 s.base.q + chunk * KT::kBlockM * kSwizzleCols + wg * 64 * kSwizzleCols,
+                                 chunk * kSwizzleCols, q_row(p, b, u.q0), head, q_batch(p, b));
+  }
+}
+
+// the Q of this warpgroup's sub-tile number i (handed, not yet taken): its word read from the slot
+// without releasing it (the loop's take at the sub-tile's start does). Every thread waits and reads
+// (a branch on one thread before the wait cost the KV loop its uniform GMMA descriptors); one issues.
+template <class KT>
+__device__ __forceinline__ void prefetch_next_q(const TmaDescs& tma, const qm::AttnParams& p, Storage<KT>& s, int wg,
+                                                int i, bool leader) {
+  const int slot = i & 1;
+  Barrier::wait(&s.tile_full[wg][slot], (static_cast<uint32_t>(i) >> 1) & 1u);
+  const int word = __shfl_sync(0xffffffff, *static_cast<volatile int*>(&s.tile[wg][slot][0]), 0);
+  if (word >= 0) load_q<KT>(tma, p, s, wg, word, leader);
+}
+
 }  // namespace st
 
 #define STAGGER_KERNEL(NAME, TYPE, D, BN, STAGES, PREGS, CREGS)                                                 \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                          \
-      NAME(const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs tma, int* const) {               \
-    stagger_body<qm::sm90::Traits<TYPE, D, 128, BN, STAGES, 2, PREGS, CREGS>>(p, tma);                       \
+      NAME(const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs tma, int* const tile_counter) {  \
+    stagger_body<qm::sm90::Traits<TYPE, D, 128, BN, STAGES, 2, PREGS, CREGS>>(p, tma, tile_counter);         \
   }
 
 template <class KT>
-__device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::sm90::TmaDescs& tma) {
+__device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::sm90::TmaDescs& tma, int* tile_counter) {
   using namespace qm::sm90;
   extern __shared__ char smem_raw[];
   const uintptr_t base = (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023);
@@ -175,19 +192,23 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
   static_assert(sizeof(st::Storage<KT>) + 1024 <= 232448, "more shared memory than an H100 CTA may have");
   auto& sm = s.base;
   st::init<KT>(s);
-  const int mb = qm::cdiv(p.max_seqlen_q, 64);
   if (warpgroup_index() == 0) {
     producer_registers<KT>();
     if (!elected_producer()) return;
     prefetch_tma_descs<false>(tma);
-    const int total = mb * p.heads_q * p.batch;
-    const int c1 = static_cast<int>(static_cast<int64_t>(blockIdx.x + 1) * total / gridDim.x);
-    int next = static_cast<int>(static_cast<int64_t>(blockIdx.x) * total / gridDim.x);
+    // 128-row tiles claimed from the counter in the shipped kernels' order (scheduler.cuh: one head at
+    // a time without a mask, so the CTAs running at once read the same heads' K/V from L2), each
+    // split into its two 64-row sub-tiles, handed to the warpgroups as they need one
+    const TileScheduler tiles(qm::cdiv(p.max_seqlen_q, 128), p.heads_q, p.batch, p.max_seqlen_k,
+                              KT::kHeadDim * 2, p.causal);
+    const TileCounter claims{tile_counter};
+    int tile_t = -1, half = 2;
+    Tile tile{0, 0, 0};
     PipeState<KT::kStages> ps;
     st::SubTile cur[2];
     int rot[2] = {0, 0}, pos[2] = {0, 0}, active[2] = {0, 0}, handed[2] = {0, 0};
     int gone = 0, items = 0, rounds = 0, delay = STAGGER_DELAY;
-    bool open1 = false;
+    bool open1 = false, claimed_all = false;
     for (;;) {
       for (int w = 0; w < 2; ++w) {
         if (active[w] && pos[w] == cur[w].hi - cur[w].lo) active[w] = 0;
@@ -196,30 +217,36 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
           if (active[0] && rounds < delay) continue;
           open1 = true;
         }
-        while (next < total && next < c1) {  // the CTA's next sub-tile: query blocks fastest, then heads
-          const int t = next++;
-          const int pair = t / mb, m = t - pair * mb;
-          const int head = pair % p.heads_q, b = pair / p.heads_q;
-          const st::SubTile u = st::sub_tile(p, m, head, b, KT::kBlockN);
-          if (u.q0 >= qm::seqlen_q_of(p, b)) continue;  // past this sequence (varlen)
-          // keys rotated to where the other warpgroup is, when it reads the same blocks
+        while (!claimed_all) {
+          if (half == 2) {
+            tile_t = tile_t < 0 ? claims.first() : claims.next(tile_t);
+            if (tile_t >= tiles.count) {
+              claimed_all = true;
+              break;
+            }
+            tile = tiles.at(tile_t);
+            half = 0;
+          }
+          const int m = 2 * tile.m_block + half++;
+          const st::SubTile u = st::sub_tile(p, m, tile.head, tile.batch, KT::kBlockN);
+          if (u.q0 >= qm::seqlen_q_of(p, tile.batch)) continue;  // past this sequence
+          // keys rotated to the block the other warpgroup reads next, when this sub-tile reads it too
           int r = u.lo;
           const int o = 1 - w;
-          if (active[o] && cur[o].b == u.b && cur[o].kv_head == u.kv_head && cur[o].lo == u.lo && cur[o].hi == u.hi) {
-            r = rot[o] + pos[o];
-            if (r >= u.hi) r -= u.hi - u.lo;
+          if (active[o] && cur[o].b == u.b && cur[o].kv_head == u.kv_head) {
+            int x = rot[o] + pos[o];
+            if (x >= cur[o].hi) x -= cur[o].hi - cur[o].lo;
+            if (x >= u.lo && x < u.hi) r = x;
           }
           cur[w] = u;
           rot[w] = r;
           pos[w] = 0;
           active[w] = 1;
           if (w == 0 && delay < 0) delay = (u.hi - u.lo) / 2;
-          st::hand<KT>(s, w, handed[w], t, r, items);
-          st::produce_q<KT>(tma, s, w, handed[w], q_row(p, b, u.q0), head, q_batch(p, b));
-          ++handed[w];
+          st::hand<KT>(s, w, handed[w]++, m | (tile.head << 12) | (tile.batch << 20), r, items);
           break;
         }
-        if (!active[w] && (next >= total || next >= c1)) {  // nothing left: the warpgroup leaves
+        if (!active[w]) {  // nothing left: the warpgroup leaves
           st::hand<KT>(s, w, handed[w], -1, 0, items);
           gone |= 1 << w;
         }
@@ -262,6 +289,11 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
     if (++v_stage == KT::kStages) { v_stage = 0; v_phase ^= 1u; }
     ++v_count;
   };
+  const bool q_leader = c.tid % kWarpgroupThreads == 0;
+  const PingPong<2> turn(c.tid);
+  if (STAGGER_TURNS) turn.start();
+  st::prefetch_next_q<KT>(tma, p, s, wg, 0, q_leader);  // the first sub-tile's Q (outside the loop: a
+  // one-thread branch in it cost the KV loop its uniform GMMA descriptors)
   for (int iter = 0;; ++iter) {
     const int3 got = st::take<KT>(s, wg, iter);
     if (iter == 0) {  // where this warpgroup joins the ring (warpgroup 1 after the delay)
@@ -280,10 +312,10 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
         Barrier::arrive(&sm.v_empty[v_stage]);
         step_v();
       }
+      if (STAGGER_TURNS) turn.finish();
       break;
     }
-    const int pair = got.x / mb, m = got.x - pair * mb;
-    const st::SubTile u = st::sub_tile(p, m, pair % p.heads_q, pair / p.heads_q, KT::kBlockN);
+    const st::SubTile u = st::sub_tile(p, got.x & 0xfff, (got.x >> 12) & 0xff, got.x >> 20, KT::kBlockN);
     const int q0 = u.q0 - 64 * wg;  // the MMA's row coordinates count from the 128-row sQ's first row
     const int n = u.hi - u.lo;
     c.reset();
@@ -295,9 +327,10 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
       int blk = got.y;
       auto S = c.alloc_s();
       st::next_mine(sm.k_full, sm.k_empty, s.tag_k, bit, k_stage, k_phase, KT::kStages, k_count);
+      if (STAGGER_TURNS) turn.wait_turn();
       c.issue_qk(S, sm, k_stage);
+      if (STAGGER_TURNS) turn.pass_turn();
       c.wait_gemms<0>(S);
-      if (n == 1) Barrier::arrive(&s.q_empty[wg]);
       release(sm.k_empty, k_stage);
       step_k();
       const float scale = c.template scores<false>(S, p);
@@ -309,11 +342,12 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
         auto S_next = c.alloc_s();
         st::next_mine(sm.k_full, sm.k_empty, s.tag_k, bit, k_stage, k_phase, KT::kStages, k_count);
         st::next_mine(sm.v_full, sm.v_empty, s.tag_v, bit, v_stage, v_phase, KT::kStages, v_count);
+        if (STAGGER_TURNS) turn.wait_turn();
         c.issue_qk(S_next, sm, k_stage);
         c.rescale(acc);
         c.issue_pv(acc, P, sm, v_stage);
+        if (STAGGER_TURNS) turn.pass_turn();
         c.wait_gemms<1>(S_next);
-        if (i == n - 1) Barrier::arrive(&s.q_empty[wg]);
         release(sm.k_empty, k_stage);
         step_k();
         const float scale = c.template scores<false>(S_next, p);
@@ -325,13 +359,15 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
         step_v();
         P = c.reshape(S_next);
       }
+      // every S GEMM of the sub-tile is done with sQ: the next sub-tile's Q may come in now
+      st::prefetch_next_q<KT>(tma, p, s, wg, iter + 1, q_leader);
       st::next_mine(sm.v_full, sm.v_empty, s.tag_v, bit, v_stage, v_phase, KT::kStages, v_count);
       c.rescale(acc);
       c.gemm_pv(acc, P, sm, v_stage);
       release(sm.v_empty, v_stage);
       step_v();
     } else {
-      Barrier::arrive(&s.q_empty[wg]);
+      st::prefetch_next_q<KT>(tma, p, s, wg, iter + 1, q_leader);
     }
     c.normalize_and_store(acc, p, u.b, u.head, q0, qm::seqlen_q_of(p, u.b));
   }
