@@ -258,10 +258,20 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
         if (active[w] && blk[w] >= cur[w].hi) blk[w] -= cur[w].hi - cur[w].lo;
       }
       if (active[0] && active[1] && cur[0].b == cur[1].b && cur[0].kv_head == cur[1].kv_head && blk[0] == blk[1]) {
-        st::produce_item<KT>(tma, s, ps, 3, 0, blk[0] * KT::kBlockN, cur[0].kv_head, cur[0].b);
-        ++pos[0];
-        ++pos[1];
-        ++items;
+        // shared items until either warpgroup's sub-tile ends, in a loop of few live values (the
+        // general round above spills the producer's 40 registers)
+        const int k = min(cur[0].hi - cur[0].lo - pos[0], cur[1].hi - cur[1].lo - pos[1]);
+        const int lo = cur[0].lo, hi = cur[0].hi, h = cur[0].kv_head, b = cur[0].b;
+        int x = blk[0];
+        #pragma unroll 1
+        for (int i = 0; i < k; ++i) {
+          st::produce_item<KT>(tma, s, ps, 3, 0, x * KT::kBlockN, h, b);
+          if (++x == hi) x = lo;
+        }
+        pos[0] += k;
+        pos[1] += k;
+        items += k;
+        rounds += k - 1;
       } else {
         for (int w = 0; w < 2; ++w) {
           if (!active[w]) continue;
