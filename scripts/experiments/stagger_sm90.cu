@@ -23,6 +23,12 @@
 #ifndef STAGGER_DELAY
 #define STAGGER_DELAY -1  // KV steps warpgroup 1 starts after warpgroup 0; < 0: half of the first sub-tile's
 #endif
+#ifndef STAGGER_PREGS  // the producer's registers (setmaxnreg): 48 + 232 x 2 warpgroups fill the file
+#define STAGGER_PREGS 48
+#endif
+#ifndef STAGGER_SIMPLE_PRODUCER  // 1 (diagnostic, delay 0 only): the shipped producer's loop (claim a tile,
+#define STAGGER_SIMPLE_PRODUCER 0  // hand its halves to the two warpgroups, its K/V blocks as shared items)
+#endif
 #ifndef STAGGER_TURNS  // 1: the warpgroups take turns issuing their GEMMs (pipeline.cuh's PingPong), as the
 #define STAGGER_TURNS 0  // shipped D 128 kernel does; only for STAGGER_DELAY 0 and whole 128-row tiles,
 #endif                   // where both warpgroups consume the same items in the same order
@@ -205,6 +211,21 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
     int tile_t = -1, half = 2;
     Tile tile{0, 0, 0};
     PipeState<KT::kStages> ps;
+    if (STAGGER_SIMPLE_PRODUCER) {
+      int handed_both = 0;
+      for (int t = claims.first(); t < tiles.count; t = claims.next(t)) {
+        const Tile tl = tiles.at(t);
+        const st::SubTile u = st::sub_tile(p, 2 * tl.m_block, tl.head, tl.batch, KT::kBlockN);
+        st::hand<KT>(s, 0, handed_both, (2 * tl.m_block) | (tl.head << 12) | (tl.batch << 20), u.lo, 0);
+        st::hand<KT>(s, 1, handed_both, (2 * tl.m_block + 1) | (tl.head << 12) | (tl.batch << 20), u.lo, 0);
+        ++handed_both;
+        #pragma unroll 1
+        for (int x = u.lo; x < u.hi; ++x) st::produce_item<KT>(tma, s, ps, 3, 0, x * KT::kBlockN, u.kv_head, u.b);
+      }
+      st::hand<KT>(s, 0, handed_both, -1, 0, 0);
+      st::hand<KT>(s, 1, handed_both, -1, 0, 0);
+      return;
+    }
     st::SubTile cur[2];
     int rot[2] = {0, 0}, pos[2] = {0, 0}, active[2] = {0, 0}, handed[2] = {0, 0};
     int gone = 0, items = 0, rounds = 0, delay = STAGGER_DELAY;
@@ -383,5 +404,5 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
   }
 }
 
-STAGGER_KERNEL(qm_stagger_attn_bf16_hd128, qm::sm90::bf16, 128, 128, 3, 40, 232)
-STAGGER_KERNEL(qm_stagger_attn_f16_hd128, qm::sm90::fp16, 128, 128, 3, 40, 232)
+STAGGER_KERNEL(qm_stagger_attn_bf16_hd128, qm::sm90::bf16, 128, 128, 3, STAGGER_PREGS, 232)
+STAGGER_KERNEL(qm_stagger_attn_f16_hd128, qm::sm90::fp16, 128, 128, 3, STAGGER_PREGS, 232)
