@@ -23,8 +23,8 @@
 #ifndef STAGGER_DELAY
 #define STAGGER_DELAY -1  // KV steps warpgroup 1 starts after warpgroup 0; < 0: half of the first sub-tile's
 #endif
-#ifndef STAGGER_PREGS  // the producer's registers (setmaxnreg): 48 + 232 x 2 warpgroups fill the file
-#define STAGGER_PREGS 48
+#ifndef STAGGER_PREGS  // the producer's registers (setmaxnreg): 40 x 128 + 232 x 256 = 168 x 384, all the CTA
+#define STAGGER_PREGS 40  // was given at launch (48 left the consumers' setmaxnreg.inc waiting forever: run 5)
 #endif
 #ifndef STAGGER_SIMPLE_PRODUCER  // 1 (diagnostic, delay 0 only): the shipped producer's loop (claim a tile,
 #define STAGGER_SIMPLE_PRODUCER 0  // hand its halves to the two warpgroups, its K/V blocks as shared items)
