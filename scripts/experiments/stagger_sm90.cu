@@ -29,6 +29,9 @@
 #ifndef STAGGER_SIMPLE_PRODUCER  // 1 (diagnostic, delay 0 only): the shipped producer's loop (claim a tile,
 #define STAGGER_SIMPLE_PRODUCER 0  // hand its halves to the two warpgroups, its K/V blocks as shared items)
 #endif
+#ifndef STAGGER_NO_TAGS
+#define STAGGER_NO_TAGS 0
+#endif
 #ifndef STAGGER_TURNS  // 1: the warpgroups take turns issuing their GEMMs (pipeline.cuh's PingPong), as the
 #define STAGGER_TURNS 0  // shipped D 128 kernel does; only for STAGGER_DELAY 0 and whole 128-row tiles,
 #endif                   // where both warpgroups consume the same items in the same order
@@ -120,6 +123,11 @@ __device__ __forceinline__ void produce_item(const TmaDescs& tma, Storage<KT>& s
 // releasing) the other warpgroup's items
 __device__ __forceinline__ void next_mine(uint64_t* full, uint64_t* empty, const int* tags, int bit, int& stage,
                                           uint32_t& phase, int stages, int& count) {
+#if STAGGER_NO_TAGS  // diagnostic (simple producer only, where every item is for both): no tag read
+  Barrier::wait(&full[stage], phase);
+  stage = __shfl_sync(0xffffffff, stage, 0);
+  return;
+#endif
   for (;;) {
     Barrier::wait(&full[stage], phase);
     const int tag = __shfl_sync(0xffffffff, *static_cast<const volatile int*>(&tags[stage]), 0);
