@@ -29,6 +29,9 @@
 #ifndef STAGGER_SIMPLE_PRODUCER  // 1 (diagnostic, delay 0 only): the shipped producer's loop (claim a tile,
 #define STAGGER_SIMPLE_PRODUCER 0  // hand its halves to the two warpgroups, its K/V blocks as shared items)
 #endif
+#ifndef STAGGER_NO_SHFL  // diagnostic, with STAGGER_NO_TAGS: no broadcast of the stage after its wait
+#define STAGGER_NO_SHFL 0
+#endif
 #ifndef STAGGER_NO_TAGS
 #define STAGGER_NO_TAGS 0
 #endif
@@ -125,7 +128,9 @@ __device__ __forceinline__ void next_mine(uint64_t* full, uint64_t* empty, const
                                           uint32_t& phase, int stages, int& count) {
 #if STAGGER_NO_TAGS  // diagnostic (simple producer only, where every item is for both): no tag read
   Barrier::wait(&full[stage], phase);
+#if !STAGGER_NO_SHFL
   stage = __shfl_sync(0xffffffff, stage, 0);
+#endif
   return;
 #endif
   for (;;) {
@@ -335,7 +340,8 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
   // one-thread branch in it cost the KV loop its uniform GMMA descriptors)
   for (int iter = 0;; ++iter) {
     const int3 got = st::take<KT>(s, wg, iter);
-    if (iter == 0) {  // where this warpgroup joins the ring (warpgroup 1 after the delay)
+    if (!STAGGER_NO_TAGS && iter == 0) {  // where this warpgroup joins the ring (warpgroup 1 after the delay;
+      // the simple producer's warpgroups both join at item 0)
       k_count = v_count = got.z;
       k_stage = v_stage = got.z % KT::kStages;
       k_phase = v_phase = static_cast<uint32_t>(got.z / KT::kStages) & 1u;
