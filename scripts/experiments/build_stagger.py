@@ -31,10 +31,11 @@ def main() -> None:
     ap.add_argument("--simple-producer", action="store_true", help="diagnostic: the shipped producer loop (delay 0)")
     ap.add_argument("--no-tags", action="store_true", help="diagnostic: consumers read no slot tags (simple producer)")
     ap.add_argument("--no-shfl", action="store_true", help="diagnostic, with --no-tags: no broadcast of the stage")
+    ap.add_argument("--reverse", action="store_true", help="diagnostic, simple producer: keys from the last block down")
     args = ap.parse_args()
     toolchain = find_toolchain()
     flags = ["-std=c++17", "-O3", "--expt-relaxed-constexpr", "-lineinfo", "-Xptxas=-v", "-DNDEBUG",
-             "--use_fast_math", f"-DSTAGGER_DELAY={args.delay}", f"-DSTAGGER_TURNS={int(args.turns)}", f"-DSTAGGER_SIMPLE_PRODUCER={int(args.simple_producer)}", f"-DSTAGGER_NO_TAGS={int(args.no_tags)}", f"-DSTAGGER_NO_SHFL={int(args.no_shfl)}", "-gencode=arch=compute_90a,code=sm_90a"]
+             "--use_fast_math", f"-DSTAGGER_DELAY={args.delay}", f"-DSTAGGER_TURNS={int(args.turns)}", f"-DSTAGGER_SIMPLE_PRODUCER={int(args.simple_producer)}", f"-DSTAGGER_NO_TAGS={int(args.no_tags)}", f"-DSTAGGER_NO_SHFL={int(args.no_shfl)}", f"-DSTAGGER_REVERSE={int(args.reverse)}", "-gencode=arch=compute_90a,code=sm_90a"]
     src = REPO / "scripts" / "experiments" / "stagger_sm90.cu"
     result = run_nvcc(src, flags, toolchain, "sm_90a", fix="the experiment's source")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,11 @@
 #ifndef STAGGER_PREGS  // the producer's registers (setmaxnreg): 40 x 128 + 232 x 256 = 168 x 384, all the CTA
 #define STAGGER_PREGS 40  // was given at launch (48 left the consumers' setmaxnreg.inc waiting forever: run 5)
 #endif
-#ifndef STAGGER_SIMPLE_PRODUCER  // 1 (diagnostic, delay 0 only): the shipped producer's loop (claim a tile,
+#ifndef STAGGER_SIMPLE_PRODUCER  // 1 (diagnostic; delay 0, no mask, whole tiles): the shipped producer loop (claim a tile,
 #define STAGGER_SIMPLE_PRODUCER 0  // hand its halves to the two warpgroups, its K/V blocks as shared items)
+#endif
+#ifndef STAGGER_REVERSE  // diagnostic, simple producer only: keys from the last block down (the shipped order)
+#define STAGGER_REVERSE 0
 #endif
 #ifndef STAGGER_NO_SHFL  // diagnostic, with STAGGER_NO_TAGS: no broadcast of the stage after its wait
 #define STAGGER_NO_SHFL 0
@@ -229,11 +232,15 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
       for (int t = claims.first(); t < tiles.count; t = claims.next(t)) {
         const Tile tl = tiles.at(t);
         const st::SubTile u = st::sub_tile(p, 2 * tl.m_block, tl.head, tl.batch, KT::kBlockN);
-        st::hand<KT>(s, 0, handed_both, (2 * tl.m_block) | (tl.head << 12) | (tl.batch << 20), u.lo, 0);
-        st::hand<KT>(s, 1, handed_both, (2 * tl.m_block + 1) | (tl.head << 12) | (tl.batch << 20), u.lo, 0);
+        const int first = STAGGER_REVERSE ? u.hi - 1 : u.lo;
+        st::hand<KT>(s, 0, handed_both, (2 * tl.m_block) | (tl.head << 12) | (tl.batch << 20), first, 0);
+        st::hand<KT>(s, 1, handed_both, (2 * tl.m_block + 1) | (tl.head << 12) | (tl.batch << 20), first, 0);
         ++handed_both;
         #pragma unroll 1
-        for (int x = u.lo; x < u.hi; ++x) st::produce_item<KT>(tma, s, ps, 3, 0, x * KT::kBlockN, u.kv_head, u.b);
+        for (int i = 0; i < u.hi - u.lo; ++i) {
+          const int x = STAGGER_REVERSE ? u.hi - 1 - i : u.lo + i;
+          st::produce_item<KT>(tma, s, ps, 3, 0, x * KT::kBlockN, u.kv_head, u.b);
+        }
       }
       st::hand<KT>(s, 0, handed_both, -1, 0, 0);
       st::hand<KT>(s, 1, handed_both, -1, 0, 0);
@@ -383,7 +390,8 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
       c.online_softmax(S, scale);
       auto P = c.reshape(S);
       for (int i = 1; i < n; ++i) {
-        if (++blk == u.hi) blk = u.lo;
+        if (STAGGER_REVERSE) blk = blk == u.lo ? u.hi - 1 : blk - 1;
+        else if (++blk == u.hi) blk = u.lo;
         auto S_next = c.alloc_s();
         st::next_mine(sm.k_full, sm.k_empty, s.tag_k, bit, k_stage, k_phase, KT::kStages, k_count);
         st::next_mine(sm.v_full, sm.v_empty, s.tag_v, bit, v_stage, v_phase, KT::kStages, v_count);
