@@ -15,9 +15,14 @@
 // slots), so no warpgroup lags the ring by a whole cycle; once a warpgroup has no sub-tile left, the
 // producer arrives for it.
 //
-// Tiles: a static contiguous share of the 64-row sub-tiles per CTA, heads fastest after the query
-// blocks (consecutive sub-tiles share K/V). Built by scripts/experiments/build_stagger.py for the
-// interleaved A/B of scripts/ab_sm90.py; the index entry gives Q's map 64-row boxes.
+// Tiles: 128-row tiles claimed from the counter in the shipped kernels' order (scheduler.cuh), each
+// split into a 64-row sub-tile per warpgroup; each warpgroup loads its own next Q once its last S GEMM
+// is done. Built by scripts/experiments/build_stagger.py for the interleaved A/B of scripts/ab_sm90.py;
+// the index entry gives Q's map 64-row boxes.
+//
+// Measured (docs/perf-notes.md "fourteenth run"): correct, and slower than the shipped kernel in every
+// form. The stagger did not pay against its own delay-0 control; the ring machinery cost 12-15% a KV
+// step (tag reads, stage broadcasts). The diagnostic switches below are the runs that found that.
 #include <qimeng/sm90/fa3.cuh>
 
 #ifndef STAGGER_DELAY
@@ -35,8 +40,8 @@
 #ifndef STAGGER_NO_SHFL  // diagnostic, with STAGGER_NO_TAGS: no broadcast of the stage after its wait
 #define STAGGER_NO_SHFL 0
 #endif
-#ifndef STAGGER_NO_TAGS
-#define STAGGER_NO_TAGS 0
+#ifndef STAGGER_NO_TAGS  // diagnostic, simple producer only (every item for both): no slot tag read
+#define STAGGER_NO_TAGS 0  // and the ring position from item 0
 #endif
 #ifndef STAGGER_TURNS  // 1: the warpgroups take turns issuing their GEMMs (pipeline.cuh's PingPong), as the
 #define STAGGER_TURNS 0  // shipped D 128 kernel does; only for STAGGER_DELAY 0 and whole 128-row tiles,
