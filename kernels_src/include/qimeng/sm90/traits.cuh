@@ -52,8 +52,13 @@ struct Traits {
   static_assert(BLOCK_M <= 256 && BLOCK_N <= 256, "a TMA box spans at most 256 rows");
   static_assert(PRODUCER_REGS % 8 == 0 && CONSUMER_REGS % 8 == 0 && PRODUCER_REGS >= 24 && CONSUMER_REGS <= 256,
                 "setmaxnreg takes multiples of 8 in 24..256");
-  static_assert(PRODUCER_REGS * kWarpgroupThreads + CONSUMER_REGS * kConsumerThreads <= 65536,
-                "the roles' registers exceed the register file");
+  // setmaxnreg only moves registers between the warpgroups of what the CTA was launched with: per thread
+  // the register file over the threads, rounded down to a multiple of 8 (168 x 384, 128 x 512). More,
+  // and the consumers' setmaxnreg.inc waits forever (48 + 2 x 232 at 384 threads hung: perf-notes,
+  // "fourteenth run")
+  static constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;
+  static_assert(PRODUCER_REGS * kWarpgroupThreads + CONSUMER_REGS * kConsumerThreads <= kLaunchRegs * kThreads,
+                "the roles' registers exceed what the CTA is launched with");
 
   using BM = cute::Int<BLOCK_M>;
   using BN = cute::Int<BLOCK_N>;
