@@ -7,7 +7,7 @@ different directories may share an entry name (an old and a new build of one pro
         --kernel new=registry-var15a:qm_dense_prefill_sm90_attn_bf16_hd64 --rounds 3 --out ab.jsonl
 
 All kernels are of one family (dense or paged prefill), dtype and head size. Shapes as hopper_check's
-sweep: B * L = 16k tokens, H * D = 2048; paged with 16-row pages and a shuffled block table, and with
+sweep: B * L = 16k tokens, H * D = 2048 (`--heads` sets H); paged with 16-row pages and a shuffled block table, and with
 `--context N` each sequence's L new queries come after N keys of context (chunked prefill: Lk = N + L;
 no cuDNN there, whose causal mask aligns to the top left, and TFLOPS count lq * lk / 2 pairs, a
 nominal figure that only compares kernels). Each kernel's output on every shape is checked against
@@ -50,7 +50,7 @@ def load(specs: list[str]):
     return out
 
 
-def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool, context: int = 0):
+def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool, context: int = 0, heads: int = 0):
     """(label -> launcher, cuDNN launcher, outputs by label) on one shape's inputs."""
     import torch
     from torch.nn.attention import SDPBackend
@@ -58,7 +58,7 @@ def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool, conte
     from hopper_check import paged_inputs, prepare_paged
     from qimeng_serve.bench import _sdpa
 
-    b, h = TOKENS // length, HIDDEN // d
+    b, h = TOKENS // length, heads or HIDDEN // d
     outs = {}
     runs = {}
     if paged:
@@ -106,6 +106,9 @@ def main() -> int:
     ap.add_argument("--masks", default="full,causal")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--context", type=int, default=0, help="paged: keys of context before each sequence's queries")
+    ap.add_argument("--heads", type=int, default=0,
+                    help="query heads (default HIDDEN / D: 16 at D 128); e.g. 33 at D 128 makes every length "
+                         "4224 tiles of 128 rows, 32 whole waves on 132 SMs")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     import torch
@@ -125,9 +128,9 @@ def main() -> int:
     for length in map(int, args.lengths.split(",")):
         for mask in args.masks.split(","):
             causal = mask == "causal"
-            b, h = TOKENS // length, HIDDEN // d
+            b, h = TOKENS // length, args.heads or HIDDEN // d
             lk = length + args.context
-            runs, cudnn, outs = launchers(kernels, length, causal, d, dt, paged, args.context)
+            runs, cudnn, outs = launchers(kernels, length, causal, d, dt, paged, args.context, args.heads)
             errors = check(runs, cudnn, outs, paged)
             tf = {label: [] for label in [*labels, "cudnn"]}
             for r in range(args.rounds):
