@@ -7,12 +7,13 @@ different directories may share an entry name (an old and a new build of one pro
         --kernel new=registry-var15a:qm_dense_prefill_sm90_attn_bf16_hd64 --rounds 3 --out ab.jsonl
 
 All kernels are of one family (dense or paged prefill), dtype and head size. Shapes as hopper_check's
-sweep: B * L = 16k tokens, H * D = 2048 (`--heads` sets H); paged with 16-row pages and a shuffled block table, and with
-`--context N` each sequence's L new queries come after N keys of context (chunked prefill: Lk = N + L;
-no cuDNN there, whose causal mask aligns to the top left, and TFLOPS count lq * lk / 2 pairs, a
-nominal figure that only compares kernels). Each kernel's output on every shape is checked against
-cuDNN's (dense) or the first kernel's (paged) before any timing. Prints, per shape, each kernel's median TFLOPS over the rounds, its ratio to the
-first kernel and to cuDNN, and every round's figure (the spread says what a difference is worth).
+sweep: B * L = 16k tokens, H * D = 2048 (`--heads` sets H); paged with 16-row pages and a shuffled block
+table, and with `--context N` each sequence's L new queries come after N keys of context (chunked
+prefill: Lk = N + L; no cuDNN there, whose causal mask aligns to the top left, and TFLOPS count lq * lk
+/ 2 pairs, a nominal figure that only compares kernels). Each kernel's output on every shape is checked
+against cuDNN's (dense) or the first kernel's (paged) before any timing. Prints, per shape, each
+kernel's median TFLOPS over the rounds, its ratio to the first kernel and to cuDNN, and every round's
+figure (the spread says what a difference is worth).
 """
 
 from __future__ import annotations
