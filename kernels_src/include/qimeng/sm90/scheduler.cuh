@@ -27,6 +27,9 @@ constexpr int64_t kL2Bytes = QM_SM90_L2_GROUP_BYTES;
 #ifndef QM_SM90_GROUP_NOT_CAUSAL  // 1: group heads for L2 without a causal mask too (diagnostic builds)
 #define QM_SM90_GROUP_NOT_CAUSAL 0
 #endif
+#ifndef QM_SM90_DIAG_SKIP_TAIL  // 1 (diagnostic, timing only: the output is incomplete): the counter hands out
+#define QM_SM90_DIAG_SKIP_TAIL 0  // whole waves only, dropping the last count % gridDim.x tiles, to time what
+#endif                            // the last wave costs (perf-notes "fourteenth run", run 10)
 
 struct Tile {
   int m_block;
@@ -48,6 +51,9 @@ struct TileScheduler {
     const int64_t g = causal || QM_SM90_GROUP_NOT_CAUSAL ? kL2Bytes / per_head : 1;
     group = g < 1 ? 1 : (g > hb ? hb : static_cast<int>(g));
     count = m_blocks * hb;
+#if QM_SM90_DIAG_SKIP_TAIL && defined(__CUDA_ARCH__)
+    if (count > static_cast<int>(gridDim.x)) count -= count % static_cast<int>(gridDim.x);
+#endif
   }
 
   __host__ __device__ __forceinline__ Tile at(int t) const {
