@@ -144,7 +144,10 @@ Q0_LINES = {
         "  let q0 = m_block * BLOCK_M - select(CAUSAL, q_shift, 0)",
     ],
 }
-ALIGNED_SHIFT = {"dense_prefill": False, "paged_prefill": True}  # which Q0_LINES shift by gcd multiples
+# which Q0_LINES shift by multiples of gcd(BLOCK_M, BLOCK_N) (the cost model counts KV tiles with it)
+ALIGNED_SHIFT = {op: any("gcd(" in line for line in lines) for op, lines in Q0_LINES.items()}
+
+
 def hopper_program_text(sketch: HopperSketch, spec: AttentionSpec, arch: str, *, name: str,
                         params: list[tuple[str, str]] | None = None, header: list[str] | None = None) -> str:
     """The TL text of a Hopper sketch: program form when params are given, else sketch form (no

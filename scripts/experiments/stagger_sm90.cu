@@ -157,6 +157,10 @@ __device__ __forceinline__ void next_mine(uint64_t* full, uint64_t* empty, const
   stage = __shfl_sync(0xffffffff, stage, 0);
 }
 
+// a sub-tile's coordinates in the word handed to a warpgroup, as scheduler.cuh's TileWord packs them
+// (12 + 8 + 11 bits); the experiment assumes the grid fits (it has no unpacked fallback)
+__device__ __forceinline__ int sub_word(int m, int head, int b) { return m | (head << 12) | (b << 20); }
+
 struct SubTile {  // 64 query rows of one (batch, head) and their KV blocks [lo, hi)
   int b, head, kv_head, q0, lo, hi;
 };
@@ -172,6 +176,9 @@ __device__ __forceinline__ SubTile sub_tile(const qm::AttnParams& p, int m, int 
   t.lo = qm::window_of(p) ? max(0, t.q0 + lk - lq - qm::window_of(p) + 1) / block_n : 0;
   return t;
 }
+__device__ __forceinline__ SubTile sub_tile(const qm::AttnParams& p, int word, int block_n) {
+  return sub_tile(p, word & 0xfff, (word >> 12) & 0xff, word >> 20, block_n);
+}
 
 // this warpgroup's own Q (64 rows into its half of sQ), issued by one of its threads once its last S
 // GEMM of the previous sub-tile is done with sQ: the producer never waits for a warpgroup's Q
@@ -179,15 +186,10 @@ template <class KT>
 __device__ __forceinline__ void load_q(const TmaDescs& tma, const qm::AttnParams& p, Storage<KT>& s, int wg, int word,
                                     bool leader) {
   if (!leader) return;
-  const int m = word & 0xfff, head = (word >> 12) & 0xff, b = word >> 20;
-  const SubTile u = sub_tile(p, m, head, b, KT::kBlockN);
+  const SubTile u = sub_tile(p, word, KT::kBlockN);
   TxBarrier::arrive_and_expect_tx(&s.q_full[wg], 64 * KT::kHeadDim * sizeof(typename KT::T));
-  CUTE_UNROLL
-  for (int chunk = 0; chunk < KT::kHeadDim / kSwizzleCols; ++chunk) {
-    cute::SM90_TMA_LOAD_4D::copy(&tma.q, &s.q_full[wg], static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL),
-                                 s.base.q + chunk * KT::kBlockM * kSwizzleCols + wg * 64 * kSwizzleCols,
-                                 chunk * kSwizzleCols, q_row(p, b, u.q0), head, q_batch(p, b));
-  }
+  tma_load_tile<64, KT::kHeadDim, KT::kBlockM>(&tma.q, &s.q_full[wg], s.base.q + wg * 64 * kSwizzleCols,
+                                                q_row(p, u.b, u.q0), u.head, q_batch(p, u.b));
 }
 
 // the Q of this warpgroup's sub-tile number i (handed, not yet taken): its word read from the slot
@@ -238,8 +240,8 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
         const Tile tl = tiles.at(t);
         const st::SubTile u = st::sub_tile(p, 2 * tl.m_block, tl.head, tl.batch, KT::kBlockN);
         const int first = STAGGER_REVERSE ? u.hi - 1 : u.lo;
-        st::hand<KT>(s, 0, handed_both, (2 * tl.m_block) | (tl.head << 12) | (tl.batch << 20), first, 0);
-        st::hand<KT>(s, 1, handed_both, (2 * tl.m_block + 1) | (tl.head << 12) | (tl.batch << 20), first, 0);
+        st::hand<KT>(s, 0, handed_both, st::sub_word(2 * tl.m_block, tl.head, tl.batch), first, 0);
+        st::hand<KT>(s, 1, handed_both, st::sub_word(2 * tl.m_block + 1, tl.head, tl.batch), first, 0);
         ++handed_both;
         #pragma unroll 1
         for (int i = 0; i < u.hi - u.lo; ++i) {
@@ -289,7 +291,7 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
           pos[w] = 0;
           active[w] = 1;
           if (w == 0 && delay < 0) delay = (u.hi - u.lo) / 2;
-          st::hand<KT>(s, w, handed[w]++, m | (tile.head << 12) | (tile.batch << 20), r, items);
+          st::hand<KT>(s, w, handed[w]++, st::sub_word(m, tile.head, tile.batch), r, items);
           break;
         }
         if (!active[w]) {  // nothing left: the warpgroup leaves
@@ -372,7 +374,7 @@ __device__ __forceinline__ void stagger_body(const qm::AttnParams& p, const qm::
       if (STAGGER_TURNS) turn.finish();
       break;
     }
-    const st::SubTile u = st::sub_tile(p, got.x & 0xfff, (got.x >> 12) & 0xff, got.x >> 20, KT::kBlockN);
+    const st::SubTile u = st::sub_tile(p, got.x, KT::kBlockN);
     const int q0 = u.q0 - 64 * wg;  // the MMA's row coordinates count from the 128-row sQ's first row
     const int n = u.hi - u.lo;
     c.reset();

@@ -34,13 +34,14 @@ __device__ __forceinline__ void prefetch_tma_descs(const TmaDescs& d) {
 }
 
 // rows [row0, row0 + ROWS) of (batch b, head h) into a [ROWS, D] tile: D / 64 boxes of {64, ROWS},
-// each completing on `bar` (which expects ROWS * D * sizeof(T) bytes in all).
-template <int ROWS, int HEAD_DIM, class T>
+// each completing on `bar` (which expects ROWS * D * sizeof(T) bytes in all). CHUNK_ROWS: the rows
+// between the tile's 64-column chunks, when it is a slice of a taller tile (as tma_store_tile).
+template <int ROWS, int HEAD_DIM, int CHUNK_ROWS = ROWS, class T>
 __device__ __forceinline__ void tma_load_tile(const CUtensorMap* map, uint64_t* bar, T* smem, int row0, int h, int b) {
   CUTE_UNROLL
   for (int chunk = 0; chunk < HEAD_DIM / kSwizzleCols; ++chunk) {
     cute::SM90_TMA_LOAD_4D::copy(map, bar, static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL),
-                                 smem + chunk * ROWS * kSwizzleCols, chunk * kSwizzleCols, row0, h, b);
+                                 smem + chunk * CHUNK_ROWS * kSwizzleCols, chunk * kSwizzleCols, row0, h, b);
   }
 }
 
