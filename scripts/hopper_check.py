@@ -103,6 +103,36 @@ def validation_cases(quick: bool):
     return cases
 
 
+# Shapes whose last wave does not fill 132 SMs (H100, H200), so a split=tail kernel runs its tail tiles
+# in parts (2 to 7 by the head size's tile): (label, Lq, Lk, group, causal, window, batch, kv heads). The
+# worker records the parts the launch chose; the causal twin runs whole tiles.
+SPLIT_CASES = [
+    ("split B=2 Hkv=2 g=4 L=1537 full", 1537, 1537, 4, False, 0, 2, 2),
+    ("split B=2 Hkv=2 g=8 L=2049 full", 2049, 2049, 8, False, 0, 2, 2),
+    ("split B=3 Hkv=2 g=4 L=1000 full", 1000, 1000, 4, False, 0, 3, 2),
+    ("split B=2 Hkv=2 g=4 Lq=1537 Lk=3001 full", 1537, 3001, 4, False, 0, 2, 2),
+    ("split B=2 Hkv=2 g=4 L=1537 causal", 1537, 1537, 4, True, 0, 2, 2),
+]
+
+
+def split_parts_of(kernel, q, k, causal: bool, window: int) -> int:
+    """The parts per tail tile a split=tail kernel's launch chooses for this call (1: none or no split)."""
+    from qimeng_serve.runtime.abi import AttnParams
+    from qimeng_serve.runtime.formula import evaluate
+    from qimeng_serve.runtime.loader import num_sms
+    from qimeng_serve.runtime.split_tail import launch_parts
+
+    split = kernel.meta.get("split_tail")
+    if not split:
+        return 1
+    p = AttnParams()
+    p.batch, p.heads_q, p.max_seqlen_q, p.max_seqlen_k = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    p.causal, p.window_left = int(causal), window - 1 if window > 0 else 0
+    sizes = {"batch": q.shape[0], "heads_q": q.shape[1], "heads_kv": k.shape[1], "max_seq_q": q.shape[2],
+             "max_seq_k": k.shape[2], "num_sms": num_sms(q.device.index)}
+    return launch_parts(split, p, evaluate(kernel.meta["grid"][0], sizes))
+
+
 # ---------------------------------------------------------------- paged prefill (paged_prefill_sm90.tl)
 def is_paged(meta: dict) -> bool:
     return str(meta.get("program", "")).startswith("paged_prefill")
@@ -234,7 +264,10 @@ def worker_validate(args) -> dict:
     if args.sanitize:  # under compute-sanitizer every launch is slow: a few cases that reach every path
         cases = [c for c in cases if c[0] in ("L=129 g=4 causal", "L=1000 g=1 full", "Lq=129 Lk=700 g=1 causal window=200",
                                               "Lq=1000 Lk=100 g=4 causal")]
-    for label, lq, lk, g, causal, window in cases:
+    cases = [(*c, b, hkv) for c in cases]
+    if kernel.meta.get("split_tail"):  # quick / sanitize: one split shape
+        cases += SPLIT_CASES[:1] if args.quick or args.sanitize else SPLIT_CASES
+    for label, lq, lk, g, causal, window, b, hkv in cases:
         row = {"case": label}
         try:
             q = torch.randn(b, hkv * g, lq, d, generator=gen, device="cuda").to(dt)
@@ -248,6 +281,8 @@ def worker_validate(args) -> dict:
                                for i in range(b)])
             err = rel_l2(out, ref)
             row.update(rel_l2=err, ok=err <= tol, nan=bool(torch.isnan(out).any()))
+            if kernel.meta.get("split_tail"):
+                row["parts"] = split_parts_of(kernel, q, k, causal, window)
         except Exception as exc:  # record and go on; a sticky CUDA error will fail the rest the same way
             row.update(ok=False, error=f"{type(exc).__name__}: {exc}")
         results.append(row)

@@ -34,7 +34,12 @@ GROUP_NOT_CAUSAL = {"QM_SM90_GROUP_NOT_CAUSAL": "1"}  # L2 head groups, longest 
 VARIANTS = {
     # the shipped programs under a variant name: a rebuild timed beside the kernels of registry-sm90a/
     "shipped128": ("dense_prefill_sm90.tl", 128, {}, {}, ("bf16", "f16")),
+    # split=tail: the last partial wave's tiles in parts along the keys (perf-notes "fifteenth run")
+    "split128": ("dense_prefill_sm90.tl", 128, {"SPLIT": 1}, {}, ("bf16", "f16")),
+    "split64": ("dense_prefill_sm90.tl", 64, {"SPLIT": 1}, {}, ("bf16", "f16")),
+    "split256": ("dense_prefill_sm90.tl", 256, {"SPLIT": 1}, {}, ("bf16", "f16")),
     "d64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16", "f16")),
+    "d256": ("dense_prefill_sm90.tl", 256, {}, {}, ("bf16", "f16")),
     "paged128": ("paged_prefill_sm90.tl", 128, {}, {}, ("f16",)),
     "paged_pin": ("paged_prefill_sm90.tl", 128, {"OVERLAP": 2}, {}, ("bf16",)),
     # one tile per CTA (session 5's D 128 schedule, and D 64 without the counter)

@@ -311,6 +311,7 @@ def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[Ker
                     "variant": SM90A,
                     "abi": entry.abi,
                     "tensor_maps": dict(entry.tensor_maps),
+                    **({"split_tail": dict(entry.split_tail)} if entry.split_tail else {}),
                     "tma_layout": TMA_LAYOUT[o.job.spec.op],
                     "tuned_mask": tuned_mask(o.job.spec),
                     "nvcc_flags": list(o.result.flags),

@@ -34,7 +34,7 @@ from qimeng_serve.tl import ast
 from qimeng_serve.tl.checker import check_tl_or_raise
 from qimeng_serve.tl.interpreter import resolve_params
 from qimeng_serve.tl.printer import print_expr, print_tl
-from qimeng_serve.tl.rules.hopper import kernel_tiles, switch_value
+from qimeng_serve.tl.rules.hopper import kernel_split, kernel_tiles, switch_value
 from qimeng_serve.tl.rules.legality import copy_via
 
 WARPGROUP_THREADS = 128
@@ -43,6 +43,10 @@ BARRIER_BYTES = 8
 KERNEL_ABI = "attn_params+tma_descs"  # (const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs tma)
 # tiles=persistent: a third parameter, `int* tile_counter`, one int zeroed before each launch (scheduler.cuh)
 PERSISTENT_ABI = "attn_params+tma_descs+tile_counter"
+# split=tail: the same parameters, but `tile_counter` heads a workspace (split.cuh) the host sizes from the
+# entry's `split_tail` metadata (qimeng_serve/runtime/split_tail.py); a launcher that knows only the
+# persistent ABI must refuse it
+SPLIT_ABI = "attn_params+tma_descs+tile_counter+split_tail"
 _CPP_DTYPE = {"f16": "qm::sm90::fp16", "bf16": "qm::sm90::bf16"}
 
 
@@ -53,6 +57,8 @@ class Sm90Entry(Entry):
     abi: str = KERNEL_ABI
     # per tensor map: the TMA box rows (the box is {64, rows, 1, 1} over (D, positions, heads, batch))
     tensor_maps: dict[str, int] = field(default_factory=dict)
+    # split=tail: what the host needs to size the workspace (runtime/split_tail.py); empty otherwise
+    split_tail: dict[str, int] = field(default_factory=dict)
 
 
 def lower_sm90(program: ast.Program, target: Target, spec: AttentionSpec, source_name: str = "<tl>") -> CudaSource:
@@ -98,6 +104,14 @@ def smem_bytes(head_dim: int, block_m: int, block_n: int, stages: int, store_o_t
     return -(-(tiles + barriers) // SWIZZLE_ALIGN) * SWIZZLE_ALIGN + SWIZZLE_ALIGN
 
 
+def split_tail_meta(bm: int, bn: int, d: int, wgs: int) -> dict[str, int]:
+    """split.cuh's SplitTail<KT> sizes: consumer warps, bytes a part of a tile leaves (O per thread and
+    its two rows' max and sum, fp32), and the tile's rows and keys (the tiles and KV blocks)."""
+    threads = WARPGROUP_THREADS * wgs
+    lane_float4 = bm * d // threads // 4 + 1
+    return {"block_m": bm, "block_n": bn, "warps": threads // 32, "part_bytes": threads * lane_float4 * 16}
+
+
 def _role_int(role: ast.Role, key: str, params: dict[str, int]) -> int:
     v = ast.option(role.options, key)
     value = int(v) if v is not None and v.isdigit() else params.get(v or "")
@@ -137,6 +151,19 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     # tiles=persistent: the TileScheduler is declared in each role where it is used (sm90_plan.tile_head)
     grid_args = ", ".join(extents) if persistent else ""
     tiles_args = f"{grid_args}, p.max_seqlen_k, {d} * 2, p.causal" if persistent else ""
+    split = kernel_split(k, params) == "tail"
+    if split and not persistent:
+        raise refuse(k, "split=tail splits the tail of a persistent kernel's tile walk", "add `tiles=persistent`")
+    if split and [print_expr(g.extent) for g in k.grid] != ["cdiv(max_seq_q, BLOCK_M)", "heads_q", "batch"]:
+        # split.cuh's SplitTail::walk rebuilds the walk from the parameters with this grid
+        raise refuse(k, "split=tail is lowered for the grid (m_block : cdiv(max_seq_q, BLOCK_M), q_head : heads_q, "
+                      "b : batch)", "use that grid, or drop split=")
+    # split=tail, the producer's scheduler: the grid's CTAs and the host's parts per tail tile; none with a
+    # sliding window (its tiles differ) or a grid past the packed tile word (the consumers' TileScheduler,
+    # which decodes a tile number, does not split: one that did pushed the D 256 KV loop's GMMA
+    # descriptors out of uniform registers)
+    split_args = (f", qm::window_of(p) || !qm::sm90::TileWord({grid_args}).packed ? 0 : "
+                  "qm::sm90::opaque(gridDim.x), qm::sm90::opaque(p.num_splits)") if split else ""
     store_via = copy_via(plan.store, params)
     if store_via not in ("stg", "tma"):
         raise refuse(plan.store, f"O is stored from registers with via=stg or via=tma, not via={store_via}",
@@ -144,7 +171,10 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     shape = Shape(bm, bn, wgs, persistent, spec.op == "paged_prefill", pingpong,
                    overlap_on(plan.consumer, params), gather, tiles_args, grid_args,
                    softmax_pinned(plan.consumer, params), gemms_paired(plan.consumer, params),
-                   carry_on(plan.consumer, params), store_via == "tma")
+                   carry_on(plan.consumer, params), store_via == "tma", split, split_args)
+    if shape.split and (shape.paged or shape.carry or shape.store_o_tma):
+        raise refuse(k, "split=tail is lowered for dense prefill storing O from registers, without carry=pv",
+                      "drop split= here")
     if shape.carry and not (shape.persistent and shape.overlap):
         raise refuse(plan.consumer, "carry=pv hands a tile's last O += P V to the CTA's next tile, in the "
                       "overlapped loop", "use it with tiles=persistent and overlap=softmax or pinned")
@@ -187,6 +217,7 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
         launch_grid = formulas
     # O: a warpgroup's 64 rows a box; a gathering kernel reads K and V without maps
     maps = {"q": bm, **({} if gather else {"k": bn, "v": bn}), **({"o": 64} if shape.store_o_tma else {})}
-    entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps=maps,
-                      abi=PERSISTENT_ABI if shape.persistent else KERNEL_ABI)
+    abi = SPLIT_ABI if shape.split else PERSISTENT_ABI if shape.persistent else KERNEL_ABI
+    entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps=maps, abi=abi,
+                      split_tail=split_tail_meta(bm, bn, d, wgs) if shape.split else {})
     return out, entry

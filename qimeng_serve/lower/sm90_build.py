@@ -151,6 +151,7 @@ def _build_one(program, path: Path, spec, target, toolchain, out_dir: Path, inde
     index["kernels"][entry.name] = {
         "program": path.name, "dtype": dtype, "head_dim": d, "softcap": softcap, "threads": entry.threads, "grid": entry.grid,
         "smem_bytes": entry.smem_bytes, "abi": entry.abi, "tensor_maps": entry.tensor_maps,
+        **({"split_tail": entry.split_tail} if entry.split_tail else {}),
         "params": source.params, "tl_sha256": source.tl_sha256, "source_sha256": source.sha256,
         "tuned_mask": mask,
         "nvcc_flags": result.flags, **({"defines": dict(defines)} if defines else {}),

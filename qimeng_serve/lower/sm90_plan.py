@@ -140,6 +140,8 @@ class Shape:
     paired: bool = False  # overlap=gemms: the GEMMs issued together, the softmax after both are done
     carry: bool = False  # carry=pv: a tile's last PV GEMM and store run in the next tile's first KV step
     store_o_tma: bool = False  # O's Copy via=tma: through a shared tile and bulk tensor stores
+    split: bool = False  # split=tail: the last partial wave's tiles run in parts along the keys (split.cuh)
+    split_args: str = ""  # split=tail: the producer's TileScheduler's further arguments (the split's)
 
 
 def overlap_on(role: ast.Role, params: dict[str, int]) -> bool:
@@ -183,14 +185,15 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
         head = [f"{pad}for (int tile_t = 0, iter = 0; tile_t < tiles.count; ++tile_t) {{"]
     else:
         # the scheduler is rebuilt per tile from kernel parameters: fewer registers live in the producer
-        head = [f"{pad}const int tile_count = qm::sm90::TileScheduler({shape.tiles_args}).count;",
+        # split=tail: the producer's scheduler only (split_args); the consumers take a part from the word
+        head = [f"{pad}const int tile_count = qm::sm90::TileScheduler({shape.tiles_args}{shape.split_args}).count;",
                 f"{pad}const qm::sm90::TileCounter claims{{tile_counter}};",
                 f"{pad}int iter = 0;  // the tiles handed to the consumers",
                 f"{pad}for (int tile_t = claims.first(); tile_t < tile_count; tile_t = claims.next(tile_t)) {{",
-                f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args});",
+                f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args}{shape.split_args});",
                 f"{pad}  const qm::sm90::TileWord word({shape.grid_args});"]
     out = [*head, *tile_coordinates(plan, scope, pad + "  ", "tiles.at(tile_t)"),
-           kv_range(plan, scope, pad + "  "), skip_past_sequence(plan, scope, pad + "  "), next_q_iter(pad + "  ")]
+           kv_range(plan, scope, pad + "  ", shape), skip_past_sequence(plan, scope, pad + "  "), next_q_iter(pad + "  ")]
     if shape.persistent:
         out.append(f"{pad}  qm::sm90::hand_tile(sm, word.pack(tile_t, tile), q_iter);  // to the consumers, before "
                    "its Q")
@@ -206,11 +209,16 @@ def handed_tile(plan: Plan, scope: Scope, pad: str, shape: Shape) -> list[str]:
     return [f"{pad}const qm::sm90::TileScheduler tiles({shape.tiles_args});",
             f"{pad}const qm::sm90::TileWord word({shape.grid_args});",
             *tile_coordinates(plan, scope, pad, "word.unpack(tile_t, tiles)"),
-            kv_range(plan, scope, pad), next_q_iter(pad)]
+            kv_range(plan, scope, pad, shape), next_q_iter(pad)]
 
 
-def kv_range(plan: Plan, scope: Scope, pad: str) -> str:
-    return f"{pad}const int n_lo = {scope.cpp(plan.p_loop.start)}, n_hi = {scope.cpp(plan.p_loop.stop)};"
+def kv_range(plan: Plan, scope: Scope, pad: str, shape: Shape) -> str:
+    lo, hi = scope.cpp(plan.p_loop.start), scope.cpp(plan.p_loop.stop)
+    if shape.split:  # split=tail: a part's share of the tile's KV tiles
+        return (f"{pad}const qm::sm90::KvRange kv = qm::sm90::part_range({lo}, {hi}, tile.part, "
+                f"qm::sm90::clamp_parts(p.num_splits));\n"
+                f"{pad}const int n_lo = kv.lo, n_hi = kv.hi;")
+    return f"{pad}const int n_lo = {lo}, n_hi = {hi};"
 
 
 def next_q_iter(pad: str) -> str:

@@ -10,6 +10,9 @@ from qimeng_serve.runtime.loader import LoadedKernel, RuntimeLoadError, check, d
 
 TMA_ABI = "attn_params+tma_descs"  # (const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs tma)
 PERSISTENT_ABI = "attn_params+tma_descs+tile_counter"  # the same, then `int* tile_counter` (tiles=persistent)
+# split=tail: the same parameters; `tile_counter` heads the split tail's workspace (runtime/split_tail.py)
+SPLIT_ABI = "attn_params+tma_descs+tile_counter+split_tail"
+SM90_ABIS = (TMA_ABI, PERSISTENT_ABI, SPLIT_ABI)
 
 
 def launch(kernel: LoadedKernel, params: AttnParams, sizes: dict[str, int], stream=None, descs=None) -> None:
@@ -19,7 +22,7 @@ def launch(kernel: LoadedKernel, params: AttnParams, sizes: dict[str, int], stre
     import torch
 
     launch_meta = kernel.meta["launch"]
-    two_params = kernel.meta.get("abi") in (TMA_ABI, PERSISTENT_ABI)
+    two_params = kernel.meta.get("abi") in SM90_ABIS
     if two_params != (descs is not None):
         raise RuntimeLoadError(f"{kernel.name} takes {'AttnParams and TmaDescs' if two_params else 'AttnParams only'}, "
                                f"the launch passed {'both' if descs is not None else 'AttnParams only'}",
@@ -31,7 +34,7 @@ def launch(kernel: LoadedKernel, params: AttnParams, sizes: dict[str, int], stre
     stream = stream or torch.cuda.current_stream()
     handle = stream.cuda_stream
     if two_params:
-        args, _keep = sm90_args(kernel.meta.get("abi"), params, descs, stream)  # _keep: alive through the call
+        args, _keep = sm90_args(kernel.meta, params, descs, stream, grid[0])  # _keep: alive through the call
     else:
         args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
     check(drv.cuLaunchKernel(kernel.function, grid[0], grid[1], grid[2], launch_meta["threads"], 1, 1,
@@ -39,13 +42,17 @@ def launch(kernel: LoadedKernel, params: AttnParams, sizes: dict[str, int], stre
           f"launching {kernel.name}")
 
 
-def sm90_args(abi: str, params: AttnParams, descs, stream):
+def sm90_args(meta: dict, params: AttnParams, descs, stream, ctas: int):
     """The kernelParams of an sm90a kernel and what must stay alive with them: AttnParams and TmaDescs,
-    and for a persistent one (PERSISTENT_ABI) a tile counter zeroed on `stream` for this launch."""
+    for a persistent one (PERSISTENT_ABI) a tile counter zeroed on `stream` for this launch, and for a
+    split=tail one (SPLIT_ABI) the workspace that counter heads, sized for this launch's `ctas`."""
+    from qimeng_serve.runtime.split_tail import split_workspace
     from qimeng_serve.runtime.tma_sm90 import launch_args, zeroed_tile_counter
 
-    if abi != PERSISTENT_ABI:
+    abi = meta.get("abi")
+    if abi not in (PERSISTENT_ABI, SPLIT_ABI):
         return launch_args(params, descs)
-    counter = zeroed_tile_counter(stream)
+    counter = split_workspace(meta["split_tail"], params, ctas, stream) if abi == SPLIT_ABI else \
+        zeroed_tile_counter(stream)
     args, keep = launch_args(params, descs, counter.data_ptr())
     return args, (*keep, counter)

@@ -79,7 +79,7 @@ class Sm90Kernel:
         if min(grid[:3]) <= 0:
             return
         stream = stream or torch.cuda.current_stream()
-        args, _keep = sm90_args(self.meta.get("abi"), params, descs, stream)  # _keep: alive through the call
+        args, _keep = sm90_args(self.meta, params, descs, stream, grid[0])  # _keep: alive through the call
         handle = stream.cuda_stream
         check(drv.cuLaunchKernel(self.function, grid[0], grid[1], grid[2], self.meta["threads"], 1, 1,
                                  self.meta["smem_bytes"], drv.CUstream(handle), ctypes.addressof(args), 0),

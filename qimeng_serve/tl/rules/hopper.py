@@ -44,6 +44,7 @@ OVERLAPS = ("none", "softmax", "pinned", "gemms")
 # what a consumer carries from one tile into the next (tiles=persistent): nothing, or the tile's last
 # O += P V with its store, issued with the next tile's first S GEMM (docs/tl.md §10)
 CARRIES = ("none", "pv")
+SPLIT_MODES = ("none", "tail")  # `kernel ... with split=`: the tail wave's tiles whole, or in parts along the keys
 TILE_MODES = ("grid", "persistent")  # `kernel ... with tiles=`: a CTA per grid tile, or one per SM walking them
 ROLE_STMTS = (ast.Role, ast.Wait, ast.Release)
 
@@ -74,6 +75,11 @@ def carry_value(value: str | None, values: dict) -> str | None:
 def kernel_tiles(kernel: ast.Kernel, values: dict) -> str:
     """`grid` or `persistent`: how the kernel's CTAs cover its grid."""
     return switch_value(ast.option(kernel.options, "tiles"), values, "persistent", "grid") or "grid"
+
+
+def kernel_split(kernel: ast.Kernel, values: dict) -> str:
+    """`none` or `tail`: whether the last partial wave's tiles of a persistent walk run in parts."""
+    return switch_value(ast.option(kernel.options, "split"), values, "tail", "none") or "none"
 
 
 def roles_of(k: KernelInfo) -> dict[str, ast.Role]:
@@ -444,13 +450,24 @@ def _carry(ctx: Context, k: KernelInfo, name: str, role: ast.Role, overlap: str 
 # ---------------------------------------------------------------- how CTAs cover the grid
 def rule_kernel_tiles(ctx: Context) -> Iterator[Diagnostic]:
     """`kernel ... with tiles=persistent`: one CTA per SM walks the grid's tiles; it needs the producer
-    role (which loads the next tile while the consumers finish this one). The only kernel option."""
+    role (which loads the next tile while the consumers finish this one). `split=tail` (with
+    tiles=persistent): the tiles of the walk's last, partial wave run in parts along the keys, combined
+    by the last part to finish; the meaning is unchanged (the online softmax's parts merge exactly)."""
     for k in ctx.kernels:
         for o in k.kernel.options:
+            if o.key == "split":
+                value = switch_value(o.value, ctx.values, "tail", "none")
+                if value not in SPLIT_MODES and not (ctx.sketch and value[:1].isupper()):
+                    yield diag("roles", o, f"split={o.value}: a kernel's split is `tail` or `none`",
+                               "write `split=tail`, or drop the option")
+                elif value == "tail" and kernel_tiles(k.kernel, ctx.values) != "persistent" and not ctx.sketch:
+                    yield diag("roles", o, "split=tail splits the last wave of a persistent tile walk; with "
+                               "tiles=grid every tile has its own CTA", "add `tiles=persistent`, or drop split=")
+                continue
             value = switch_value(o.value, ctx.values, "persistent", "grid") if o.key == "tiles" else o.value
             if o.key != "tiles":
-                yield diag("roles", o, f"unknown kernel option {o.key}=", "a kernel takes `with tiles=persistent` "
-                           "or no options")
+                yield diag("roles", o, f"unknown kernel option {o.key}=", "a kernel takes `with tiles=persistent`, "
+                           "`split=tail` or no options")
             elif value not in TILE_MODES and not (ctx.sketch and value[:1].isupper()):  # a param, set later
                 yield diag("roles", o, f"tiles={o.value}: a kernel's tiles are `grid` (a CTA per tile) or "
                            "`persistent` (a CTA per SM)", "write `with tiles=persistent`, or drop the option")

@@ -3,6 +3,9 @@
 // heads, query blocks come last-first (the longest causal tiles first); a group's K/V fits in L2;
 // not causal, the groups are one (head, batch) each (its query blocks consecutive). TileWord: the
 // word the producer hands over unpacks to the same tile, packed exactly when the grid fits its fields.
+// Split tail (split=tail): the walk hands out every tile before the tail whole and each tail tile as
+// `parts` parts, each exactly once; tail_slot numbers the tail tiles 0 .. tail - 1; a part's word
+// unpacks to it; part_range cuts a KV range into contiguous runs that cover it.
 #include <qimeng/sm90/scheduler.cuh>
 #include <cstdio>
 #include <vector>
@@ -48,22 +51,72 @@ int main() {
       if (s.group < 1 || (s.group > 1 && group_bytes > qm::sm90::kL2Bytes))
         if (bad++ < 5) printf("group of %d heads holds %lld bytes of K/V\n", s.group, group_bytes);
     }
-  // the fields' limits: packed up to 4096 query blocks, 256 heads, 2048 sequences; the corner tiles
+  // split tail: ctas 132 (H100) and 7, parts 2 .. 7 (and 1 and 9: none, and clamped to 7)
+  for (int m_blocks : {1, 8, 17}) for (int heads : {1, 16}) for (int batch : {1, 3})
+    for (int ctas : {7, 132}) for (int parts : {1, 2, 3, 5, 7, 9}) for (bool causal : {false, true}) {
+      const qm::sm90::TileScheduler s(m_blocks, heads, batch, 4096, 256, causal, ctas, parts);
+      const qm::sm90::TileWord word(m_blocks, heads, batch);
+      const int tiles = m_blocks * heads * batch, tail = tiles % ctas;
+      const int k = causal || parts < 2 ? 1 : (parts > qm::sm90::kMaxParts ? qm::sm90::kMaxParts : parts);
+      ++grids;
+      if ((s.parts() != k || s.count != tiles + tail * (k - 1)) && bad++ < 5)
+        printf("split %d x %d x %d on %d: parts %d count %d\n", m_blocks, heads, batch, ctas, s.parts(), s.count);
+      std::vector<int> whole(tiles, 0), part_seen(tiles * qm::sm90::kMaxParts, 0);
+      for (int t = 0; t < s.count; ++t) {
+        const qm::sm90::Tile tile = s.at(t);
+        const int n = (tile.m_block * heads + tile.head) * batch + tile.batch;
+        const qm::sm90::Tile back = word.unpack(word.pack(t, tile), s);
+        if ((back.m_block != tile.m_block || back.head != tile.head || back.batch != tile.batch ||
+             back.part != tile.part) && bad++ < 5)
+          printf("split: item %d's word unpacks to another part\n", t);
+        if (tile.part < 0) {
+          whole[n] += 1;
+          continue;
+        }
+        if (k < 2 || tile.part >= k) {
+          if (bad++ < 5) printf("split: item %d is part %d of %d\n", t, tile.part, k);
+          continue;
+        }
+        part_seen[n * qm::sm90::kMaxParts + tile.part] += 1;
+        const int slot = s.tail_slot(tile);
+        if ((slot < 0 || slot >= tail || s.tile_at(s.first_tail() + slot).m_block != tile.m_block) && bad++ < 5)
+          printf("split: item %d's tail slot %d (tail %d)\n", t, slot, tail);
+      }
+      for (int n = 0; n < tiles; ++n) {
+        int parts_of_n = 0;
+        for (int q = 0; q < qm::sm90::kMaxParts; ++q) parts_of_n += part_seen[n * qm::sm90::kMaxParts + q] == 1;
+        const bool ok = whole[n] == 1 ? parts_of_n == 0 : (whole[n] == 0 && parts_of_n == k && k > 1);
+        if (!ok && bad++ < 5) printf("split: tile %d whole %d times, %d of %d parts once\n", n, whole[n], parts_of_n, k);
+      }
+    }
+  for (int lo : {0, 3}) for (int len : {0, 1, 2, 7, 16, 129}) for (int k = 1; k <= qm::sm90::kMaxParts; ++k) {
+    int at = lo;
+    for (int q = 0; q < k; ++q) {
+      const qm::sm90::KvRange r = qm::sm90::part_range(lo, lo + len, q, k);
+      if ((r.lo != at || r.hi < r.lo) && bad++ < 5) printf("part_range(%d, %d): part %d of %d is [%d, %d)\n", lo,
+                                                           lo + len, q, k, r.lo, r.hi);
+      at = r.hi;
+    }
+    const qm::sm90::KvRange all = qm::sm90::part_range(lo, lo + len, -1, k);
+    if ((at != lo + len || all.lo != lo || all.hi != lo + len) && bad++ < 5) printf("part_range: runs end at %d\n", at);
+    ++grids;
+  }
+  // the fields' limits: packed up to 512 query blocks, 256 heads, 2048 sequences; the corner tiles
   // of grids at and past them (their tile numbers would overflow the walk above)
-  for (int m_blocks : {4096, 4097}) for (int heads : {256, 257}) for (int batch : {2048, 2049}) {
+  for (int m_blocks : {512, 513}) for (int heads : {256, 257}) for (int batch : {2048, 2049}) {
     const qm::sm90::TileWord word(m_blocks, heads, batch);
-    const bool fits = m_blocks <= 4096 && heads <= 256 && batch <= 2048;
+    const bool fits = m_blocks <= 512 && heads <= 256 && batch <= 2048;
     ++grids;
     if (word.packed != fits && bad++ < 5) printf("grid %d x %d x %d: packed %d\n", m_blocks, heads, batch, word.packed);
     const qm::sm90::TileScheduler small(1, 1, 1, 1, 2, false);  // unpack's fallback is not reached when packed
-    for (int mb : {0, m_blocks - 1}) for (int h : {0, heads - 1}) for (int b : {0, batch - 1}) {
-      const int w = word.pack(7, qm::sm90::Tile{mb, h, b});
+    for (int mb : {0, m_blocks - 1}) for (int h : {0, heads - 1}) for (int b : {0, batch - 1}) for (int part : {-1, 6}) {
+      const int w = word.pack(7, qm::sm90::Tile{mb, h, b, part});
       if (!fits) {
         if (w != 7 && bad++ < 5) printf("grid %d x %d x %d: not packed, but the word is %d\n", m_blocks, heads, batch, w);
         continue;
       }
       const qm::sm90::Tile back = word.unpack(w, small);
-      if ((w < 0 || back.m_block != mb || back.head != h || back.batch != b) && bad++ < 5)
+      if ((w < 0 || back.m_block != mb || back.head != h || back.batch != b || back.part != part) && bad++ < 5)
         printf("tile (%d, %d, %d) packs to %d, unpacks to (%d, %d, %d)\n", mb, h, b, w, back.m_block, back.head,
                back.batch);
     }

@@ -11,3 +11,4 @@
 #include "mma.cuh"
 #include "consumer.cuh"
 #include "scheduler.cuh"
+#include "split.cuh"

@@ -35,28 +35,94 @@ struct Tile {
   int m_block;
   int head;
   int batch;
+  int part = -1;  // split tail: which part of the tile's KV range (-1: the whole tile)
 };
+
+// The split tail (TL `kernel ... with split=tail`). Without a mask every tile is the same work, so T
+// tiles on G CTAs end in a partial wave of T % G tiles while the other CTAs idle: D 128 at 2k, 68
+// tiles of 2048, 4.6-5.8% of the kernel's time (perf-notes "fourteenth run", run 10). Those tiles
+// are handed out in parts along the keys instead; each part leaves its unnormalised O and row max /
+// sum in a workspace, and the last part of a tile to finish combines them and stores O (split.cuh).
+// How many parts: the host's choice (qimeng_serve/runtime/split_tail.py), passed as AttnParams::num_splits
+// with the workspace it sized for them; computed here, its loop of divisions spilled the 24- to
+// 40-register producers.
+constexpr int kMaxParts = 7;  // the tile word's part field holds 0 (whole) .. 7
+// A value read again where it is used: an empty asm the compiler cannot move, so what is computed from
+// it is not hoisted out of the tile loop and held there (the 24- and 32-register producers spilled the
+// split tail's scheduler values so held)
+__device__ __forceinline__ int opaque(int v) {
+  asm volatile("" : "+r"(v));
+  return v;
+}
+__host__ __device__ __forceinline__ int clamp_parts(int parts) {
+  return parts < 1 ? 1 : (parts > kMaxParts ? kMaxParts : parts);
+}
+
+// The KV blocks [lo, hi) of one part of [n_lo, n_hi): k near-equal runs, the first ones the shorter
+struct KvRange {
+  int lo;
+  int hi;
+};
+__host__ __device__ __forceinline__ KvRange part_range(int n_lo, int n_hi, int part, int parts) {
+  if (part < 0) return KvRange{n_lo, n_hi};
+  const int n = n_hi > n_lo ? n_hi - n_lo : 0;
+  return KvRange{n_lo + n * part / parts, n_lo + n * (part + 1) / parts};
+}
 
 struct TileScheduler {
   int m_blocks;  // X
   int heads;     // Y
   int hb;        // Y * Z: (head, batch) pairs, head fastest
   int group;     // heads per L2 group
-  int count;     // X * Y * Z
+  int tiles;     // X * Y * Z
+  int ctas;      // split tail: the grid's CTAs (0: no split)
+  int n_parts;   // split tail: parts per tail tile (1: none)
+  int count;     // what the counter hands out: the tiles, each of the tail's as n_parts parts
 
+  // split_ctas (gridDim.x, or 0) and parts (AttnParams::num_splits, <= 1: none) split the tail; only
+  // without a mask (every tile the same work) and one (head, batch) per group, whose tiles tail_slot()
+  // can number back
   __host__ __device__ __forceinline__ TileScheduler(int m_blocks_, int heads_, int batch, int kv_len, int kv_row_bytes,
-                                                    bool causal)
+                                                    bool causal, int split_ctas = 0, int parts = 1)
       : m_blocks(m_blocks_), heads(heads_), hb(heads_ * batch) {
     const int64_t per_head = int64_t(kv_len > 0 ? kv_len : 1) * kv_row_bytes * 2;  // K and V
     const int64_t g = causal || QM_SM90_GROUP_NOT_CAUSAL ? kL2Bytes / per_head : 1;
     group = g < 1 ? 1 : (g > hb ? hb : static_cast<int>(g));
-    count = m_blocks * hb;
+    tiles = m_blocks * hb;
+    const bool split = split_ctas > 0 && parts > 1 && !causal && group == 1;
+    ctas = split ? split_ctas : 0;
+    n_parts = split ? clamp_parts(parts) : 1;
+    count = tiles + (ctas ? tiles % ctas : 0) * (n_parts - 1);
 #if QM_SM90_DIAG_SKIP_TAIL && defined(__CUDA_ARCH__)
     if (count > static_cast<int>(gridDim.x)) count -= count % static_cast<int>(gridDim.x);
 #endif
   }
 
+  __host__ __device__ __forceinline__ int parts() const { return n_parts; }
+  // the first tile of the tail (tiles: none)
+  __host__ __device__ __forceinline__ int first_tail() const { return ctas ? tiles - tiles % ctas : tiles; }
+
+  // item t of the counter: tile t, or in the split tail the (t - first_tail()) % parts()-th part of
+  // tile first_tail() + (t - first_tail()) / parts() (a tile's parts are handed out together)
   __host__ __device__ __forceinline__ Tile at(int t) const {
+    const int first = first_tail();
+    if (t >= first) {
+      const int k = parts();
+      if (k > 1) {
+        Tile tile = tile_at(first + (t - first) / k);
+        tile.part = (t - first) % k;
+        return tile;
+      }
+    }
+    return tile_at(t);
+  }
+
+  // which tail tile a part belongs to (0 .. tiles % ctas - 1): tile_at inverted for groups of one
+  __host__ __device__ __forceinline__ int tail_slot(const Tile& tile) const {
+    return (tile.batch * heads + tile.head) * m_blocks + (m_blocks - 1 - tile.m_block) - first_tail();
+  }
+
+  __host__ __device__ __forceinline__ Tile tile_at(int t) const {
     const int per_group = group * m_blocks;
     const int g = t / per_group;
     const int r = t - g * per_group;
@@ -68,20 +134,20 @@ struct TileScheduler {
 };
 
 // What the producer hands the consumers for a tile: its coordinates packed into one int when the
-// grid fits the fields (bits 0-11 the query block, 12-19 the head, 20-30 the sequence; non-negative,
-// so -1 still ends), else the tile's number, which the consumers decode with TileScheduler::at. The
-// packed word spares the consumers at()'s chain of divisions (0.42 us per tile, on their critical
-// path between tiles); one word, not several: a second word shuffled from shared memory pushed the
-// GMMA descriptors out of uniform registers (+32 R2UR per KV tile).
+// grid fits the fields (bits 0-8 the query block, 9-16 the head, 17-27 the sequence, 28-30 the part
+// + 1; non-negative, so -1 still ends), else the item's number, which the consumers decode with
+// TileScheduler::at. The packed word spares the consumers at()'s chain of divisions (0.42 us per
+// tile, on their critical path between tiles); one word, not several: a second word shuffled from
+// shared memory pushed the GMMA descriptors out of uniform registers (+32 R2UR per KV tile).
 struct TileWord {
   bool packed;  // the same in every thread: from kernel parameters
   __host__ __device__ __forceinline__ TileWord(int m_blocks, int heads, int batch)
-      : packed(m_blocks <= (1 << 12) && heads <= (1 << 8) && batch <= (1 << 11)) {}
+      : packed(m_blocks <= (1 << 9) && heads <= (1 << 8) && batch <= (1 << 11)) {}
   __host__ __device__ __forceinline__ int pack(int t, const Tile& tile) const {
-    return packed ? tile.m_block | (tile.head << 12) | (tile.batch << 20) : t;
+    return packed ? tile.m_block | (tile.head << 9) | (tile.batch << 17) | ((tile.part + 1) << 28) : t;
   }
   __host__ __device__ __forceinline__ Tile unpack(int w, const TileScheduler& tiles) const {
-    return packed ? Tile{w & 0xfff, (w >> 12) & 0xff, w >> 20} : tiles.at(w);
+    return packed ? Tile{w & 0x1ff, (w >> 9) & 0xff, (w >> 17) & 0x7ff, (w >> 28) - 1} : tiles.at(w);
   }
 };
 

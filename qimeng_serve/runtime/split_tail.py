@@ -1,0 +1,71 @@
+"""The split tail of a `split=tail` kernel (kernels_src/include/qimeng/sm90/scheduler.cuh, split.cuh):
+how many parts each tile of the last, partial wave runs in, and the workspace they need: the tile
+counter, one arrival counter per (tail tile, consumer warp), then the parts' O and row statistics
+(fp32).
+
+The host decides the parts (the kernel reads them from AttnParams::num_splits, <= 1 meaning none) and
+sizes the workspace for them, so the two cannot disagree. Only the counters are zeroed per launch: the
+parts are written before they are read.
+"""
+
+from __future__ import annotations
+
+MAX_PARTS = 7  # scheduler.cuh kMaxParts: the tile word's part field
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def split_parts(tiles: int, ctas: int, kv_blocks: int) -> int:
+    """Parts per tail tile: the k that minimises the tail's time in KV blocks, rounds(k) x (ceil(kv_blocks
+    / k) + 1) (one block for what a part costs besides its keys: its Q, the pipeline's fill, the combine),
+    against the whole tile's one round of kv_blocks + 1; parts of at least two blocks. 1: no split.
+    D 128 at 2k (2048 tiles on 132 SMs, 16 blocks): 68 tail tiles in 3 parts, two rounds of 6 + 1 against
+    one of 17."""
+    tail = tiles % ctas if ctas > 0 else 0
+    best, best_cost = 1, kv_blocks + 1
+    k = 2
+    while tail > 0 and k <= MAX_PARTS and 2 * k <= kv_blocks:
+        cost = cdiv(tail * k, ctas) * (cdiv(kv_blocks, k) + 1)
+        if cost < best_cost:
+            best, best_cost = k, cost
+        k += 1
+    return best
+
+
+def launch_parts(split: dict, params, ctas: int) -> int:
+    """Parts per tail tile for this launch (`split`: the entry's `split_tail` metadata, `params` its
+    AttnParams, `ctas` its grid). The kernel splits only without a mask or window."""
+    if params.causal or params.window_left > 0:
+        return 1
+    tiles = cdiv(params.max_seqlen_q, split["block_m"]) * params.heads_q * params.batch
+    return split_parts(tiles, ctas, cdiv(params.max_seqlen_k, split["block_n"]))
+
+
+def counter_bytes(ctas: int, warps: int) -> int:
+    """The claim counter and the arrival counters, padded to where the parts start (SplitTail::parts_offset)."""
+    return cdiv((1 + ctas * warps) * 4, 256) * 256
+
+
+def workspace_bytes(split: dict, params, ctas: int, parts: int) -> int:
+    """Bytes `tile_counter` must point to: the counters, and with parts > 1 every tail tile's parts."""
+    head = counter_bytes(ctas, split["warps"])
+    if parts <= 1:
+        return head
+    tiles = cdiv(params.max_seqlen_q, split["block_m"]) * params.heads_q * params.batch
+    return head + (tiles % ctas) * parts * split["part_bytes"]
+
+
+def split_workspace(split: dict, params, ctas: int, stream):
+    """Choose the parts (written into params.num_splits, which the kernel reads) and allocate their
+    workspace on `stream` (a torch stream), its counters zeroed there. The caller keeps the tensor alive
+    until the launch is enqueued (the caching allocator orders its reuse on that stream)."""
+    import torch
+
+    parts = launch_parts(split, params, ctas)
+    params.num_splits = parts
+    with torch.cuda.stream(stream):
+        buf = torch.empty(workspace_bytes(split, params, ctas, parts), dtype=torch.uint8, device=stream.device)
+        buf[: counter_bytes(ctas, split["warps"])].zero_()
+    return buf
