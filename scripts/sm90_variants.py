@@ -38,6 +38,12 @@ VARIANTS = {
     "split128": ("dense_prefill_sm90.tl", 128, {"SPLIT": 1}, {}, ("bf16", "f16")),
     "split64": ("dense_prefill_sm90.tl", 64, {"SPLIT": 1}, {}, ("bf16", "f16")),
     "split256": ("dense_prefill_sm90.tl", 256, {"SPLIT": 1}, {}, ("bf16", "f16")),
+    # the split's costs (timing only, O incomplete or wrong): no parts' store or combine; no combine;
+    # and the candidate ordering without fences (the warp barrier and lane 0's acq_rel atomic)
+    "split128_nostore": ("dense_prefill_sm90.tl", 128, {"SPLIT": 1}, {"QM_SM90_DIAG_SPLIT": "1"}, ("bf16",)),
+    "split128_nocombine": ("dense_prefill_sm90.tl", 128, {"SPLIT": 1}, {"QM_SM90_DIAG_SPLIT": "2"}, ("bf16",)),
+    "split128_nofence": ("dense_prefill_sm90.tl", 128, {"SPLIT": 1}, {"QM_SM90_SPLIT_FENCE": "0"}, ("bf16", "f16")),
+    "split128_p16": ("dense_prefill_sm90.tl", 128, {"SPLIT": 1}, {"QM_SM90_SPLIT_PARTIAL16": "1"}, ("bf16", "f16")),
     "d64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16", "f16")),
     "d256": ("dense_prefill_sm90.tl", 256, {}, {}, ("bf16", "f16")),
     "paged128": ("paged_prefill_sm90.tl", 128, {}, {}, ("f16",)),

@@ -17,17 +17,16 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def split_parts(tiles: int, ctas: int, kv_blocks: int) -> int:
+def split_parts(tiles: int, ctas: int, kv_blocks: int, part_cost: int = 1) -> int:
     """Parts per tail tile: the k that minimises the tail's time in KV blocks, rounds(k) x (ceil(kv_blocks
-    / k) + 1) (one block for what a part costs besides its keys: its Q, the pipeline's fill, the combine),
-    against the whole tile's one round of kv_blocks + 1; parts of at least two blocks. 1: no split.
-    D 128 at 2k (2048 tiles on 132 SMs, 16 blocks): 68 tail tiles in 3 parts, two rounds of 6 + 1 against
-    one of 17."""
+    / k) + part_cost) (part_cost: what a part costs besides its keys, its Q, the pipeline's fill and
+    drain, its store and the combine, in KV blocks), against the whole tile's one round of kv_blocks +
+    part_cost; parts of at least two blocks. 1: no split."""
     tail = tiles % ctas if ctas > 0 else 0
-    best, best_cost = 1, kv_blocks + 1
+    best, best_cost = 1, kv_blocks + part_cost
     k = 2
     while tail > 0 and k <= MAX_PARTS and 2 * k <= kv_blocks:
-        cost = cdiv(tail * k, ctas) * (cdiv(kv_blocks, k) + 1)
+        cost = cdiv(tail * k, ctas) * (cdiv(kv_blocks, k) + part_cost)
         if cost < best_cost:
             best, best_cost = k, cost
         k += 1
@@ -36,11 +35,15 @@ def split_parts(tiles: int, ctas: int, kv_blocks: int) -> int:
 
 def launch_parts(split: dict, params, ctas: int) -> int:
     """Parts per tail tile for this launch (`split`: the entry's `split_tail` metadata, `params` its
-    AttnParams, `ctas` its grid). The kernel splits only without a mask or window."""
+    AttnParams, `ctas` its grid). The kernel splits only without a mask or window. A metadata `parts`
+    fixes the number (diagnostic builds that time one k)."""
     if params.causal or params.window_left > 0:
         return 1
     tiles = cdiv(params.max_seqlen_q, split["block_m"]) * params.heads_q * params.batch
-    return split_parts(tiles, ctas, cdiv(params.max_seqlen_k, split["block_n"]))
+    kv_blocks = cdiv(params.max_seqlen_k, split["block_n"])
+    if split.get("parts"):
+        return max(1, min(int(split["parts"]), MAX_PARTS, kv_blocks)) if tiles % ctas else 1
+    return split_parts(tiles, ctas, kv_blocks, split.get("part_cost", 1))
 
 
 def counter_bytes(ctas: int, warps: int) -> int:

@@ -17,13 +17,26 @@
 #include "consumer.cuh"
 #include "scheduler.cuh"
 
+#ifndef QM_SM90_DIAG_SPLIT  // diagnostic builds (timing only, O incomplete / wrong): 1 parts neither store nor
+#define QM_SM90_DIAG_SPLIT 0  // combine (what the split's schedule alone gains); 2 no combine (its cost)
+#endif
+#ifndef QM_SM90_SPLIT_PARTIAL16  // 1: a part's O leaves normalised, in the input dtype (half the bytes of fp32)
+#define QM_SM90_SPLIT_PARTIAL16 0
+#endif
+#ifndef QM_SM90_SPLIT_FENCE  // 1: every lane fences its stores (__threadfence) before the warp arrives and after
+#define QM_SM90_SPLIT_FENCE 1  // it learns it is last; 0: the warp barrier and lane 0's acq_rel atomic order them
+#endif
+
 namespace qm::sm90 {
 
 template <class KT>
 struct SplitTail {
   static constexpr int kWarps = KT::kConsumerThreads / 32;
   static constexpr int kAccFloats = KT::kBlockM * KT::kHeadDim / KT::kConsumerThreads;  // O per thread
-  static constexpr int kLaneFloat4 = kAccFloats / 4 + 1;  // O, then {m[0], m[1], l[0], l[1]}
+  static constexpr bool kHalf = QM_SM90_SPLIT_PARTIAL16 != 0;
+  // 16-byte units a lane leaves: O (fp32, or normalised in the input dtype), then {m[0], m[1], l[0], l[1]}
+  static constexpr int kOUnits = kAccFloats / (kHalf ? 8 : 4);
+  static constexpr int kLaneFloat4 = kOUnits + 1;
   static_assert(Consumer<KT>::kRows == 2, "a consumer thread holds 2 rows of its tile");
 
   // where the parts start: after the counters, on a 256-byte boundary
@@ -58,6 +71,7 @@ struct SplitTail {
   __device__ __forceinline__ bool finish(Consumer<KT>& c, TileO& acc, const AttnParams& p, const Tile& tile) const {
     using namespace cute;
     static_assert(decltype(size(acc))::value == kAccFloats, "O's registers per thread");
+    if (QM_SM90_DIAG_SPLIT == 1) return false;
     const TileScheduler tiles = walk(p);
     const int parts = tiles.parts(), slot = tiles.tail_slot(tile);
     const int warp = c.tid / 32, lane = c.tid % 32;
@@ -67,13 +81,29 @@ struct SplitTail {
     float4* mine = lane_block(slot, tile.part, parts, warp, lane);
     CUTE_UNROLL
     for (int r = 0; r < 2; ++r) {
-      CUTE_UNROLL
-      for (int j = 0; j < kCols; j += 4)
-        __stcg(mine + ((r * kCols + j) / 4) * 32, make_float4(o(r, j), o(r, j + 1), o(r, j + 2), o(r, j + 3)));
+      if constexpr (kHalf) {
+        const float inv = Consumer<KT>::inverse_row_sum(c.l[r]);
+        CUTE_UNROLL
+        for (int j = 0; j < kCols; j += 8) {
+          uint32_t w[4];
+          CUTE_UNROLL
+          for (int i = 0; i < 4; ++i) {
+            cutlass::AlignedArray<typename KT::T, 2> pair;
+            pair[0] = static_cast<typename KT::T>(o(r, j + 2 * i) * inv);
+            pair[1] = static_cast<typename KT::T>(o(r, j + 2 * i + 1) * inv);
+            w[i] = reinterpret_cast<uint32_t const&>(pair);
+          }
+          __stcg(reinterpret_cast<uint4*>(mine + ((r * kCols + j) / 8) * 32), make_uint4(w[0], w[1], w[2], w[3]));
+        }
+      } else {
+        CUTE_UNROLL
+        for (int j = 0; j < kCols; j += 4)
+          __stcg(mine + ((r * kCols + j) / 4) * 32, make_float4(o(r, j), o(r, j + 1), o(r, j + 2), o(r, j + 3)));
+      }
     }
-    __stcg(mine + (kAccFloats / 4) * 32, make_float4(c.m[0], c.m[1], c.l[0], c.l[1]));
-    __threadfence();  // this lane's part, visible on the GPU before the warp arrives
-    __syncwarp();
+    __stcg(mine + kOUnits * 32, make_float4(c.m[0], c.m[1], c.l[0], c.l[1]));
+    if (QM_SM90_SPLIT_FENCE) __threadfence();  // this lane's part, visible on the GPU before the warp arrives
+    __syncwarp();  // (0: orders the lanes' stores before lane 0's release, which is cumulative)
     int before = 0;
     if (lane == 0) {
       int* arrivals = counter + 1 + slot * kWarps + warp;
@@ -82,11 +112,15 @@ struct SplitTail {
     // lane 0's count reaches the warp by a vote: broadcast by a shuffle, ptxas took the KV loop's GMMA
     // descriptors out of uniform registers (R2UR 17 -> 48 a KV tile, and 16 B of spills)
     if (!__any_sync(0xffffffffu, lane == 0 && before == parts - 1)) return false;
-    __threadfence();  // the other parts' stores, seen through the arrivals they made before this one
+    if (QM_SM90_DIAG_SPLIT == 2) return true;
+    // the other parts' stores, seen through the arrivals they made before this one (0: lane 0's acquire,
+    // passed on to the lanes by the warp barrier)
+    if (QM_SM90_SPLIT_FENCE) __threadfence();
+    else __syncwarp();
     for (int q = 0; q < parts; ++q) {
       if (q == tile.part) continue;
       const float4* theirs = lane_block(slot, q, parts, warp, lane);
-      const float4 ml = __ldcg(theirs + (kAccFloats / 4) * 32);
+      const float4 ml = __ldcg(theirs + kOUnits * 32);
       const float m_q[2] = {ml.x, ml.y}, l_q[2] = {ml.z, ml.w};
       CUTE_UNROLL
       for (int r = 0; r < 2; ++r) {
@@ -95,13 +129,31 @@ struct SplitTail {
         const float a = exp2f(c.m[r] - m_fin), b = exp2f(m_q[r] - m_fin);
         c.l[r] = c.l[r] * a + l_q[r] * b;
         c.m[r] = m_new;
-        CUTE_UNROLL
-        for (int j = 0; j < kCols; j += 4) {
-          const float4 v = __ldcg(theirs + ((r * kCols + j) / 4) * 32);
-          o(r, j) = o(r, j) * a + v.x * b;
-          o(r, j + 1) = o(r, j + 1) * a + v.y * b;
-          o(r, j + 2) = o(r, j + 2) * a + v.z * b;
-          o(r, j + 3) = o(r, j + 3) * a + v.w * b;
+        if constexpr (kHalf) {
+          // its O was normalised by its row sum: the quad's four parts of l_q
+          float sum = l_q[r] + __shfl_xor_sync(0xffffffffu, l_q[r], 1);
+          sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+          const float bs = b * sum;
+          CUTE_UNROLL
+          for (int j = 0; j < kCols; j += 8) {
+            const uint4 v = __ldcg(reinterpret_cast<const uint4*>(theirs + ((r * kCols + j) / 8) * 32));
+            const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+            CUTE_UNROLL
+            for (int i = 0; i < 4; ++i) {
+              const auto pair = reinterpret_cast<cutlass::AlignedArray<typename KT::T, 2> const&>(w[i]);
+              o(r, j + 2 * i) = o(r, j + 2 * i) * a + static_cast<float>(pair[0]) * bs;
+              o(r, j + 2 * i + 1) = o(r, j + 2 * i + 1) * a + static_cast<float>(pair[1]) * bs;
+            }
+          }
+        } else {
+          CUTE_UNROLL
+          for (int j = 0; j < kCols; j += 4) {
+            const float4 v = __ldcg(theirs + ((r * kCols + j) / 4) * 32);
+            o(r, j) = o(r, j) * a + v.x * b;
+            o(r, j + 1) = o(r, j + 1) * a + v.y * b;
+            o(r, j + 2) = o(r, j + 2) * a + v.z * b;
+            o(r, j + 3) = o(r, j + 3) * a + v.w * b;
+          }
         }
       }
     }
