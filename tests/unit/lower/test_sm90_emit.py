@@ -469,3 +469,50 @@ def test_a_persistent_gather_hands_each_tile_to_its_whole_warpgroup():
     assert producer.count("claimed = claims.next(claimed);") == 1  # no claim a whole tile ahead
     assert "int* const tile_counter" in text  # the persistent ABI
     assert "qm::sm90::take_tile(sm, iter)" in text[text.index("} else {"):]  # the consumers take the same words
+
+
+def split(text=SHIPPED, d=128, **params):
+    for name, value in {"SPLIT": 1, **params}.items():
+        text = re.sub(rf"^  {name} = \d+", f"  {name} = {value}", text, count=1, flags=re.MULTILINE)
+    return lowered(text, d=d)
+
+
+@pytest.mark.parametrize("d", [64, 128, 256])
+def test_split_tail_runs_the_last_waves_tiles_in_parts(d):
+    """split=tail (SPLIT = 1): the producer's walk splits the tail (the grid's CTAs, the host's parts in
+    AttnParams::num_splits; none under a window or past the packed word), both roles narrow the KV
+    loop to the part's range, and a part's O is stored only by the last part to arrive, combined."""
+    from qimeng_serve.lower.emit_sm90 import SPLIT_ABI, split_tail_meta
+
+    src = split(d=d)
+    (entry,) = src.entries
+    text = src.text
+    producer, consumer = text[:text.index("consumer_registers")], text[text.index("consumer_registers"):]
+    args = ("qm::window_of(p) || !qm::sm90::TileWord(qm::cdiv(p.max_seqlen_q, {bm}), p.heads_q, p.batch).packed ? 0 "
+            ": qm::sm90::opaque(gridDim.x), qm::sm90::opaque(p.num_splits))")
+    bm = entry.tensor_maps["q"]
+    assert producer.count(args.format(bm=bm)) == 2  # the item count and each tile's scheduler
+    assert "num_splits" not in consumer.split("qm::sm90::SplitTail")[0].split("part_range")[0]  # consumers: the word
+    kv = "const qm::sm90::KvRange kv = qm::sm90::part_range(t_n_start, t_n_end, tile.part, qm::sm90::clamp_parts(p.num_splits));"
+    assert producer.count(kv) == 1 and consumer.count(kv) == 1
+    assert "if (tile.part < 0 || qm::sm90::SplitTail<KT>(tile_counter).finish(c, acc, p, tile)) c.normalize_and_store(" \
+        in consumer
+    assert entry.abi == SPLIT_ABI
+    meta = entry.split_tail
+    assert meta == split_tail_meta(bm, entry.tensor_maps["k"], d, bm // 64)
+    # a part's bytes: per consumer thread its O (fp32) and {m, m, l, l}, in 16-byte units
+    assert meta["part_bytes"] == 128 * (bm // 64) * (bm * d // (128 * (bm // 64)) // 4 + 1) * 16
+    shipped = lowered(SHIPPED, d=d)
+    assert shipped.entries[0].abi == PERSISTENT_ABI and not shipped.entries[0].split_tail
+    assert "SplitTail" not in shipped.text and "part_range" not in shipped.text
+
+
+def test_split_tail_is_checked_and_refused_where_not_lowered():
+    with pytest.raises(TLCheckError, match="split=tail splits the last wave of a persistent tile walk"):
+        split(PERSISTENT=0)
+    with pytest.raises(TLCheckError, match="split=sometimes"):
+        lowered(SHIPPED.replace("split=SPLIT", "split=sometimes"))
+    with pytest.raises(LoweringError, match="without carry=pv"):
+        split(CARRY=1)
+    with pytest.raises(LoweringError, match="is lowered for the grid"):
+        split(SHIPPED.replace("q_head : heads_q, b : batch)", "q_head : heads_q, b : batch + 0)"))
