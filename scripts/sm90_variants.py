@@ -38,6 +38,8 @@ VARIANTS = {
     "split128": ("dense_prefill_sm90.tl", 128, {"SPLIT": 1}, {}, ("bf16", "f16")),
     "split64": ("dense_prefill_sm90.tl", 64, {"SPLIT": 1}, {}, ("bf16", "f16")),
     "split256": ("dense_prefill_sm90.tl", 256, {"SPLIT": 1}, {}, ("bf16", "f16")),
+    # at most 3 parts (every k above 3 measured slower in run 3)
+    "split64_k3": ("dense_prefill_sm90.tl", 64, {"SPLIT": 3}, {}, ("bf16", "f16")),
     # the split's costs (timing only, O incomplete or wrong): no parts' store or combine; no combine;
     # and the candidate ordering without fences (the warp barrier and lane 0's acq_rel atomic)
     "split128_nostore": ("dense_prefill_sm90.tl", 128, {"SPLIT": 1}, {"QM_SM90_DIAG_SPLIT": "1"}, ("bf16",)),

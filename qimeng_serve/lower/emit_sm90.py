@@ -34,7 +34,7 @@ from qimeng_serve.tl import ast
 from qimeng_serve.tl.checker import check_tl_or_raise
 from qimeng_serve.tl.interpreter import resolve_params
 from qimeng_serve.tl.printer import print_expr, print_tl
-from qimeng_serve.tl.rules.hopper import kernel_split, kernel_tiles, switch_value
+from qimeng_serve.tl.rules.hopper import kernel_split, kernel_tiles, split_max_parts, switch_value
 from qimeng_serve.tl.rules.legality import copy_via
 
 WARPGROUP_THREADS = 128
@@ -219,5 +219,6 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     maps = {"q": bm, **({} if gather else {"k": bn, "v": bn}), **({"o": 64} if shape.store_o_tma else {})}
     abi = SPLIT_ABI if shape.split else PERSISTENT_ABI if shape.persistent else KERNEL_ABI
     entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps=maps, abi=abi,
-                      split_tail=split_tail_meta(bm, bn, d, wgs) if shape.split else {})
+                      split_tail={**split_tail_meta(bm, bn, d, wgs), "max_parts": split_max_parts(k, params)}
+                      if shape.split else {})
     return out, entry

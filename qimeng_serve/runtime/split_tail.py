@@ -17,15 +17,15 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def split_parts(tiles: int, ctas: int, kv_blocks: int, part_cost: int = 1) -> int:
+def split_parts(tiles: int, ctas: int, kv_blocks: int, part_cost: int = 1, max_parts: int = MAX_PARTS) -> int:
     """Parts per tail tile: the k that minimises the tail's time in KV blocks, rounds(k) x (ceil(kv_blocks
     / k) + part_cost) (part_cost: what a part costs besides its keys, its Q, the pipeline's fill and
     drain, its store and the combine, in KV blocks), against the whole tile's one round of kv_blocks +
-    part_cost; parts of at least two blocks. 1: no split."""
+    part_cost; parts of at least two blocks, at most max_parts. 1: no split."""
     tail = tiles % ctas if ctas > 0 else 0
     best, best_cost = 1, kv_blocks + part_cost
     k = 2
-    while tail > 0 and k <= MAX_PARTS and 2 * k <= kv_blocks:
+    while tail > 0 and k <= min(max_parts, MAX_PARTS) and 2 * k <= kv_blocks:
         cost = cdiv(tail * k, ctas) * (cdiv(kv_blocks, k) + part_cost)
         if cost < best_cost:
             best, best_cost = k, cost
@@ -43,7 +43,7 @@ def launch_parts(split: dict, params, ctas: int) -> int:
     kv_blocks = cdiv(params.max_seqlen_k, split["block_n"])
     if split.get("parts"):
         return max(1, min(int(split["parts"]), MAX_PARTS, kv_blocks)) if tiles % ctas else 1
-    return split_parts(tiles, ctas, kv_blocks, split.get("part_cost", 1))
+    return split_parts(tiles, ctas, kv_blocks, split.get("part_cost", 1), split.get("max_parts", MAX_PARTS))
 
 
 def counter_bytes(ctas: int, warps: int) -> int:

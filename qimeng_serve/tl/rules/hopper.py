@@ -82,6 +82,13 @@ def kernel_split(kernel: ast.Kernel, values: dict) -> str:
     return switch_value(ast.option(kernel.options, "split"), values, "tail", "none") or "none"
 
 
+def split_max_parts(kernel: ast.Kernel, values: dict) -> int:
+    """`split=PARAM` with the param N >= 2: at most N parts a tail tile (the host's rule picks up to 7
+    otherwise; docs/perf-notes.md "fifteenth run": more than 3 measured slower)."""
+    value = values.get(ast.option(kernel.options, "split") or "")
+    return value if isinstance(value, int) and value >= 2 else 7
+
+
 def roles_of(k: KernelInfo) -> dict[str, ast.Role]:
     return {f.stmt.role: f.stmt for f in k.statements(ast.Role)}
 

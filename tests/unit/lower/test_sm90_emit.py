@@ -499,7 +499,8 @@ def test_split_tail_runs_the_last_waves_tiles_in_parts(d):
         in consumer
     assert entry.abi == SPLIT_ABI
     meta = entry.split_tail
-    assert meta == split_tail_meta(bm, entry.tensor_maps["k"], d, bm // 64)
+    assert meta == {**split_tail_meta(bm, entry.tensor_maps["k"], d, bm // 64), "max_parts": 7}
+    assert split(d=d, SPLIT=3).entries[0].split_tail["max_parts"] == 3
     # a part's bytes: per consumer thread its O (fp32) and {m, m, l, l}, in 16-byte units
     assert meta["part_bytes"] == 128 * (bm // 64) * (bm * d // (128 * (bm // 64)) // 4 + 1) * 16
     shipped = lowered(SHIPPED, d=d)

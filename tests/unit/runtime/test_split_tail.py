@@ -28,6 +28,7 @@ def test_parts_follow_the_tail_and_the_keys():
     assert split_parts(2112, 132, 16) == 1  # whole waves: no tail
     assert split_parts(2048, 132, 3) == 1  # a part has at least two blocks
     assert split_parts(2048 + 4, 132, 1024) == MAX_PARTS  # 4 tail tiles, long keys: as many as the word holds
+    assert split_parts(2048 + 4, 132, 1024, max_parts=3) == 3  # the program's cap (split=SPLIT, SPLIT = 3)
     for tiles in range(133, 700, 7):
         for blocks in (2, 5, 16, 64):
             k = split_parts(tiles, 132, blocks)
