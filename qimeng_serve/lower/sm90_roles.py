@@ -31,6 +31,13 @@ from qimeng_serve.tl import ast
 from qimeng_serve.tl.printer import print_expr
 
 
+def idles(shape: Shape) -> bool:
+    """Padding warpgroups skip their tile (pipeline.cuh `idle_kv_tiles`): a consumer warpgroup whose 64
+    rows all lie outside the sequence issues no GEMM, and the producer arrives for it on each K/V slot.
+    Lowered for the dense TMA producer and the overlapped loop without carry=pv."""
+    return shape.overlap and not shape.carry and not shape.paged
+
+
 def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
     q = plan.q_copy.src
     rows = q.indices[2] if len(q.indices) == 3 else None
@@ -68,6 +75,10 @@ def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         pages, lookup = [], []
         copy_k = f"qm::sm90::produce_kv<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, {k_row}, {k_head}, {k_b});"
         copy_v = f"qm::sm90::produce_kv<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, {v_row}, {v_head}, {v_b});"
+    idle = idles(shape)
+    if idle:  # padding warpgroups: the producer arrives for them on every slot of the tile
+        pages = [f"        const int idle = qm::sm90::idle_consumer_threads<KT>({scope.cpp(rows.lo)}, "
+                 f"{seqlen_q_of(plan, scope)});  // consumer threads with no row of this tile: arrived for"]
     r = plan.producer
     # paged: the whole producer warp (its lanes read a tile's block-table entries together), lane 0
     # issuing; dense: one thread
@@ -95,8 +106,10 @@ def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         f"{print_expr(plan.p_loop.stop)}",
         *lookup,
         f"          {copy_k}  // {_tl(plan.kv_copies['K'])}",
+        *(["          qm::sm90::arrive_idle(sm.k_empty, ps_k.stage, idle);"] if idle else []),
         "          ps_k.advance();",
         f"          {copy_v}  // {_tl(plan.kv_copies['V'])}",
+        *(["          qm::sm90::arrive_idle(sm.v_empty, ps_v.stage, idle);"] if idle else []),
         "          ps_v.advance();",
         "        }",
         "      }",
@@ -231,6 +244,19 @@ def emit_consumer(plan: Plan, scope: Scope, spec: AttentionSpec, shape: Shape) -
         f"{scope.cpp(kw.get('offset', zero))}, {scope.cpp(kw.get('window', zero))}}};",
         f"      qm::sm90::wait_q(sm, q_iter);  // {_tl(plan.q_wait)}",
     ]
+    if idles(shape):
+        turns_of = "turn" if turns else "qm::sm90::NoTurns{}"
+        head += [
+            "      // a warpgroup with none of its 64 rows in the sequence issues no GEMM (the producer arrives for "
+            "it); a vote: known warp-uniform",
+            f"      const bool idle = __any_sync(0xffffffffu, qm::sm90::rows_outside({scope.cpp(q0)} + "
+            f"qm::sm90::kWarpgroupRows * (c.tid / qm::sm90::kWarpgroupThreads), {q_len}));",
+            f"      if (idle) {{  // its tile ends here: nothing of it lives through the KV loop below",
+            f"        qm::sm90::idle_kv_tiles<KT>(ps_k, ps_v, n_hi - n_lo, {turns_of});",
+            "        qm::sm90::release_q(sm);",
+            "        continue;",
+            "      }",
+        ]
     steps = _ConsumerSteps(plan, n, "true" if softcap else "false", shape, kv_len)
     if shape.carry:
         loop = _carried_loop(plan, steps, n, scope)

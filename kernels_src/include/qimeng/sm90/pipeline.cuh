@@ -362,6 +362,55 @@ __device__ __forceinline__ void warpgroup_sync(int wg) {
   cutlass::arch::NamedBarrier::sync(kWarpgroupThreads, kStoreOBarrier + wg);
 }
 
+// ---- padding rows: a consumer warpgroup whose 64 rows all lie outside its tile's sequence (past its
+// end; before its start under a causal mask's shift) issues no GEMM and no softmax. D 64's 192-row
+// tile at L 1k: the last tile of a sequence holds 64 rows, so two of its three warpgroups idle.
+constexpr int kWarpgroupRows = 64;
+__host__ __device__ __forceinline__ bool rows_outside(int row0, int seqlen_q) {
+  return row0 >= seqlen_q || row0 + kWarpgroupRows <= 0;
+}
+// the consumer threads of a tile with no row: the producer arrives for them on each K/V slot it fills
+template <class KT>
+__device__ __forceinline__ int idle_consumer_threads(int q0, int seqlen_q) {
+  int idle = 0;
+  CUTE_UNROLL
+  for (int w = 0; w < KT::kConsumerWGs; ++w) idle += rows_outside(q0 + kWarpgroupRows * w, seqlen_q);
+  return idle * kWarpgroupThreads;
+}
+// the producer, after filling a slot of a tile with idle warpgroups: their arrivals on its empty barrier
+__device__ __forceinline__ void arrive_idle(uint64_t* empty, int stage, int threads) {
+  if (threads > 0) {
+    const uint32_t addr = cute::cast_smem_ptr_to_uint(&empty[stage]);
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0], %1;" : : "r"(addr), "r"(threads) : "memory");
+  }
+}
+template <int STAGES>
+__device__ __forceinline__ void advance_by(PipeState<STAGES>& ps, int n) {
+  const int to = ps.stage + n;
+  ps.phase ^= static_cast<uint32_t>(to / STAGES) & 1u;
+  ps.stage = to % STAGES;
+}
+// schedule=pingpong's turns for a kernel without them
+struct NoTurns {
+  __device__ __forceinline__ void wait_turn() const {}
+  __device__ __forceinline__ void pass_turn() const {}
+};
+// An idle consumer warpgroup over its tile's `tiles` KV tiles: no slot waited for or released (the
+// producer arrived for it), its turns passed one a KV tile as its GEMMs would take them, its ring
+// positions moved on. A separate loop that waited for and released the slots pushed the KV loop's GMMA
+// descriptors out of uniform registers (R2UR 17 -> 48 at D 128).
+template <class KT, class Turn>
+__device__ __forceinline__ void idle_kv_tiles(PipeState<KT::kStages>& ps_k, PipeState<KT::kStages>& ps_v, int tiles,
+                                              const Turn& turn) {
+  #pragma unroll 1
+  for (int i = 0; i < tiles; ++i) {
+    turn.wait_turn();
+    turn.pass_turn();
+  }
+  advance_by(ps_k, tiles > 0 ? tiles : 0);
+  advance_by(ps_v, tiles > 0 ? tiles : 0);
+}
+
 // ---- tiles=persistent (scheduler.cuh): the tiles from the producer to the consumers, in two shared
 // slots: slot i % 2 carries the CTA's i-th tile as one word (TileWord; < 0: no more tiles). The
 // slot's full barrier takes the producer's one arrival (release: the word written before it), its
