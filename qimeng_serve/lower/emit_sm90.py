@@ -22,6 +22,7 @@ from qimeng_serve.lower.sm90_plan import (
     Shape,
     carry_on,
     gemms_paired,
+    idle_skipped,
     overlap_on,
     plan_kernel,
     refuse,
@@ -171,7 +172,10 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     shape = Shape(bm, bn, wgs, persistent, spec.op == "paged_prefill", pingpong,
                    overlap_on(plan.consumer, params), gather, tiles_args, grid_args,
                    softmax_pinned(plan.consumer, params), gemms_paired(plan.consumer, params),
-                   carry_on(plan.consumer, params), store_via == "tma", split, split_args)
+                   carry_on(plan.consumer, params), store_via == "tma", split, split_args,
+                   idle_skipped(plan.consumer, params))
+    if shape.idle and (shape.carry or shape.paged):
+        raise refuse(plan.consumer, "idle=skip is lowered for dense prefill without carry=pv", "drop idle= here")
     if shape.split and (shape.paged or shape.carry or shape.store_o_tma):
         raise refuse(k, "split=tail is lowered for dense prefill storing O from registers, without carry=pv",
                       "drop split= here")

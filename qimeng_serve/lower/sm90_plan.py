@@ -11,7 +11,7 @@ from qimeng_serve.lower.cexpr import LoweringError, Scope, scalar_name
 from qimeng_serve.lower.plan import ROLE_ORDER, _loop_role
 from qimeng_serve.tl import ast
 from qimeng_serve.tl.printer import print_expr
-from qimeng_serve.tl.rules.hopper import carry_value, overlap_value
+from qimeng_serve.tl.rules.hopper import carry_value, idle_value, overlap_value
 
 NEEDED_ROLES = ("gemm_qk", "scale", "mask", "m_new", "alpha", "exp", "l_update", "rescale", "m_update", "reshape",
            "gemm_pv")
@@ -142,6 +142,7 @@ class Shape:
     store_o_tma: bool = False  # O's Copy via=tma: through a shared tile and bulk tensor stores
     split: bool = False  # split=tail: the last partial wave's tiles run in parts along the keys (split.cuh)
     split_args: str = ""  # split=tail: the producer's TileScheduler's further arguments (the split's)
+    idle: bool = False  # idle=skip: a consumer warpgroup with no row of its tile's sequence skips the tile
 
 
 def overlap_on(role: ast.Role, params: dict[str, int]) -> bool:
@@ -162,6 +163,12 @@ def softmax_pinned(role: ast.Role, params: dict[str, int]) -> bool:
     O += P V (Consumer::softmax_done), so it overlaps this warpgroup's own PV GEMM; its registers live
     through the GEMM, which fits at D = 128 only (D 64 spilled and serialised its GMMAs, D 256 spilled)."""
     return overlap_value(ast.option(role.options, "overlap"), params) == "pinned"
+
+
+def idle_skipped(role: ast.Role, params: dict[str, int]) -> bool:
+    """idle=skip (or a param 1): a consumer warpgroup whose 64 rows all lie outside its tile's sequence
+    issues no GEMM (pipeline.cuh idle_kv_tiles) and the producer arrives for it on each K/V slot."""
+    return idle_value(ast.option(role.options, "idle"), params) == "skip"
 
 
 def carry_on(role: ast.Role, params: dict[str, int]) -> bool:

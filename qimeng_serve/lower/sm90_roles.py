@@ -32,10 +32,11 @@ from qimeng_serve.tl.printer import print_expr
 
 
 def idles(shape: Shape) -> bool:
-    """Padding warpgroups skip their tile (pipeline.cuh `idle_kv_tiles`): a consumer warpgroup whose 64
-    rows all lie outside the sequence issues no GEMM, and the producer arrives for it on each K/V slot.
-    Lowered for the dense TMA producer and the overlapped loop without carry=pv."""
-    return shape.overlap and not shape.carry and not shape.paged
+    """idle=skip: padding warpgroups skip their tile (pipeline.cuh `idle_kv_tiles`): a consumer warpgroup
+    whose 64 rows all lie outside the sequence issues no GEMM, and the producer arrives for it on each
+    K/V slot. Lowered for the dense TMA producer without carry=pv (both loop shapes take one turn a KV
+    tile, as idle_kv_tiles passes them)."""
+    return shape.idle and not shape.carry and not shape.paged
 
 
 def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:

@@ -44,6 +44,9 @@ OVERLAPS = ("none", "softmax", "pinned", "gemms")
 # what a consumer carries from one tile into the next (tiles=persistent): nothing, or the tile's last
 # O += P V with its store, issued with the next tile's first S GEMM (docs/tl.md §10)
 CARRIES = ("none", "pv")
+# a consumer warpgroup whose rows all lie outside its tile's sequence (padding): its GEMMs run on
+# the padding (compute), or it skips the tile and the producer arrives for it (skip; docs/tl.md §10)
+IDLES = ("compute", "skip")
 SPLIT_MODES = ("none", "tail")  # `kernel ... with split=`: the tail wave's tiles whole, or in parts along the keys
 TILE_MODES = ("grid", "persistent")  # `kernel ... with tiles=`: a CTA per grid tile, or one per SM walking them
 ROLE_STMTS = (ast.Role, ast.Wait, ast.Release)
@@ -65,6 +68,11 @@ def overlap_value(value: str | None, values: dict) -> str | None:
         i = values[value]
         return OVERLAPS[i] if 0 <= i < len(OVERLAPS) else str(i)
     return value
+
+
+def idle_value(value: str | None, values: dict) -> str | None:
+    """`idle=` on a consumer: `skip` or `compute`, or a param that is 1 (skip) or 0 (compute)."""
+    return switch_value(value, values, "skip", "compute")
 
 
 def carry_value(value: str | None, values: dict) -> str | None:
@@ -381,6 +389,11 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
                        "runs while the GEMMs of its neighbours do; gemms: a tile's S GEMM and the previous "
                        "tile's O += P V issued together), or drop it")
         yield from _carry(ctx, k, name, role, overlap)
+        idle = idle_value(ast.option(role.options, "idle"), ctx.values)
+        if idle is not None and (idle not in IDLES or (name == "producer" and idle == "skip")):
+            yield diag("setmaxnreg", _option_node(role, "idle"), f"idle={idle} on the {name} role: a consumer "
+                       "warpgroup with no row of its tile's sequence takes idle=skip (no GEMM) or idle=compute",
+                       "write `idle=skip` on `Role consumer` (or a param that is 1 or 0), or drop it")
         schedule = switch_value(ast.option(role.options, "schedule"), ctx.values, "pingpong", None)
         if schedule not in (None, "pingpong"):
             yield diag("setmaxnreg", _option_node(role, "schedule"), f"schedule={schedule} on Role {name}: a "

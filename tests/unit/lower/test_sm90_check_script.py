@@ -161,7 +161,7 @@ def test_every_variant_is_the_shipped_program_with_its_overrides():
     from qimeng_serve.tl.parser import parse_tl
 
     headers = "".join((REPO / "kernels_src" / "include" / "qimeng" / "sm90" / f).read_text()
-                      for f in ("scheduler.cuh", "pipeline.cuh", "consumer.cuh"))
+                      for f in ("scheduler.cuh", "pipeline.cuh", "consumer.cuh", "split.cuh"))
     for name, (program, d, overrides, macros, dtypes) in variants.VARIANTS.items():
         base_text = (variants.TL_DIR / program).read_text()
         base, var = parse_tl(base_text), parse_tl(variants.variant_text(base_text, name, d, overrides))

@@ -517,3 +517,37 @@ def test_split_tail_is_checked_and_refused_where_not_lowered():
         split(CARRY=1)
     with pytest.raises(LoweringError, match="is lowered for the grid"):
         split(SHIPPED.replace("q_head : heads_q, b : batch)", "q_head : heads_q, b : batch + 0)"))
+
+
+def test_idle_warpgroups_skip_their_tile_at_head_size_64():
+    """idle=IDLE (on at D 64): a consumer warpgroup whose 64 rows all lie outside its tile's sequence
+    ends the tile in its own branch, before the KV loop (nothing of it lives through that loop), passing
+    one turn a KV tile; the producer arrives for it on every K and V slot it fills."""
+    text = lowered(SHIPPED, d=64).text
+    producer, consumer = text[:text.index("consumer_registers")], text[text.index("consumer_registers"):]
+    assert "const int idle = qm::sm90::idle_consumer_threads<KT>(t_q0, qm::seqlen_q_of(p, t_b));" in producer
+    assert producer.count("qm::sm90::arrive_idle(sm.k_empty, ps_k.stage, idle);") == 1
+    assert producer.count("qm::sm90::arrive_idle(sm.v_empty, ps_v.stage, idle);") == 1
+    vote = ("const bool idle = __any_sync(0xffffffffu, qm::sm90::rows_outside(t_q0 + qm::sm90::kWarpgroupRows * "
+            "(c.tid / qm::sm90::kWarpgroupThreads), qm::seqlen_q_of(p, t_b)));")
+    branch = consumer.index("if (idle) {")
+    assert consumer.index("qm::sm90::wait_q(sm, q_iter);") < consumer.index(vote) < branch
+    body = consumer[branch:consumer.index("}", branch)]
+    assert "qm::sm90::idle_kv_tiles<KT>(ps_k, ps_v, n_hi - n_lo, turn);" in body
+    assert body.index("qm::sm90::release_q(sm);") < body.index("continue;")
+    assert branch < consumer.index("if (n_hi > n_lo) {")
+    assert "!idle" not in consumer and "|| idle" not in consumer  # nothing of it after the branch
+    for d in (128, 256):  # off: at D 128 the sweep has no such warpgroup and the switch cost 0.3-0.9%
+        text = lowered(SHIPPED, d=d).text
+        assert "idle_kv_tiles" not in text and "arrive_idle" not in text and "const bool idle" not in text
+    # without ping-pong the idle warpgroup has no turns to pass
+    assert "idle_kv_tiles<KT>(ps_k, ps_v, n_hi - n_lo, qm::sm90::NoTurns{});" in lowered(SM90, d=64).text
+
+
+def test_idle_option_is_checked():
+    with pytest.raises(TLCheckError, match="idle=sometimes"):
+        lowered(SHIPPED.replace("idle=IDLE", "idle=sometimes"), d=64)
+    with pytest.raises(TLCheckError, match="on the producer role"):
+        lowered(SHIPPED.replace("regs=PRODUCER_REGS {", "regs=PRODUCER_REGS, idle=skip {"), d=64)
+    with pytest.raises(LoweringError, match="idle=skip is lowered for dense prefill without carry=pv"):
+        lowered(SHIPPED.replace("  CARRY = 0", "  CARRY = 1").replace("  IDLE = 0", "  IDLE = 1"), d=128)
