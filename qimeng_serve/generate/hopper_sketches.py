@@ -148,6 +148,15 @@ Q0_LINES = {
 ALIGNED_SHIFT = {op: any("gcd(" in line for line in lines) for op, lines in Q0_LINES.items()}
 
 
+def skips_idle(sketch: HopperSketch, params: dict[str, str]) -> bool:
+    """idle=skip where a query tile's height is not a power of two (192 rows: the common lengths leave
+    warpgroups of a sequence's last tile without a row; D 64 +6% at 1k). Dense prefill only (lowered
+    there); a 128-row tile gains nothing at those lengths and lost 0.3-0.9% at D 128 (perf-notes
+    "fifteenth run")."""
+    block_m = int(params.get("BLOCK_M", "0")) if params.get("BLOCK_M", "").isdigit() else 0
+    return sketch.op == "dense_prefill" and block_m > 0 and block_m & (block_m - 1) != 0
+
+
 def hopper_program_text(sketch: HopperSketch, spec: AttentionSpec, arch: str, *, name: str,
                         params: list[tuple[str, str]] | None = None, header: list[str] | None = None) -> str:
     """The TL text of a Hopper sketch: program form when params are given, else sketch form (no
@@ -161,7 +170,8 @@ def hopper_program_text(sketch: HopperSketch, spec: AttentionSpec, arch: str, *,
     kv = "via=tma" if sketch.kv_via == "tma" else "via=cp.async"
     consumer = [f"warpgroups=CONSUMERS", "regs=CONSUMER_REGS",
                 *([f"overlap={sketch.overlap}"] if sketch.overlap != "none" else []),
-                *(["schedule=pingpong"] if sketch.schedule == "pingpong" else [])]
+                *(["schedule=pingpong"] if sketch.schedule == "pingpong" else []),
+                *(["idle=skip"] if program and skips_idle(sketch, dict(params)) else [])]
     lines += [
         "kernel attn grid (m_block : cdiv(max_seq_q, BLOCK_M), q_head : heads_q, b : batch)"
         + w(f"tiles={sketch.tiles}") + " {",
