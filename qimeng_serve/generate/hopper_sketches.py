@@ -150,11 +150,10 @@ ALIGNED_SHIFT = {op: any("gcd(" in line for line in lines) for op, lines in Q0_L
 
 def skips_idle(sketch: HopperSketch, params: dict[str, str]) -> bool:
     """idle=skip where a query tile's height is not a power of two (192 rows: the common lengths leave
-    warpgroups of a sequence's last tile without a row; D 64 +6% at 1k). Dense prefill only (lowered
-    there); a 128-row tile gains nothing at those lengths and lost 0.3-0.9% at D 128 (perf-notes
-    "fifteenth run")."""
+    warpgroups of a sequence's last tile without a row; D 64 +6% at 1k). A 128-row tile gains nothing at
+    those lengths and lost 0.3-0.9% at D 128 (perf-notes "fifteenth run")."""
     block_m = int(params.get("BLOCK_M", "0")) if params.get("BLOCK_M", "").isdigit() else 0
-    return sketch.op == "dense_prefill" and block_m > 0 and block_m & (block_m - 1) != 0
+    return block_m > 0 and block_m & (block_m - 1) != 0
 
 
 def hopper_program_text(sketch: HopperSketch, spec: AttentionSpec, arch: str, *, name: str,

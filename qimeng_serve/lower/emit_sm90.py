@@ -174,8 +174,9 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
                    softmax_pinned(plan.consumer, params), gemms_paired(plan.consumer, params),
                    carry_on(plan.consumer, params), store_via == "tma", split, split_args,
                    idle_skipped(plan.consumer, params))
-    if shape.idle and (shape.carry or shape.paged):
-        raise refuse(plan.consumer, "idle=skip is lowered for dense prefill without carry=pv", "drop idle= here")
+    if shape.idle and (shape.carry or (shape.paged and not shape.gather)):
+        raise refuse(plan.consumer, "idle=skip is lowered without carry=pv, for dense prefill and the paged gather",
+                      "drop idle= here")
     if shape.split and (shape.paged or shape.carry or shape.store_o_tma):
         raise refuse(k, "split=tail is lowered for dense prefill storing O from registers, without carry=pv",
                       "drop split= here")

@@ -34,9 +34,9 @@ from qimeng_serve.tl.printer import print_expr
 def idles(shape: Shape) -> bool:
     """idle=skip: padding warpgroups skip their tile (pipeline.cuh `idle_kv_tiles`): a consumer warpgroup
     whose 64 rows all lie outside the sequence issues no GEMM, and the producer arrives for it on each
-    K/V slot. Lowered for the dense TMA producer without carry=pv (both loop shapes take one turn a KV
-    tile, as idle_kv_tiles passes them)."""
-    return shape.idle and not shape.carry and not shape.paged
+    K/V slot. Lowered for the dense TMA producer and the paged gather, without carry=pv (both loop shapes
+    take one turn a KV tile, as idle_kv_tiles passes them)."""
+    return shape.idle and not shape.carry and (not shape.paged or shape.gather)
 
 
 def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
@@ -142,14 +142,20 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
         f"      if (qm::sm90::producer_leader()) qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, "
         f"{scope.cpp(rows.lo)}), {scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
         f"      qm::sm90::PagedGather<KT> gather(p, {k_b}, {kv_len}, {k_head}, threadIdx.x);  // this thread's row",
+        *([f"      const int idle = qm::sm90::idle_consumer_threads<KT>({scope.cpp(rows.lo)}, {seqlen_q_of(plan, scope)});"
+           "  // consumer threads with no row of this tile: the leader arrives for them"] if idles(shape) else []),
         f"      {loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
         f"{print_expr(plan.p_loop.stop)}",
         f"        gather.seek({k_row});",
         f"        qm::sm90::wait_empty(sm.k_empty, ps_k);  // {_tl(plan.kv_copies['K'])}",
         "        gather.copy_k(sm.k[ps_k.stage]);",
+        *(["        if (qm::sm90::producer_leader()) qm::sm90::arrive_idle(sm.k_empty, ps_k.stage, idle);"]
+          if idles(shape) else []),
         "        qm::sm90::gathered(sm.k_full, ps_k.stage);  // arrives once this thread's copies landed",
         f"        qm::sm90::wait_empty(sm.v_empty, ps_v);  // {_tl(plan.kv_copies['V'])}",
         "        gather.copy_v(sm.v[ps_v.stage]);",
+        *(["        if (qm::sm90::producer_leader()) qm::sm90::arrive_idle(sm.v_empty, ps_v.stage, idle);"]
+          if idles(shape) else []),
         "        qm::sm90::gathered(sm.v_full, ps_v.stage);",
         "        ps_k.advance();",
         "        ps_v.advance();",
