@@ -296,6 +296,7 @@ def test_carry_is_off_in_the_shipped_program_and_checked():
 
 FA3 = (GOLDEN_DIR / "dense_prefill_sm90_fa3.tl").read_text()
 PAGED = (GOLDEN_DIR / "paged_prefill_sm90_pagetma.tl").read_text()
+PAGED_SHIPPED = (GOLDEN_DIR / "paged_prefill_sm90.tl").read_text()
 
 
 def test_persistent_tiles_walk_the_grid_from_one_cta_per_sm():
@@ -549,5 +550,20 @@ def test_idle_option_is_checked():
         lowered(SHIPPED.replace("idle=IDLE", "idle=sometimes"), d=64)
     with pytest.raises(TLCheckError, match="on the producer role"):
         lowered(SHIPPED.replace("regs=PRODUCER_REGS {", "regs=PRODUCER_REGS, idle=skip {"), d=64)
-    with pytest.raises(LoweringError, match="idle=skip is lowered for dense prefill without carry=pv"):
+    with pytest.raises(LoweringError, match="idle=skip is lowered without carry=pv"):
         lowered(SHIPPED.replace("  CARRY = 0", "  CARRY = 1").replace("  IDLE = 0", "  IDLE = 1"), d=128)
+
+
+def test_idle_warpgroups_skip_their_tile_in_paged_d64():
+    """The paged gather (on at D 64): the producer's leader arrives for the idle warpgroups on each K
+    and V slot, after the warpgroup waited for it to be empty; the consumers skip as in dense."""
+    text = paged(PAGED_SHIPPED, "bf16", 64).text
+    producer, consumer = text[:text.index("consumer_registers")], text[text.index("consumer_registers"):]
+    assert "const int idle = qm::sm90::idle_consumer_threads<KT>(t_q0, qm::seqlen_q_of(p, t_b));" in producer
+    for ring in ("k", "v"):
+        wait = producer.index(f"qm::sm90::wait_empty(sm.{ring}_empty, ps_{ring});")
+        arrive = producer.index(f"if (qm::sm90::producer_leader()) qm::sm90::arrive_idle(sm.{ring}_empty, "
+                                f"ps_{ring}.stage, idle);")
+        assert wait < arrive
+    assert "qm::sm90::idle_kv_tiles<KT>(ps_k, ps_v, n_hi - n_lo, qm::sm90::NoTurns{});" in consumer
+    assert "idle_kv_tiles" not in paged(PAGED_SHIPPED, "bf16", 128).text
