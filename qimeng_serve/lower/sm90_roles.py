@@ -39,6 +39,18 @@ def idles(shape: Shape) -> bool:
     return shape.idle and not shape.carry and (not shape.paged or shape.gather)
 
 
+def _idle_threads(plan: Plan, scope: Scope, pad: str, who: str) -> list[str]:
+    """idle=skip, the producer at a tile's start: how many consumer threads have no row of it."""
+    q0 = scope.cpp(plan.q_copy.src.indices[2].lo)
+    return [f"{pad}const int idle = qm::sm90::idle_consumer_threads<KT>({q0}, {seqlen_q_of(plan, scope)});  // "
+            f"consumer threads with no row of this tile: {who}"]
+
+
+def _arrive_idle(ring: str, pad: str, leader: str = "") -> list[str]:
+    """idle=skip, the producer after filling a slot: the idle warpgroups' arrivals on its empty barrier."""
+    return [f"{pad}{leader}qm::sm90::arrive_idle(sm.{ring}_empty, ps_{ring}.stage, idle);"]
+
+
 def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
     q = plan.q_copy.src
     rows = q.indices[2] if len(q.indices) == 3 else None
@@ -76,10 +88,7 @@ def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         pages, lookup = [], []
         copy_k = f"qm::sm90::produce_kv<KT>(&tma.k, sm.k_full, sm.k_empty, sm.k, ps_k, {k_row}, {k_head}, {k_b});"
         copy_v = f"qm::sm90::produce_kv<KT>(&tma.v, sm.v_full, sm.v_empty, sm.v, ps_v, {v_row}, {v_head}, {v_b});"
-    idle = idles(shape)
-    if idle:  # padding warpgroups: the producer arrives for them on every slot of the tile
-        pages = [f"        const int idle = qm::sm90::idle_consumer_threads<KT>({scope.cpp(rows.lo)}, "
-                 f"{seqlen_q_of(plan, scope)});  // consumer threads with no row of this tile: arrived for"]
+    idle = idles(shape)  # padding warpgroups: the producer arrives for them on every slot of the tile
     r = plan.producer
     # paged: the whole producer warp (its lanes read a tile's block-table entries together), lane 0
     # issuing; dense: one thread
@@ -100,6 +109,7 @@ def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         f"        {leader}qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, {scope.cpp(rows.lo)}), "
         f"{scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
         *pages,
+        *(_idle_threads(plan, scope, "        ", "arrived for") if idle else []),
         # one thread issues a tile's copies and then waits: unrolled, ptxas kept the addresses of four
         # tiles' copies live and spilled 332 B at D = 256's 24 producer registers
         "        #pragma unroll 1",
@@ -107,10 +117,10 @@ def emit_producer(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         f"{print_expr(plan.p_loop.stop)}",
         *lookup,
         f"          {copy_k}  // {_tl(plan.kv_copies['K'])}",
-        *(["          qm::sm90::arrive_idle(sm.k_empty, ps_k.stage, idle);"] if idle else []),
+        *(_arrive_idle("k", "          ") if idle else []),
         "          ps_k.advance();",
         f"          {copy_v}  // {_tl(plan.kv_copies['V'])}",
-        *(["          qm::sm90::arrive_idle(sm.v_empty, ps_v.stage, idle);"] if idle else []),
+        *(_arrive_idle("v", "          ") if idle else []),
         "          ps_v.advance();",
         "        }",
         "      }",
@@ -130,6 +140,7 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
                       "copy the same rows of K and V in one loop iteration")
     r = plan.producer
     kv_len = kv_len_of(plan, scope)
+    idle = idles(shape)
     head = _gathering_tile_head(plan, scope, shape) if shape.persistent else tile_head(plan, scope, "    ", shape,
                                                                                         "producer")
     return [
@@ -142,20 +153,17 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
         f"      if (qm::sm90::producer_leader()) qm::sm90::produce_q<KT>(tma, sm, qm::sm90::q_row(p, {b}, "
         f"{scope.cpp(rows.lo)}), {scope.cpp(q.indices[1])}, qm::sm90::q_batch(p, {b}), q_iter);",
         f"      qm::sm90::PagedGather<KT> gather(p, {k_b}, {kv_len}, {k_head}, threadIdx.x);  // this thread's row",
-        *([f"      const int idle = qm::sm90::idle_consumer_threads<KT>({scope.cpp(rows.lo)}, {seqlen_q_of(plan, scope)});"
-           "  // consumer threads with no row of this tile: the leader arrives for them"] if idles(shape) else []),
+        *(_idle_threads(plan, scope, "      ", "the leader arrives for them") if idle else []),
         f"      {loop_head(plan.p_loop, n)} {{  // Loop {plan.p_loop.var} in {print_expr(plan.p_loop.start)} .. "
         f"{print_expr(plan.p_loop.stop)}",
         f"        gather.seek({k_row});",
         f"        qm::sm90::wait_empty(sm.k_empty, ps_k);  // {_tl(plan.kv_copies['K'])}",
         "        gather.copy_k(sm.k[ps_k.stage]);",
-        *(["        if (qm::sm90::producer_leader()) qm::sm90::arrive_idle(sm.k_empty, ps_k.stage, idle);"]
-          if idles(shape) else []),
+        *(_arrive_idle("k", "        ", "if (qm::sm90::producer_leader()) ") if idle else []),
         "        qm::sm90::gathered(sm.k_full, ps_k.stage);  // arrives once this thread's copies landed",
         f"        qm::sm90::wait_empty(sm.v_empty, ps_v);  // {_tl(plan.kv_copies['V'])}",
         "        gather.copy_v(sm.v[ps_v.stage]);",
-        *(["        if (qm::sm90::producer_leader()) qm::sm90::arrive_idle(sm.v_empty, ps_v.stage, idle);"]
-          if idles(shape) else []),
+        *(_arrive_idle("v", "        ", "if (qm::sm90::producer_leader()) ") if idle else []),
         "        qm::sm90::gathered(sm.v_full, ps_v.stage);",
         "        ps_k.advance();",
         "        ps_v.advance();",

@@ -33,13 +33,18 @@ def split_parts(tiles: int, ctas: int, kv_blocks: int, part_cost: int = 1, max_p
     return best
 
 
+def launch_tiles(split: dict, params) -> int:
+    """The launch's query tiles (the persistent walk's grid: query blocks x heads x sequences)."""
+    return cdiv(params.max_seqlen_q, split["block_m"]) * params.heads_q * params.batch
+
+
 def launch_parts(split: dict, params, ctas: int) -> int:
     """Parts per tail tile for this launch (`split`: the entry's `split_tail` metadata, `params` its
     AttnParams, `ctas` its grid). The kernel splits only without a mask or window. A metadata `parts`
     fixes the number (diagnostic builds that time one k)."""
     if params.causal or params.window_left > 0:
         return 1
-    tiles = cdiv(params.max_seqlen_q, split["block_m"]) * params.heads_q * params.batch
+    tiles = launch_tiles(split, params)
     kv_blocks = cdiv(params.max_seqlen_k, split["block_n"])
     if split.get("parts"):
         return max(1, min(int(split["parts"]), MAX_PARTS, kv_blocks)) if tiles % ctas else 1
@@ -56,8 +61,7 @@ def workspace_bytes(split: dict, params, ctas: int, parts: int) -> int:
     head = counter_bytes(ctas, split["warps"])
     if parts <= 1:
         return head
-    tiles = cdiv(params.max_seqlen_q, split["block_m"]) * params.heads_q * params.batch
-    return head + (tiles % ctas) * parts * split["part_bytes"]
+    return head + (launch_tiles(split, params) % ctas) * parts * split["part_bytes"]
 
 
 def split_workspace(split: dict, params, ctas: int, stream):

@@ -44,7 +44,7 @@ struct Tile {
 // are handed out in parts along the keys instead; each part leaves its unnormalised O and row max /
 // sum in a workspace, and the last part of a tile to finish combines them and stores O (split.cuh).
 // How many parts: the host's choice (qimeng_serve/runtime/split_tail.py), passed as AttnParams::num_splits
-// with the workspace it sized for them; computed here, its loop of divisions spilled the 24- to
+// with the workspace it sized for them; not computed here: its loop of divisions spilled the 24- to
 // 40-register producers.
 constexpr int kMaxParts = 7;  // the tile word's part field holds 0 (whole) .. 7
 // A value read again where it is used: an empty asm the compiler cannot move, so what is computed from
