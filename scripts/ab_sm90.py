@@ -51,8 +51,10 @@ def load(specs: list[str]):
     return out
 
 
-def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool, context: int = 0, heads: int = 0):
-    """(label -> launcher, cuDNN launcher, outputs by label) on one shape's inputs."""
+def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool, context: int = 0, heads: int = 0,
+              gqa: tuple[int, int, int] | None = None):
+    """(label -> launcher, cuDNN launcher, outputs by label) on one shape's inputs. gqa: (batch, query
+    heads, KV heads) instead of the sweep's shape (dense only)."""
     import torch
     from torch.nn.attention import SDPBackend
 
@@ -74,7 +76,11 @@ def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool, conte
         kd = torch.randn(b, h, length, d, dtype=dt, device="cuda")
         ref_in = (qd, kd, kd)
     else:
-        q, k_, v = (torch.randn(b, h, length, d, dtype=dt, device="cuda") for _ in range(3))
+        hkv = h
+        if gqa:
+            b, h, hkv = gqa
+        q = torch.randn(b, h, length, d, dtype=dt, device="cuda")
+        k_, v = (torch.randn(b, hkv, length, d, dtype=dt, device="cuda") for _ in range(2))
         for label, k in kernels:
             outs[label] = torch.full_like(q, float("nan"))
             runs[label] = k.prepare_dense(q, k_, v, causal=causal, out=outs[label])
@@ -110,6 +116,8 @@ def main() -> int:
     ap.add_argument("--heads", type=int, default=0,
                     help="query heads (default HIDDEN / D: 16 at D 128); e.g. 33 at D 128 makes every length "
                          "4224 tiles of 128 rows, 32 whole waves on 132 SMs")
+    ap.add_argument("--gqa", action="append", default=[], metavar="B,HQ,HKV,L",
+                    help="dense: a GQA shape to time instead of the sweep (repeatable; --lengths is then ignored)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     import torch
@@ -126,12 +134,16 @@ def main() -> int:
     sink = args.out.open("a") if args.out else None
     labels = [label for label, _ in kernels]
     print(f"{'family':6s} D {'L':>6s} mask   " + " ".join(f"{lb:>22s}" for lb in labels) + "   cuDNN")
-    for length in map(int, args.lengths.split(",")):
+    if args.gqa and paged:
+        raise SystemExit("--gqa is for dense prefill kernels")
+    shapes = [tuple(map(int, g.split(","))) for g in args.gqa] or \
+        [(TOKENS // length, args.heads or HIDDEN // d, 0, length) for length in map(int, args.lengths.split(","))]
+    for b, h, hkv, length in shapes:
         for mask in args.masks.split(","):
             causal = mask == "causal"
-            b, h = TOKENS // length, args.heads or HIDDEN // d
             lk = length + args.context
-            runs, cudnn, outs = launchers(kernels, length, causal, d, dt, paged, args.context, args.heads)
+            runs, cudnn, outs = launchers(kernels, length, causal, d, dt, paged, args.context, args.heads,
+                                          (b, h, hkv) if hkv else None)
             errors = check(runs, cudnn, outs, paged)
             tf = {label: [] for label in [*labels, "cudnn"]}
             for r in range(args.rounds):
@@ -142,7 +154,7 @@ def main() -> int:
                     tf["cudnn"].append(_tflops(b, h, length, length, d, causal, timer.median_ms(cudnn)))
             med = {label: statistics.median(v) if v else float("nan") for label, v in tf.items()}
             row = {"family": "paged" if paged else "dense", "head_dim": d, "dtype": meta["dtype"], "batch": b,
-                   "heads": h, "seqlen": length, "seqlen_k": lk, "causal": causal, "rounds": tf, "median": med,
+                   "heads": h, "heads_kv": hkv or h, "seqlen": length, "seqlen_k": lk, "causal": causal, "rounds": tf, "median": med,
                    "rel_l2": errors,
                    "kernels": {label: f"{Path(spec.split('=', 1)[1])}" for label, spec in zip(labels, args.kernel)}}
             if sink:
@@ -151,7 +163,8 @@ def main() -> int:
             base = med[labels[0]]
             cells = [f"{med[lb]:6.1f} {med[lb] / base:5.3f} {med[lb] / med['cudnn']:5.3f}"
                      + ("!" if errors[lb] > 0.02 else " ") for lb in labels]
-            print(f"{row['family']:6s} {d} {length:6d} {mask:6s} " + " ".join(f"{c:>22s}" for c in cells)
+            where = f"{length:6d}" if not hkv else f"B{b} {h}/{hkv} {length}"
+            print(f"{row['family']:6s} {d} {where} {mask:6s} " + " ".join(f"{c:>22s}" for c in cells)
                   + f"   {med['cudnn']:6.1f}", flush=True)
             del runs, cudnn, outs
             torch.cuda.empty_cache()
