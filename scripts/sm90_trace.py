@@ -97,7 +97,7 @@ def build(out: Path, dtype: str, head_dim: int, program: Path, defines: dict | N
 
     toolchain = find_toolchain()
     path = program if program.is_absolute() else KERNELS_INCLUDE.parent / "tl" / program
-    source = lower_sm90(parse_tl_file(path), get_target("sm_90"), AttentionSpec("dense_prefill", dtype, head_dim, 1, True),
+    source = lower_sm90(parse_tl_file(path), get_target("sm_90"), AttentionSpec("dense_prefill", dtype, head_dim, 1, False),
                         source_name=str(path))
     head = "".join(f"#define {k} {v}\n" for k, v in (defines or {}).items())
     source = replace(source, text=head + with_marks(source.text))

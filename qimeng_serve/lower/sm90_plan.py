@@ -138,7 +138,7 @@ class Shape:
     grid_args: str = ""  # tiles=persistent: the grid's extents (TileWord's constructor arguments)
     pinned: bool = False  # overlap=pinned: the softmax stays ahead of the previous PV GEMM's wait
     paired: bool = False  # overlap=gemms: the GEMMs issued together, the softmax after both are done
-    carry: bool = False  # carry=pv: a tile's last PV GEMM and store run in the next tile's first KV step
+    carry: bool = False  # carry=pv: one KV loop across the tiles; a tile's last PV GEMM beside the next's first S
     store_o_tma: bool = False  # O's Copy via=tma: through a shared tile and bulk tensor stores
     split: bool = False  # split=tail: the last partial wave's tiles run in parts along the keys (split.cuh)
     split_args: str = ""  # split=tail: the producer's TileScheduler's further arguments (the split's)
@@ -225,6 +225,8 @@ def kv_range(plan: Plan, scope: Scope, pad: str, shape: Shape) -> str:
         return (f"{pad}const qm::sm90::KvRange kv = qm::sm90::part_range({lo}, {hi}, tile.part, "
                 f"qm::sm90::clamp_parts(p.num_splits));\n"
                 f"{pad}const int n_lo = kv.lo, n_hi = kv.hi;")
+    if shape.carry:  # carry=pv: a tile with no KV tile runs one, masked entirely (sm90_carry.py)
+        hi = f"qm::sm90::kv_end({lo}, {hi})"
     return f"{pad}const int n_lo = {lo}, n_hi = {hi};"
 
 

@@ -245,18 +245,20 @@ def emit_consumer(plan: Plan, scope: Scope, spec: AttentionSpec, shape: Shape) -
         head += [f"    const qm::sm90::PingPong<{shape.wgs}> turn(c.tid);  // schedule=pingpong: the warpgroups take "
                  "turns issuing their GEMMs",
                  "    turn.start();"]
-    if shape.carry:
-        head += ["    auto acc = c.alloc_acc();  // init=0; carry=pv: O lives on into the next tile until its store",
-                 "    auto P = c.alloc_p();",
-                 "    int carried_word = -1;  // the tile whose last O += P V and store are still to run: its word "
-                 "(< 0: none)"]
+    mask_args = (f"{scope.cpp(q0)}, {kv_len}, {scope.cpp(kw.get('causal', zero))}, "
+                 f"{scope.cpp(kw.get('offset', zero))}, {scope.cpp(kw.get('window', zero))}")
+    steps = _ConsumerSteps(plan, n, "true" if softcap else "false", shape, kv_len)
+    finish = ["    turn.finish();"] if turns else []
+    if shape.carry:  # one KV loop across the tiles (sm90_carry imports this module's steps)
+        from qimeng_serve.lower.sm90_carry import carried_loop
+
+        return head + carried_loop(plan, scope, steps, n, mask_args) + finish + ["  }"]
     head += [
         *tile_head(plan, scope, "    ", shape, "consumer"),
-        *([] if shape.carry else ["      c.reset();  // m (init=-inf), l (init=0)",
-                                  "      auto acc = c.alloc_acc();  // init=0"]),
+        "      c.reset();  // m (init=-inf), l (init=0)",
+        "      auto acc = c.alloc_acc();  // init=0",
         f"      // {print_expr(mask)}",
-        f"      const qm::sm90::MaskArgs mk{{{scope.cpp(q0)}, {kv_len}, {scope.cpp(kw.get('causal', zero))}, "
-        f"{scope.cpp(kw.get('offset', zero))}, {scope.cpp(kw.get('window', zero))}}};",
+        f"      const qm::sm90::MaskArgs mk{{{mask_args}}};",
         f"      qm::sm90::wait_q(sm, q_iter);  // {_tl(plan.q_wait)}",
     ]
     if idles(shape):
@@ -272,22 +274,14 @@ def emit_consumer(plan: Plan, scope: Scope, spec: AttentionSpec, shape: Shape) -
             "        continue;",
             "      }",
         ]
-    steps = _ConsumerSteps(plan, n, "true" if softcap else "false", shape, kv_len)
-    if shape.carry:
-        loop = _carried_loop(plan, steps, n, scope)
-        tail = ["    }", *_flush_carry(plan, steps, scope, "    ", past_loop=True)]
-    else:
-        loop = _overlapped_loop(plan, steps, n) if shape.overlap else _plain_loop(plan, steps, n)
-        tail = [
-            "      if (n_hi <= n_lo) qm::sm90::release_q(sm);  // no KV tile: sQ was never read",
-            *_store(plan, scope, shape, q0, q_len),
-            "    }",
-            *(["    c.drain_stores();  // the last tile's bulk stores have read sO"] if shape.store_o_tma else []),
-        ]
-    if turns:
-        tail.append("    turn.finish();")
-    tail.append("  }")
-    return head + loop + tail
+    loop = _overlapped_loop(plan, steps, n) if shape.overlap else _plain_loop(plan, steps, n)
+    tail = [
+        "      if (n_hi <= n_lo) qm::sm90::release_q(sm);  // no KV tile: sQ was never read",
+        *_store(plan, scope, shape, q0, q_len),
+        "    }",
+        *(["    c.drain_stores();  // the last tile's bulk stores have read sO"] if shape.store_o_tma else []),
+    ]
+    return head + loop + tail + finish + ["  }"]
 
 
 def _store(plan: Plan, scope: Scope, shape: Shape, q0, q_len: str) -> list[str]:
@@ -370,13 +364,13 @@ class _ConsumerSteps:
             *self.release(sk, "k", pad),
         ]
 
-    def score_tile(self, s: str, last: str, pad: str, rescale: bool = True, declared: bool = False) -> list[str]:
+    def score_tile(self, s: str, last: str, pad: str, rescale: bool = True) -> list[str]:
         """S = Q K^T of one KV tile (its turn under ping-pong), sQ handed back after the tile's last
-        one, the softmax, acc rescaled (unless the caller does it later), P: what both loop shapes do
-        for their first tile. declared: the caller holds S and P already (carry=pv)."""
+        one, the softmax, acc rescaled (unless the caller does it later), P: what every loop shape
+        does for its first tile."""
         r, sk = self.plan.roles, buffer_of(self.plan, "K")
         return [
-            *([] if declared else [f"{pad}auto {s} = c.alloc_s();"]),
+            f"{pad}auto {s} = c.alloc_s();",
             self.wait(sk, "k", pad),
             *self.turn("wait_turn", pad),
             self.line(f"c.issue_qk({s}, sm, ps_k.stage);", r["gemm_qk"], pad),
@@ -386,7 +380,7 @@ class _ConsumerSteps:
             *self.release(sk, "k", pad),
             *self.softmax(s, pad),
             *([self.line("c.rescale(acc);", r["rescale"], pad)] if rescale else []),
-            self.line(f"{'' if declared else 'auto '}P = c.reshape({s});", r["reshape"], pad),
+            self.line(f"auto P = c.reshape({s});", r["reshape"], pad),
         ]
 
 
@@ -485,80 +479,3 @@ def _last_pv(plan: Plan, st: _ConsumerSteps, v_tile: str | None, pad: str) -> li
         *st.release(sv, "v", pad),
     ]
 
-
-def _carried_loop(plan: Plan, st: _ConsumerSteps, n: str, scope: Scope) -> list[str]:
-    """carry=pv: the overlapped loop with the tile's last O += P V left to the CTA's next tile. The
-    next tile issues it with its first S GEMM, runs its first softmax beside it, then normalises and
-    stores the carried tile's O (its row sums kept in l_carried) before its own first O += P V, so
-    the tensor cores do not idle through the last PV GEMM and the first S GEMM at the tile boundary.
-    The CTA's first tile (and one after a tile with no KV tile) has nothing carried: its first step
-    is the plain one, in a branch of its own. Each branch waits for all it issued, so ptxas sees the
-    same GMMAs in flight where they meet (a wait that differs between two paths that meet makes it
-    serialise every GMMA of the kernel). The last tile's O is finished by `_flush_carry`."""
-    r = plan.roles
-    sv = buffer_of(plan, "V")
-    _, _, first, _ = _directions(plan, n)
-    p1, p2 = "        ", "          "
-    q = plan.q_copy.src
-    single = "n_hi - n_lo == 1"
-    return [
-        *_overlap_comment(plan),
-        "      // carry=pv: this tile's last O += P V and store run in the next tile's first KV step",
-        "      if (n_hi > n_lo) {",
-        f"{p1}int {n} = {first};  // the first tile: S, softmax, P",
-        f"{p1}auto S = c.alloc_s();",
-        f"{p1}if (qm::sm90::carry_pending(carried_word)) {{  // beside the carried tile's last O += P V",
-        *st.paired_gemms("S", "carried tile's last KV tile", None, single, p2),
-        f"{p2}c.carry_rows();  // m (init=-inf), l (init=0) of this tile; the carried tile's l kept for its store",
-        *st.softmax("S", p2),
-        f"{p2}c.wait_gemms<0>(acc, P);  // the carried tile's O += P V is done",
-        *st.release(sv, "v", p2),
-        st.line("P = c.reshape(S);", r["reshape"], p2) + " (S's registers free for the store)",
-        *_store_carried(plan, scope, p2, "c.l_carried"),
-        f"{p2}cute::clear(acc);  // init=0, this tile's",
-        f"{p1}}} else {{  // nothing carried (acc is 0)",
-        f"{p2}c.reset();  // m (init=-inf), l (init=0)",
-        *st.score_tile("S", single, p2, rescale=False, declared=True),
-        f"{p1}}}",
-        *_overlap_rest(plan, st, n),
-        f"{p1}carried_word = tile_t;  // this tile's last O += P V: in the next tile",
-        "      } else {  // no KV tile: O = 0 (l = 0); the carried tile is finished first",
-        f"{p1}qm::sm90::release_q(sm);  // sQ was never read",
-        *_flush_carry(plan, st, scope, p1, past_loop=False),
-        f"{p1}c.reset();",
-        f"{p1}c.normalize_and_store(acc, p, {scope.cpp(q.indices[0])}, {scope.cpp(q.indices[1])}, "
-        f"{scope.cpp(q.indices[2].lo)}, {seqlen_q_of(plan, scope)});",
-        "      }",
-    ]
-
-
-def _flush_carry(plan: Plan, st: _ConsumerSteps, scope: Scope, pad: str, past_loop: bool) -> list[str]:
-    """carry=pv: the carried tile's last O += P V, waited for, and its store (no next KV step to run
-    them in); acc is zero after it."""
-    inner = pad + "  "
-    return [
-        f"{pad}if (qm::sm90::carry_pending(carried_word)) {{  // the carried tile's last O += P V and store",
-        *_last_pv(plan, st, None, inner),  # carry=pv is dense (persistent): no paged V tail
-        *_store_carried(plan, scope, inner, "c.l", st.shape if past_loop else None),
-        f"{inner}cute::clear(acc);",
-        f"{inner}carried_word = -1;",
-        f"{pad}}}",
-    ]
-
-
-def _store_carried(plan: Plan, scope: Scope, pad: str, row_sums: str, shape: Shape | None = None) -> list[str]:
-    """Normalise and store the carried tile's O: its coordinates and lets again, from its word (held
-    as one register through the KV loop, not as four). shape: past the tile loop, where the word's
-    decoders are declared again."""
-    q = plan.q_copy.src
-    inner = pad + "  "
-    decoders = ([f"{inner}const qm::sm90::TileScheduler tiles({shape.tiles_args});",
-                 f"{inner}const qm::sm90::TileWord word({shape.grid_args});"] if shape else [])
-    return [
-        f"{pad}{{  // {_tl(plan.normalize)}; {_tl(plan.store)} of the carried tile",
-        *decoders,
-        *tile_coordinates(plan, scope, inner, "word.unpack(carried_word, tiles)"),
-        f"{inner}c.normalize_and_store(acc, p, {scope.cpp(q.indices[0])}, {scope.cpp(q.indices[1])}, "
-        f"{scope.cpp(q.indices[2].lo)}, {seqlen_q_of(plan, scope)}, {row_sums});",
-        f"{pad}}}",
-    ]

@@ -18,6 +18,9 @@
 #define FLAT_ENTRY qm_flat_attn_bf16_hd128
 #define FLAT_T qm::sm90::bf16
 #endif
+#ifndef FLAT_EARLY_S
+#define FLAT_EARLY_S 0
+#endif
 #ifndef FLAT_DIAG_NOSTORE
 #define FLAT_DIAG_NOSTORE 0
 #endif
@@ -250,6 +253,40 @@ extern "C" __global__ void __launch_bounds__(384, 1) FLAT_ENTRY(const qm::AttnPa
         c.wait_gemms<0>(acc, P);
         release(sm.v_empty, ps_v.stage);
         ps_v.advance();
+#if FLAT_EARLY_S
+        // FLAT_EARLY_S: at a switch the new tile's second S GEMM is issued before the finished tile's
+        // O is stored, and that second step runs here, inline, so that no GEMM in flight crosses the
+        // loop's back edge (carrying one spilled: perf-notes "sixteenth run")
+        if (switching && nxt_n - 1 >= cur.n_lo) {
+          P = c.reshape(S_next);
+          auto S2 = c.alloc_s();
+          wait_full(sm.k_full, ps_k.stage, ps_k.phase);
+          turn.wait_turn();
+          issue_qk(c, S2, sm, cur_q, ps_k.stage);
+          turn.pass_turn();
+          c.normalize_and_store(acc, p, done_b, done_h, done_q0, done_Lq, c.l_carried);
+          cute::clear(acc);
+          wait_full(sm.v_full, ps_v.stage, ps_v.phase);
+          turn.wait_turn();
+          c.rescale(acc);
+          issue_pv(c, acc, P, sm, ps_v.stage);
+          turn.pass_turn();
+          c.wait_gemms<1>(S2);
+          if (nxt_n - 1 == cur.n_lo) release_q(sm, cur_q);
+          release(sm.k_empty, ps_k.stage);
+          ps_k.advance();
+          const float scale2 = c.scores<false>(S2, p);
+          c.mask(S2, cur.mask(p), nxt_n - 1);
+          c.online_softmax(S2, scale2);
+          c.softmax_done(S2);
+          c.wait_gemms<0>(acc, P);
+          release(sm.v_empty, ps_v.stage);
+          ps_v.advance();
+          P = c.reshape(S2);
+          t_n = nxt_n - 1;
+          continue;
+        }
+#endif
         if (switching) {  // the finished tile's O, while the other warpgroup's GEMMs run
 #if !FLAT_DIAG_NOSTORE
           c.normalize_and_store(acc, p, done_b, done_h, done_q0, done_Lq, c.l_carried);

@@ -22,9 +22,9 @@ from tests.conftest import GOLDEN_DIR
 
 SHIPPED = (GOLDEN_DIR / "dense_prefill_sm90.tl").read_text()
 # the shipped program with every schedule switch off, at every head size: one CTA per tile, 2 stages,
-# no ping-pong or overlap
+# no ping-pong, overlap or carry
 SM90 = SHIPPED
-for _name, _value in (("STAGES", 2), ("PINGPONG", 0), ("OVERLAP", 0), ("PERSISTENT", 0)):
+for _name, _value in (("STAGES", 2), ("PINGPONG", 0), ("OVERLAP", 0), ("PERSISTENT", 0), ("CARRY", 0)):
     SM90 = re.sub(rf"^  {_name} = \d+", f"  {_name} = {_value}", SM90, flags=re.MULTILINE)
 SM90_TARGET = get_target("sm_90")
 
@@ -247,43 +247,52 @@ def carried(d=128, **params):
     return lowered(text, d=d).text
 
 
-def test_carry_issues_the_last_pv_of_a_tile_with_the_next_tiles_first_score_gemm():
-    """carry=pv: the carried branch of a tile's first step issues S and the carried tile's O += P V
-    together, runs the softmax beside it, then stores the carried O with its own row sums; no tile
-    ends with its last O += P V any more."""
+def test_carry_runs_one_kv_loop_across_the_tiles():
+    """carry=pv: one loop of KV steps across the CTA's tiles. At a switch the next tile is taken and its
+    first S GEMM goes out with the finished tile's last O += P V (one turn), its softmax runs beside
+    that GEMM, then the finished tile's O is stored with its own row sums. Each GEMM has one site in
+    the loop (the earlier form's extra PV GEMM sites pushed the descriptors out of uniform registers)."""
     text = carried()
-    assert "// the last tile's O += P V" not in text and "int carried_word = -1;" in text
-    step = text[text.index("if (qm::sm90::carry_pending(carried_word)) {  // beside"):text.index("} else {  // nothing")]
-    order = [step.index(s) for s in ("turn.wait_turn();", "c.issue_qk(S, sm", "c.rescale(acc);", "c.issue_pv(acc, P",
-                                     "turn.pass_turn();", "c.wait_gemms<1>(S);", "c.carry_rows();",
-                                     "c.online_softmax(S, scale);", "c.wait_gemms<0>(acc, P);",
-                                     "qm::sm90::release(sm.v_empty", "P = c.reshape(S);",
-                                     "word.unpack(carried_word, tiles)", "c.l_carried);", "cute::clear(acc);")]
+    consumer = text[text.index("consumer_registers"):]
+    loop = consumer[consumer.index("for (;;) {"):consumer.index("// the CTA's last tile")]
+    order = [loop.index(s) for s in (
+        "const bool switching = nxt < n_lo;", "tile_t = qm::sm90::take_tile(sm, iter);", "if (tile_t < 0) break;",
+        "n_hi = qm::sm90::kv_end(n_lo, t_n_end);", "qm::sm90::wait_q(sm, q_iter);", "nxt = n_hi - 1;",
+        "c.carry_rows();", "turn.wait_turn();", "c.issue_qk(S_next, sm", "c.rescale(acc);", "c.issue_pv(acc, P",
+        "turn.pass_turn();", "c.wait_gemms<1>(S_next);", "if (nxt == n_lo) qm::sm90::release_q(sm);",
+        "c.mask(S_next, mk, nxt);", "c.online_softmax(S_next, scale);", "c.softmax_done(S_next);",
+        "c.wait_gemms<0>(acc, P);", "qm::sm90::release(sm.v_empty",
+        "c.normalize_and_store(acc, p, done_b, done_h, done_q0, done_len, c.l_carried);", "cute::clear(acc);",
+        "P = c.reshape(S_next);", "t_n = nxt;")]
     assert order == sorted(order)
-    plain = text[text.index("} else {  // nothing"):text.index("for (int t_n = n_hi - 2; t_n >= n_lo; --t_n)")]
-    assert "c.issue_pv" not in plain and "c.wait_gemms<0>(S);" in plain and "c.reset();" in plain
-    # every path issues and waits for its own GEMMs: the rest of the loop is the overlapped one
-    assert text.count("turn.wait_turn();") == text.count("turn.pass_turn();") == 3
-    assert "carried_word = tile_t;" in text[text.index("for (int t_n = n_hi - 2; t_n >= n_lo; --t_n)"):]
+    assert consumer.count("c.issue_qk(") == 2 and consumer.count("c.issue_pv(") == 1  # the first S; the loop's pair
+    assert consumer.count("c.gemm_pv(") == 1  # the CTA's last tile's last O += P V, after the loop
+    assert consumer.count("turn.wait_turn();") == consumer.count("turn.pass_turn();") == 2
+    # the store's coordinates are set where a tile is taken, not decoded again from its word
+    assert consumer.count("o_b = t_b, o_h = t_q_head, o_q0 = t_q0, o_len = qm::seqlen_q_of(p, t_b);") == 2
+    assert "carried_word" not in text and "n_hi <= n_lo" not in consumer
 
 
-def test_carry_finishes_the_carried_tile_where_no_next_kv_step_takes_it():
+def test_carry_gives_a_tile_with_no_kv_tile_one_masked_kv_tile_in_both_roles():
+    """A tile with no KV tile runs KV tile n_lo, which its mask hides entirely (O = 0 as for the empty
+    range): the producer loads it too, so the loop has no branch for such a tile."""
     text = carried()
-    # a tile with no KV tile: the carried O first (its PV GEMM waited for), then this tile's zeros
-    empty = text[text.index("} else {  // no KV tile"):]
-    order = [empty.index(s) for s in ("qm::sm90::release_q(sm);", "if (qm::sm90::carry_pending(carried_word))",
-                                      "c.gemm_pv(acc, P", "word.unpack(carried_word, tiles)", "carried_word = -1;",
-                                      "c.reset();",
-                                      "c.normalize_and_store(acc, p, t_b, t_q_head, t_q0, qm::seqlen_q_of(p, t_b));")]
+    producer = text[:text.index("consumer_registers")]
+    assert "const int n_lo = t_n_start, n_hi = qm::sm90::kv_end(t_n_start, t_n_end);" in producer
+    assert "qm::sm90::kv_end" not in lowered(SHIPPED, d=128, causal=False).text  # CARRY = 0: the empty range
+    tail = text[text.index("// the CTA's last tile"):]
+    order = [tail.index(s) for s in ("c.rescale(acc);", "c.gemm_pv(acc, P", "qm::sm90::release(sm.v_empty",
+                                     "c.normalize_and_store(acc, p, o_b, o_h, o_q0, o_len);", "turn.finish();")]
     assert order == sorted(order)
-    # past the tile loop: the CTA's last tile, its decoders declared again
-    tail = text[text.rindex("if (qm::sm90::carry_pending(carried_word))"):]
-    assert "const qm::sm90::TileScheduler tiles(" in tail and "c.gemm_pv(acc, P" in tail
-    assert tail.index("c.gemm_pv(acc, P") < tail.index("c.normalize_and_store(") < tail.index("turn.finish();")
 
 
-def test_carry_is_off_in_the_shipped_program_and_checked():
-    assert "carried_word" not in lowered(SHIPPED).text  # CARRY = 0: measured slower (docs/perf-notes.md)
+def test_carry_is_on_at_d128_under_a_causal_mask_and_checked():
+    """The shipped program carries at D = 128 under a causal mask only (measured level without one, so
+    its `_full` kernel keeps the tile loop); D = 64 and 256 do not."""
+    assert "const bool switching" in lowered(SHIPPED, d=128).text
+    assert "const bool switching" not in lowered(SHIPPED, d=128, causal=False).text
+    for d in (64, 256):
+        assert "const bool switching" not in lowered(SHIPPED, d=d).text
     with pytest.raises(TLCheckError, match="tiles=persistent"):
         carried(d=128, PERSISTENT=0)
     with pytest.raises(TLCheckError, match="overlapped loop"):
@@ -473,9 +482,11 @@ def test_a_persistent_gather_hands_each_tile_to_its_whole_warpgroup():
 
 
 def split(text=SHIPPED, d=128, **params):
+    """The shipped program with split=tail on, lowered for calls without a mask (the split's case; under
+    a causal mask D = 128 carries the tile's last O += P V, which the split does not lower with)."""
     for name, value in {"SPLIT": 1, **params}.items():
         text = re.sub(rf"^  {name} = \d+", f"  {name} = {value}", text, count=1, flags=re.MULTILINE)
-    return lowered(text, d=d)
+    return lowered(text, d=d, causal=False)
 
 
 @pytest.mark.parametrize("d", [64, 128, 256])
@@ -504,7 +515,7 @@ def test_split_tail_runs_the_last_waves_tiles_in_parts(d):
     assert split(d=d, SPLIT=3).entries[0].split_tail["max_parts"] == 3
     # a part's bytes: per consumer thread its O (fp32) and {m, m, l, l}, in 16-byte units
     assert meta["part_bytes"] == 128 * (bm // 64) * (bm * d // (128 * (bm // 64)) // 4 + 1) * 16
-    shipped = lowered(SHIPPED, d=d)
+    shipped = lowered(SHIPPED, d=d, causal=False)
     assert shipped.entries[0].abi == PERSISTENT_ABI and not shipped.entries[0].split_tail
     assert "SplitTail" not in shipped.text and "part_range" not in shipped.text
 
@@ -567,3 +578,10 @@ def test_idle_warpgroups_skip_their_tile_in_paged_d64():
         assert wait < arrive
     assert "qm::sm90::idle_kv_tiles<KT>(ps_k, ps_v, n_hi - n_lo, qm::sm90::NoTurns{});" in consumer
     assert "idle_kv_tiles" not in paged(PAGED_SHIPPED, "bf16", 128).text
+
+
+def test_carry_is_refused_for_paged_prefill():
+    """carry=pv gives a tile with no KV tile one (qm::sm90::kv_end) in the dense producer only."""
+    text = PAGED_SHIPPED.replace("idle=IDLE {", "idle=IDLE, carry=pv {")
+    with pytest.raises(LoweringError, match="carry=pv is lowered for dense prefill"):
+        paged(text, "bf16", 128)

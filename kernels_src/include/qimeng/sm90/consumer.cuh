@@ -23,12 +23,6 @@ struct MaskArgs {
   int window;  // TL's WINDOW: keys visible up to and including the diagonal; 0 = none
 };
 
-// carry=pv: is a tile's last O += P V still to run (its word, `carried`, >= 0)? Broadcast from lane 0:
-// the same in every thread, and known to ptxas as warp-uniform, which the GMMA issued under it needs
-// (on a path ptxas takes for divergent it inserts warpgroup waits and arrives, and then serialises
-// every GMMA of the kernel: C7518 / C7520).
-__device__ __forceinline__ bool carry_pending(int carried) { return __shfl_sync(0xffffffffu, carried, 0) >= 0; }
-
 template <class KT>
 struct Consumer {
   using T = typename KT::T;
@@ -45,7 +39,7 @@ struct Consumer {
   float m[kRows];  // running max (log2 domain, scaled), init=-inf
   float l[kRows];  // thread-partial row sum, init=0
   float alpha[kRows];
-  float l_carried[kRows];  // carry=pv: the row sums of the tile whose store is carried into the next
+  float l_carried[kRows];  // carry=pv: the finished tile's row sums, for its store after the next tile's first step
 
   __device__ __forceinline__ explicit Consumer(int tid_) : tid(tid_) {
     CUTE_UNROLL
