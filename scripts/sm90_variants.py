@@ -34,6 +34,10 @@ GROUP_NOT_CAUSAL = {"QM_SM90_GROUP_NOT_CAUSAL": "1"}  # L2 head groups, longest 
 VARIANTS = {
     # the shipped programs under a variant name: a rebuild timed beside the kernels of registry-sm90a/
     "shipped128": ("dense_prefill_sm90.tl", 128, {}, {}, ("bf16", "f16")),
+    # session 18: carry=pv as one KV loop across the tiles (shipped at dense D 128 causal), at D 256 and in
+    # the paged gather at D 128
+    "carry256": ("dense_prefill_sm90.tl", 256, {"CARRY": 1}, {}, ("bf16", "f16")),
+    "pcarry128": ("paged_prefill_sm90.tl", 128, {"CARRY": 1}, {}, ("bf16", "f16")),
     # split=tail: the last partial wave's tiles in parts along the keys (perf-notes "fifteenth run")
     "split128": ("dense_prefill_sm90.tl", 128, {"SPLIT": 1}, {}, ("bf16", "f16")),
     "split64": ("dense_prefill_sm90.tl", 64, {"SPLIT": 1}, {}, ("bf16", "f16")),

@@ -180,9 +180,9 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     if shape.split and (shape.paged or shape.carry or shape.store_o_tma):
         raise refuse(k, "split=tail is lowered for dense prefill storing O from registers, without carry=pv",
                       "drop split= here")
-    if shape.carry and shape.paged:
-        raise refuse(plan.consumer, "carry=pv is lowered for dense prefill (its producer loads a KV tile for a tile "
-                      "with none, qm::sm90::kv_end)", "drop carry= here")
+    if shape.carry and shape.paged and not shape.gather:
+        raise refuse(plan.consumer, "carry=pv is lowered for dense prefill and the paged gather (their producers "
+                      "load a KV tile for a tile with none, qm::sm90::kv_end)", "drop carry= here")
     if shape.carry and not (shape.persistent and shape.overlap):
         raise refuse(plan.consumer, "carry=pv hands a tile's last O += P V to the CTA's next tile, in the "
                       "overlapped loop", "use it with tiles=persistent and overlap=softmax or pinned")

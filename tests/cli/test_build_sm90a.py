@@ -60,7 +60,10 @@ def test_hopper_jobs_follow_the_filters_and_the_arch():
     sm90 = get_target("sm_90")
     dense = default_jobs(sm90, ["f16", "bf16"], [64, 128], ["dense_prefill"])
     extra = hopper_jobs(sm90, dense)
-    assert [(j.spec, j.variant) for j in extra] == [(j.spec, "sm90a") for j in dense]
+    # D = 128 tunes its params to the mask (CARRY under a causal mask): a second job without one
+    want = [[(j.spec, "sm90a")] + ([(replace(j.spec, causal=False), "sm90a")] if j.spec.head_dim == 128 else [])
+            for j in dense]
+    assert [(j.spec, j.variant) for j in extra] == [x for pair in want for x in pair]
     assert all(j.generated is None and j.label.endswith(" sm90a") for j in extra)
     assert hopper_jobs(sm90, default_jobs(sm90, ["f16"], [64], ["paged_decode"])) == []
     sm80 = get_target("sm_80")
@@ -107,13 +110,14 @@ def test_a_program_tunes_to_the_mask_only_where_a_block_says_so(mask_tuned_dir):
     shipped = parse_tl_file(GOLDEN_DIR / "dense_prefill_sm90.tl")
     program = parse_tl_file(mask_tuned_dir / "dense_prefill_sm90.tl")
     d64, d128 = AttentionSpec("dense_prefill", "bf16", 64), AttentionSpec("dense_prefill", "bf16", 128)
-    assert mask_specialised(program, d64) and not mask_specialised(program, d128)
-    assert not mask_specialised(shipped, d64)  # the shipped program has one set of params per head size
+    assert mask_specialised(program, d64) and mask_specialised(program, d128)
+    # the shipped program: one set of params at D = 64, two at D = 128 (CARRY = 1 under a causal mask only)
+    assert not mask_specialised(shipped, d64) and mask_specialised(shipped, d128)
     full = resolve_params(program, replace(d64, causal=False))
     assert full["BLOCK_N"] == 96 and resolve_params(program, d64)["BLOCK_N"] == 128
     sm90 = get_target("sm_90")
     jobs = hopper_jobs(sm90, default_jobs(sm90, ["bf16"], [64, 128], ["dense_prefill"]), mask_tuned_dir)
-    assert [(j.spec.head_dim, j.spec.causal) for j in jobs] == [(64, True), (64, False), (128, True)]
+    assert [(j.spec.head_dim, j.spec.causal) for j in jobs] == [(64, True), (64, False), (128, True), (128, False)]
 
 
 def test_a_program_the_hopper_lowering_refuses_is_a_rejection_not_a_crash(tmp_path):
