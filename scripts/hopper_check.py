@@ -265,7 +265,9 @@ def worker_validate(args) -> dict:
         cases = [c for c in cases if c[0] in ("L=129 g=4 causal", "L=1000 g=1 full", "Lq=129 Lk=700 g=1 causal window=200",
                                               "Lq=1000 Lk=100 g=4 causal")]
     cases = [(*c, b, hkv) for c in cases]
-    if kernel.meta.get("split_tail"):  # quick / sanitize: one split shape
+    # shapes whose last wave splits: split=tail kernels, and the rows-split experiment (scripts/experiments/build_rows.py)
+    splits = kernel.meta.get("split_tail") or kernel.meta.get("params", {}).get("rows_split")
+    if splits:  # quick / sanitize: one split shape
         cases += SPLIT_CASES[:1] if args.quick or args.sanitize else SPLIT_CASES
     for label, lq, lk, g, causal, window, b, hkv in cases:
         row = {"case": label}
