@@ -15,6 +15,12 @@ scheduler splits only without a mask), and a warpgroup other than the item's par
 both roles. Written into a kernel directory with the shipped launch (persistent ABI):
 
     python scripts/experiments/build_rows.py --out .device/rows [--head-dims 128,256,64]
+
+Measured (perf-notes "sixteenth run", run 6): 2.4-3.3% slower at D 128, 7% at D 256. One warpgroup alone
+is nearly as slow on its 64 rows as two on the whole tile. It also has a known bug, not fixed because
+the lever does not pay: where an item's warpgroup has no row, every warpgroup idles, nothing waits on
+the slots' full barriers, and the producer refills a slot whose full phase is still open (a launch
+failure on L 1537).
 """
 
 from __future__ import annotations
