@@ -1,6 +1,7 @@
 """Stage 2 for Hopper, second half: the producer role (TMA copies, or the cp.async gather of paged
-K/V) and the consumer role (GMMAs, softmax, the two loop shapes and ping-pong turns) as calls into the
-sm_90a building blocks, each with its TL line.
+K/V) and the consumer role (GMMAs, softmax, the plain and overlapped loops and ping-pong turns) as calls
+into the sm_90a building blocks, each with its TL line. carry=pv's loop across the tiles is
+sm90_carry.py, on this module's steps.
 """
 
 from __future__ import annotations
@@ -301,7 +302,7 @@ def _store(plan: Plan, scope: Scope, shape: Shape, q0, q_len: str) -> list[str]:
 
 @dataclass
 class _ConsumerSteps:
-    """The consumer loop's statements as building-block calls (shared by both loop shapes)."""
+    """The consumer loop's statements as building-block calls (shared by every loop shape)."""
 
     plan: Plan
     n: str

@@ -580,8 +580,13 @@ def test_idle_warpgroups_skip_their_tile_in_paged_d64():
     assert "idle_kv_tiles" not in paged(PAGED_SHIPPED, "bf16", 128).text
 
 
-def test_carry_is_refused_for_paged_prefill():
-    """carry=pv gives a tile with no KV tile one (qm::sm90::kv_end) in the dense producer only."""
-    text = PAGED_SHIPPED.replace("idle=IDLE {", "idle=IDLE, carry=pv {")
-    with pytest.raises(LoweringError, match="carry=pv is lowered for dense prefill"):
-        paged(text, "bf16", 128)
+def test_carry_lowers_in_the_paged_gather_and_is_refused_elsewhere_in_paged_prefill():
+    """carry=pv in paged prefill: the gathering producer takes kv_end too (a tile with no KV tile gathers
+    one, zero-filled past kv_len); the page-per-box producer, one CTA per tile, is refused."""
+    text = paged(PAGED_SHIPPED.replace("  CARRY = 0", "  CARRY = 1"), "bf16", 128).text
+    producer, consumer = text[:text.index("consumer_registers")], text[text.index("consumer_registers"):]
+    assert "qm::sm90::kv_end(" in producer and "const bool switching" in consumer
+    assert "qm::sm90::wait_gathered(" in consumer  # the gathered stages' fence, as in the tile loop
+    assert "const bool switching" not in paged(PAGED_SHIPPED, "bf16", 128).text  # CARRY = 0 as shipped
+    with pytest.raises((LoweringError, TLCheckError), match="tiles=persistent|dense prefill and the paged gather"):
+        paged(PAGED.replace("regs=CONSUMER_REGS {", "regs=CONSUMER_REGS, overlap=softmax, carry=pv {"))
