@@ -14,6 +14,10 @@ producer needs that slot again only for the next tile's third K tile.
 Built from the shipped program lowered without a mask (the `_full` kernel), then edited:
 
     python scripts/experiments/build_oslot.py --out .device/oslot
+
+Measured (perf-notes "sixteenth run", run 7): +1-1.5% at 1k, +0-0.5% at 2k-4k, -1.7% at 8k. Validation
+failed from its first case (L = 1 causal, the shifted tile's rows from -127: "an illegal instruction",
+likely the bulk store at a negative row). Not pursued.
 """
 
 from __future__ import annotations
