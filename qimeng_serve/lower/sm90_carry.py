@@ -11,7 +11,7 @@ The loop has one site for each GEMM. The earlier form of carry=pv kept the tile 
 GEMM site for each way a carried tile could end; ptxas then built the GMMA descriptors in vector
 registers (48 R2UR a KV tile) and that kernel ran 5-12% slower (docs/perf-notes.md "sixth run").
 This one's steady step is the overlapped loop's (perf-notes "sixteenth run"). Two things keep it so:
-- A tile with no KV tile (a causal one with Lk < Lq, or Lk = 0) runs one anyway, KV tile n_lo, which
+- A tile with no KV tile (a causal one with Lk < Lq) runs one anyway, KV tile n_lo, which
   its mask hides entirely (`qm::sm90::kv_end`, in the producer too): P = 0 and l = 0 give O = 0, as
   the empty loop does, with no branch of its own in the loop (one spilled it).
 - What the loop carries from tile to tile is the tile's KV range, mask and where its O goes, set when

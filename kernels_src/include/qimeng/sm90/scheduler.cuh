@@ -70,9 +70,9 @@ __host__ __device__ __forceinline__ KvRange part_range(int n_lo, int n_hi, int p
 }
 
 // carry=pv (one KV loop across a CTA's tiles, qimeng_serve/lower/sm90_carry.py): the end of a tile's
-// KV range, at least one block. A tile with no key to see (causal with Lk < Lq, or Lk = 0) runs block
-// n_lo, which its mask hides entirely (P = 0, l = 0: O = 0, as the empty range stores), so the loop
-// needs no branch for it. The producer and the consumers both take this end.
+// KV range, at least one block. A tile with no key to see (causal with Lk < Lq: its rows come before
+// every key) runs block n_lo, which its mask hides entirely (P = 0, l = 0: O = 0, as the empty range
+// stores), so the loop needs no branch for it. The producer and the consumers both take this end.
 __host__ __device__ __forceinline__ int kv_end(int n_lo, int n_hi) { return n_hi > n_lo ? n_hi : n_lo + 1; }
 
 struct TileScheduler {
