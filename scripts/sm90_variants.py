@@ -95,9 +95,11 @@ VARIANTS = {
     # 24 / 240: the producer spills 332 B (its tile claims), the KV loop none (32 / 240 asks for more
     # registers than the CTA launches with: the checker refuses it since it hung in run 7)
     # carry=pv: a tile's last O += P V issued with the next tile's first S GEMM, its store after that
-    # tile's first softmax (session 8)
+    # tile's first softmax (session 8's tile-loop form; since session 18 the one KV loop across the tiles,
+    # which the shipped program turns on at D 128 under a causal mask: this variant has it for both masks)
     "carry128": ("dense_prefill_sm90.tl", 128, {"CARRY": 1, "STAGES": 3, "STORE_TMA": 0}, {}, ("bf16", "f16")),
-    # (at D 64 and 256 ptxas serialises every GMMA of the carried loop for want of registers: C7512)
+    # (session 8: at D 64 and 256 ptxas serialised every GMMA of the tile-loop form for want of registers,
+    # C7512; the loop form compiles clean at D 256, carry256 above)
     "d256_pers24": ("dense_prefill_sm90.tl", 256, {"PERSISTENT": 1, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240}, {},
                     ("bf16", "f16")),
     # O stored by TMA through a shared tile (session 9: D 64 3-7% slower, D 128 level; not shipped), and
