@@ -51,17 +51,16 @@ def load(specs: list[str]):
     return out
 
 
-def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool, context: int = 0, heads: int = 0,
-              gqa: tuple[int, int, int] | None = None):
-    """(label -> launcher, cuDNN launcher, outputs by label) on one shape's inputs. gqa: (batch, query
-    heads, KV heads) instead of the sweep's shape (dense only)."""
+def launchers(kernels, b: int, h: int, hkv: int, length: int, causal: bool, d: int, dt, paged: bool,
+               context: int = 0):
+    """(label -> launcher, cuDNN launcher, outputs by label) on one shape's inputs: b sequences of
+    length queries, h query heads on hkv KV heads (paged: h = hkv)."""
     import torch
     from torch.nn.attention import SDPBackend
 
     from hopper_check import paged_inputs, prepare_paged
     from qimeng_serve.bench import _sdpa
 
-    b, h = TOKENS // length, heads or HIDDEN // d
     outs = {}
     runs = {}
     if paged:
@@ -76,9 +75,6 @@ def launchers(kernels, length: int, causal: bool, d: int, dt, paged: bool, conte
         kd = torch.randn(b, h, length, d, dtype=dt, device="cuda")
         ref_in = (qd, kd, kd)
     else:
-        hkv = h
-        if gqa:
-            b, h, hkv = gqa
         q = torch.randn(b, h, length, d, dtype=dt, device="cuda")
         k_, v = (torch.randn(b, hkv, length, d, dtype=dt, device="cuda") for _ in range(2))
         for label, k in kernels:
@@ -137,13 +133,13 @@ def main() -> int:
     if args.gqa and paged:
         raise SystemExit("--gqa is for dense prefill kernels")
     shapes = [tuple(map(int, g.split(","))) for g in args.gqa] or \
-        [(TOKENS // length, args.heads or HIDDEN // d, 0, length) for length in map(int, args.lengths.split(","))]
+        [(TOKENS // length, args.heads or HIDDEN // d, args.heads or HIDDEN // d, length)
+         for length in map(int, args.lengths.split(","))]
     for b, h, hkv, length in shapes:
         for mask in args.masks.split(","):
             causal = mask == "causal"
             lk = length + args.context
-            runs, cudnn, outs = launchers(kernels, length, causal, d, dt, paged, args.context, args.heads,
-                                          (b, h, hkv) if hkv else None)
+            runs, cudnn, outs = launchers(kernels, b, h, hkv, length, causal, d, dt, paged, args.context)
             errors = check(runs, cudnn, outs, paged)
             tf = {label: [] for label in [*labels, "cudnn"]}
             for r in range(args.rounds):
@@ -154,7 +150,7 @@ def main() -> int:
                     tf["cudnn"].append(_tflops(b, h, length, length, d, causal, timer.median_ms(cudnn)))
             med = {label: statistics.median(v) if v else float("nan") for label, v in tf.items()}
             row = {"family": "paged" if paged else "dense", "head_dim": d, "dtype": meta["dtype"], "batch": b,
-                   "heads": h, "heads_kv": hkv or h, "seqlen": length, "seqlen_k": lk, "causal": causal, "rounds": tf, "median": med,
+                   "heads": h, "heads_kv": hkv, "seqlen": length, "seqlen_k": lk, "causal": causal, "rounds": tf, "median": med,
                    "rel_l2": errors,
                    "kernels": {label: f"{Path(spec.split('=', 1)[1])}" for label, spec in zip(labels, args.kernel)}}
             if sink:
@@ -163,7 +159,7 @@ def main() -> int:
             base = med[labels[0]]
             cells = [f"{med[lb]:6.1f} {med[lb] / base:5.3f} {med[lb] / med['cudnn']:5.3f}"
                      + ("!" if errors[lb] > 0.02 else " ") for lb in labels]
-            where = f"{length:6d}" if not hkv else f"B{b} {h}/{hkv} {length}"
+            where = f"B{b} {h}/{hkv} {length}" if args.gqa else f"{length:6d}"
             print(f"{row['family']:6s} {d} {where} {mask:6s} " + " ".join(f"{c:>22s}" for c in cells)
                   + f"   {med['cudnn']:6.1f}", flush=True)
             del runs, cudnn, outs

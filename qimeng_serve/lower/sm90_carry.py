@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from qimeng_serve.lower.cexpr import Scope
 from qimeng_serve.lower.emit import _tl
-from qimeng_serve.lower.sm90_plan import Plan, seqlen_q_of, tile_coordinates
+from qimeng_serve.lower.sm90_plan import Plan, seqlen_q_of, tile_coordinates, word_decoders
 from qimeng_serve.lower.sm90_roles import _ConsumerSteps, _directions, _last_pv, _overlap_comment, buffer_of
 from qimeng_serve.tl.printer import print_expr
 
@@ -50,8 +50,7 @@ def carried_loop(plan: Plan, scope: Scope, st: _ConsumerSteps, n: str, mask_args
         inner = pad + "  "
         return [
             f"{pad}{{  // the tile's coordinates and lets, for its KV range and mask",
-            f"{inner}const qm::sm90::TileScheduler tiles({st.shape.tiles_args});",
-            f"{inner}const qm::sm90::TileWord word({st.shape.grid_args});",
+            *word_decoders(st.shape, inner),
             *tile_coordinates(plan, scope, inner, "word.unpack(tile_t, tiles)"),
             f"{inner}n_lo = {lo};",
             f"{inner}n_hi = qm::sm90::kv_end(n_lo, {hi});  // a tile with no KV tile runs one, masked entirely",

@@ -207,14 +207,20 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
     return out
 
 
+def word_decoders(shape: Shape, pad: str) -> list[str]:
+    """What unpacks a handed tile word (TileWord::unpack; a tile number past the packed grid goes
+    through the TileScheduler), declared where it is used."""
+    return [f"{pad}const qm::sm90::TileScheduler tiles({shape.tiles_args});",
+            f"{pad}const qm::sm90::TileWord word({shape.grid_args});"]
+
+
 def handed_tile(plan: Plan, scope: Scope, pad: str, shape: Shape) -> list[str]:
     """tiles=persistent, in a role that is handed its tiles (`tile_t`, a TileWord): the tile unpacked (a
     tile number, decoded, when the grid is too big for the word), its KV range and its Q's turn. The
     producer skipped tiles past their sequence before handing them on."""
     # the scheduler here, not at kernel scope: held through the KV loop, its uniform registers pushed the
     # GMMA descriptors into vector ones (+32 R2UR per KV tile, 3% slower at L 16k)
-    return [f"{pad}const qm::sm90::TileScheduler tiles({shape.tiles_args});",
-            f"{pad}const qm::sm90::TileWord word({shape.grid_args});",
+    return [*word_decoders(shape, pad),
             *tile_coordinates(plan, scope, pad, "word.unpack(tile_t, tiles)"),
             kv_range(plan, scope, pad, shape), next_q_iter(pad)]
 

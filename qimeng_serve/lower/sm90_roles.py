@@ -26,6 +26,7 @@ from qimeng_serve.lower.sm90_plan import (
     tile_coordinates,
     tile_head,
     tile_tail,
+    word_decoders,
 )
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.tl import ast
@@ -196,8 +197,7 @@ def _gathering_tile_head(plan: Plan, scope: Scope, shape: Shape) -> list[str]:
         "      if (qm::sm90::producer_leader()) {",
         "        int handed = -1;  // no tile left",
         "        for (; claimed < tile_count; claimed = claims.next(claimed)) {",
-        f"          const qm::sm90::TileScheduler tiles({shape.tiles_args});",
-        f"          const qm::sm90::TileWord word({shape.grid_args});",
+        *word_decoders(shape, "          "),
         *tile_coordinates(plan, scope, "          ", "tiles.at(claimed)"),
         skip_past_sequence(plan, scope, "          "),
         "          handed = word.pack(claimed, tile);",
