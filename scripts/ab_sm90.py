@@ -114,6 +114,8 @@ def main() -> int:
                          "4224 tiles of 128 rows, 32 whole waves on 132 SMs")
     ap.add_argument("--gqa", action="append", default=[], metavar="B,HQ,HKV,L",
                     help="dense: a GQA shape to time instead of the sweep (repeatable; --lengths is then ignored)")
+    ap.add_argument("--no-l2-flush", action="store_true",
+                    help="time back-to-back runs on a warm L2 (a diagnostic; every reported figure flushes it)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     import torch
@@ -126,7 +128,7 @@ def main() -> int:
     dt = {"f16": torch.float16, "bf16": torch.bfloat16}[meta["dtype"]]
     if args.context and not paged:
         raise SystemExit("--context is for paged prefill kernels")
-    timer = Timer()
+    timer = Timer(flush_l2=not args.no_l2_flush)
     sink = args.out.open("a") if args.out else None
     labels = [label for label, _ in kernels]
     print(f"{'family':6s} D {'L':>6s} mask   " + " ".join(f"{lb:>22s}" for lb in labels) + "   cuDNN")

@@ -112,6 +112,10 @@ SPLIT_CASES = [
     ("split B=3 Hkv=2 g=4 L=1000 full", 1000, 1000, 4, False, 0, 3, 2),
     ("split B=2 Hkv=2 g=4 Lq=1537 Lk=3001 full", 1537, 3001, 4, False, 0, 2, 2),
     ("split B=2 Hkv=2 g=4 L=1537 causal", 1537, 1537, 4, True, 0, 2, 2),
+    # split=stream: few tiles of many KV tiles, so a tile is cut by 4-5 CTAs' runs (32 tiles x 32 steps on
+    # 132 CTAs) and by ~22 (6 tiles x 40 steps)
+    ("stream B=1 Hkv=1 g=1 L=4096 full", 4096, 4096, 1, False, 0, 1, 1),
+    ("stream B=1 Hkv=1 g=2 Lq=300 Lk=5000 full", 300, 5000, 2, False, 0, 1, 1),
 ]
 
 

@@ -108,7 +108,8 @@ def build(out: Path, dtype: str, head_dim: int, program: Path, defines: dict | N
     (out / f"{entry.name}.cu").write_text(source.text)
     meta = {"program": path.name, "persistent": is_persistent(source.text), "dtype": dtype, "head_dim": head_dim, "softcap": 0.0, "threads": entry.threads,
             "grid": entry.grid, "smem_bytes": entry.smem_bytes, "abi": entry.abi, "tensor_maps": entry.tensor_maps,
-            "params": source.params, "nvcc_flags": result.flags, "trace": True, "defines": defines or {}}
+            "params": source.params, "nvcc_flags": result.flags, "trace": True, "defines": defines or {},
+            **({"split_tail": entry.split_tail} if entry.split_tail else {})}
     (out / "index.json").write_text(json.dumps({"schema": "qimeng-sm90a-kernels/1", "arch": "sm_90a",
                                                 "kernels": {entry.name: meta}}, indent=2) + "\n")
     print(f"built {entry.name} with trace marks into {out}")

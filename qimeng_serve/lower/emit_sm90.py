@@ -152,19 +152,24 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     # tiles=persistent: the TileScheduler is declared in each role where it is used (sm90_plan.tile_head)
     grid_args = ", ".join(extents) if persistent else ""
     tiles_args = f"{grid_args}, p.max_seqlen_k, {d} * 2, p.causal" if persistent else ""
-    split = kernel_split(k, params) == "tail"
+    split_mode = kernel_split(k, params)
+    split, stream = split_mode != "none", split_mode == "stream"
     if split and not persistent:
-        raise refuse(k, "split=tail splits the tail of a persistent kernel's tile walk", "add `tiles=persistent`")
+        raise refuse(k, f"split={split_mode} splits the tail of a persistent kernel's tile walk",
+                     "add `tiles=persistent`")
     if split and [print_expr(g.extent) for g in k.grid] != ["cdiv(max_seq_q, BLOCK_M)", "heads_q", "batch"]:
-        # split.cuh's SplitTail::walk rebuilds the walk from the parameters with this grid
-        raise refuse(k, "split=tail is lowered for the grid (m_block : cdiv(max_seq_q, BLOCK_M), q_head : heads_q, "
-                      "b : batch)", "use that grid, or drop split=")
+        # split.cuh's SplitTail::walk / StreamTail::walk rebuild the walk from the parameters with this grid
+        raise refuse(k, f"split={split_mode} is lowered for the grid (m_block : cdiv(max_seq_q, BLOCK_M), "
+                      "q_head : heads_q, b : batch)", "use that grid, or drop split=")
     # split=tail, the producer's scheduler: the grid's CTAs and the host's parts per tail tile; none with a
     # sliding window (its tiles differ) or a grid past the packed tile word (the consumers' TileScheduler,
     # which decodes a tile number, does not split: one that did pushed the D 256 KV loop's GMMA
     # descriptors out of uniform registers)
     split_args = (f", qm::window_of(p) || !qm::sm90::TileWord({grid_args}).packed ? 0 : "
-                  "qm::sm90::opaque(gridDim.x), qm::sm90::opaque(p.num_splits)") if split else ""
+                  "qm::sm90::opaque(gridDim.x), qm::sm90::opaque(p.num_splits)") if split_mode == "tail" else ""
+    if stream:  # split=stream: whether this launch shares the steps out (StreamClaims' `on`): as the tail's
+        split_args = (f"qm::sm90::opaque(p.num_splits) > 1 && !p.causal && !qm::window_of(p) && "
+                      f"qm::sm90::TileWord({grid_args}).packed")
     store_via = copy_via(plan.store, params)
     if store_via not in ("stg", "tma"):
         raise refuse(plan.store, f"O is stored from registers with via=stg or via=tma, not via={store_via}",
@@ -173,13 +178,13 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
                    overlap_on(plan.consumer, params), gather, tiles_args, grid_args,
                    softmax_pinned(plan.consumer, params), gemms_paired(plan.consumer, params),
                    carry_on(plan.consumer, params), store_via == "tma", split, split_args,
-                   idle_skipped(plan.consumer, params))
+                   idle_skipped(plan.consumer, params), stream)
     if shape.idle and (shape.carry or (shape.paged and not shape.gather)):
         raise refuse(plan.consumer, "idle=skip is lowered without carry=pv, for dense prefill and the paged gather",
                       "drop idle= here")
     if shape.split and (shape.paged or shape.carry or shape.store_o_tma):
-        raise refuse(k, "split=tail is lowered for dense prefill storing O from registers, without carry=pv",
-                      "drop split= here")
+        raise refuse(k, f"split={split_mode} is lowered for dense prefill storing O from registers, without "
+                      "carry=pv", "drop split= here")
     if shape.carry and shape.paged and not shape.gather:
         raise refuse(plan.consumer, "carry=pv is lowered for dense prefill and the paged gather (their producers "
                       "load a KV tile for a tile with none, qm::sm90::kv_end)", "drop carry= here")
@@ -227,6 +232,6 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     maps = {"q": bm, **({} if gather else {"k": bn, "v": bn}), **({"o": 64} if shape.store_o_tma else {})}
     abi = SPLIT_ABI if shape.split else PERSISTENT_ABI if shape.persistent else KERNEL_ABI
     entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps=maps, abi=abi,
-                      split_tail={**split_tail_meta(bm, bn, d, wgs), "max_parts": split_max_parts(k, params)}
-                      if shape.split else {})
+                      split_tail={**split_tail_meta(bm, bn, d, wgs), **({"mode": "stream"} if stream else
+                                  {"max_parts": split_max_parts(k, params)})} if shape.split else {})
     return out, entry

@@ -143,6 +143,9 @@ class Shape:
     split: bool = False  # split=tail: the last partial wave's tiles run in parts along the keys (split.cuh)
     split_args: str = ""  # split=tail: the producer's TileScheduler's further arguments (the split's)
     idle: bool = False  # idle=skip: a consumer warpgroup with no row of its tile's sequence skips the tile
+    # split=stream: every CTA runs an equal share of the walk's KV steps (scheduler.cuh StreamShare);
+    # split_args is then whether a launch shares them out (StreamClaims' `on`)
+    stream: bool = False
 
 
 def overlap_on(role: ast.Role, params: dict[str, int]) -> bool:
@@ -188,8 +191,18 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
                 "< 0: none left",
                 f"{pad}  if (tile_t < 0) break;",
                 *handed_tile(plan, scope, pad + "  ", shape)]
+    decode = "tiles.at(tile_t)"
     if not shape.persistent:
         head = [f"{pad}for (int tile_t = 0, iter = 0; tile_t < tiles.count; ++tile_t) {{"]
+    elif shape.stream:
+        # split=stream: this CTA's run of the walk in order (no counter), when the launch shares it out
+        head = [f"{pad}const qm::sm90::StreamClaims claims(tile_counter, qm::sm90::TileScheduler({shape.tiles_args})"
+                f".tiles, qm::cdiv(p.max_seqlen_k, {shape.bn}), {shape.split_args});",
+                f"{pad}int iter = 0;  // the tiles handed to the consumers",
+                f"{pad}for (int tile_t = claims.first(); tile_t < claims.end; tile_t = claims.next(tile_t)) {{",
+                f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args});",
+                f"{pad}  const qm::sm90::TileWord word({shape.grid_args});"]
+        decode = "claims.at(tiles, tile_t)"
     else:
         # the scheduler is rebuilt per tile from kernel parameters: fewer registers live in the producer
         # split=tail: the producer's scheduler only (split_args); the consumers take a part from the word
@@ -199,8 +212,8 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
                 f"{pad}for (int tile_t = claims.first(); tile_t < tile_count; tile_t = claims.next(tile_t)) {{",
                 f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args}{shape.split_args});",
                 f"{pad}  const qm::sm90::TileWord word({shape.grid_args});"]
-    out = [*head, *tile_coordinates(plan, scope, pad + "  ", "tiles.at(tile_t)"),
-           kv_range(plan, scope, pad + "  ", shape), skip_past_sequence(plan, scope, pad + "  "), next_q_iter(pad + "  ")]
+    out = [*head, *tile_coordinates(plan, scope, pad + "  ", decode),
+           kv_range(plan, scope, pad + "  ", shape, role), skip_past_sequence(plan, scope, pad + "  "), next_q_iter(pad + "  ")]
     if shape.persistent:
         out.append(f"{pad}  qm::sm90::hand_tile(sm, word.pack(tile_t, tile), q_iter);  // to the consumers, before "
                    "its Q")
@@ -225,8 +238,13 @@ def handed_tile(plan: Plan, scope: Scope, pad: str, shape: Shape) -> list[str]:
             kv_range(plan, scope, pad, shape), next_q_iter(pad)]
 
 
-def kv_range(plan: Plan, scope: Scope, pad: str, shape: Shape) -> str:
+def kv_range(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str = "consumer") -> str:
     lo, hi = scope.cpp(plan.p_loop.start), scope.cpp(plan.p_loop.stop)
+    if shape.stream:  # split=stream: the tile's steps in this CTA's run (the producer's claims know it)
+        share = "claims.share.range({lo}, {hi}, tile.part, claims.kv)" if role == "producer" else \
+            "qm::sm90::StreamTail<KT>::range({lo}, {hi}, tile.part, p)"
+        return (f"{pad}const qm::sm90::KvRange kv = {share.format(lo=lo, hi=hi)};\n"
+                f"{pad}const int n_lo = kv.lo, n_hi = kv.hi;")
     if shape.split:  # split=tail: a part's share of the tile's KV tiles
         return (f"{pad}const qm::sm90::KvRange kv = qm::sm90::part_range({lo}, {hi}, tile.part, "
                 f"qm::sm90::clamp_parts(p.num_splits));\n"

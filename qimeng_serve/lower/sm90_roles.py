@@ -294,9 +294,11 @@ def _store(plan: Plan, scope: Scope, shape: Shape, q0, q_len: str) -> list[str]:
     store = f"c.normalize_and_store(acc, p, {b}, {h}, {scope.cpp(q0)}, {q_len});"
     if shape.split:
         # split=tail: a part's warp stores O only when it is the tile's last part to arrive (split.cuh)
-        store = f"if (tile.part < 0 || qm::sm90::SplitTail<KT>(tile_counter).finish(c, acc, p, tile)) {store}"
+        tail = "StreamTail" if shape.stream else "SplitTail"
+        store = f"if (tile.part < 0 || qm::sm90::{tail}<KT>(tile_counter).finish(c, acc, p, tile)) {store}"
     return [f"      // {_tl(plan.normalize)}; {_tl(plan.store)} (rows 0 .. seqlen_q - 1 only)"
-            + ("; split=tail: by the last part of a split tile, the parts combined" if shape.split else ""),
+            + (f"; split={'stream' if shape.stream else 'tail'}: by the last part of a split tile, the parts "
+               "combined" if shape.split else ""),
             f"      {store}"]
 
 

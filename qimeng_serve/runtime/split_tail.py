@@ -1,7 +1,8 @@
 """The split tail of a `split=tail` kernel (kernels_src/include/qimeng/sm90/scheduler.cuh, split.cuh):
 how many parts each tile of the last, partial wave runs in, and the workspace they need: the tile
 counter, one arrival counter per (tail tile, consumer warp), then the parts' O and row statistics
-(fp32).
+(fp32). A `split=stream` kernel (metadata mode "stream") shares the walk's KV steps out equally among
+its CTAs: on (2) or off (1), with two part blocks a CTA.
 
 The host decides the parts (the kernel reads them from AttnParams::num_splits, <= 1 meaning none) and
 sizes the workspace for them, so the two cannot disagree. Only the counters are zeroed per launch: the
@@ -45,6 +46,9 @@ def launch_parts(split: dict, params, ctas: int) -> int:
     if params.causal or params.window_left > 0:
         return 1
     tiles = launch_tiles(split, params)
+    if split.get("mode") == "stream":
+        # split=stream: 2 shares the steps out (the kernel reads > 1); whole waves need no share
+        return 2 if tiles % ctas else 1
     kv_blocks = cdiv(params.max_seqlen_k, split["block_n"])
     if split.get("parts"):
         return max(1, min(int(split["parts"]), MAX_PARTS, kv_blocks)) if tiles % ctas else 1
@@ -61,6 +65,8 @@ def workspace_bytes(split: dict, params, ctas: int, parts: int) -> int:
     head = counter_bytes(ctas, split["warps"])
     if parts <= 1:
         return head
+    if split.get("mode") == "stream":  # split.cuh StreamTail: two part blocks a CTA
+        return head + 2 * ctas * split["part_bytes"]
     return head + (launch_tiles(split, params) % ctas) * parts * split["part_bytes"]
 
 

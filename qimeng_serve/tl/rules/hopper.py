@@ -47,7 +47,9 @@ CARRIES = ("none", "pv")
 # a consumer warpgroup whose rows all lie outside its tile's sequence (padding): its GEMMs run on
 # the padding (compute), or it skips the tile and the producer arrives for it (skip; docs/tl.md §10)
 IDLES = ("compute", "skip")
-SPLIT_MODES = ("none", "tail")  # `kernel ... with split=`: the tail wave's tiles whole, or in parts along the keys
+# `kernel ... with split=`: the tail wave's tiles whole, in parts along the keys (tail), or every CTA an
+# equal run of the walk's KV steps, a tile cut by two runs in parts (stream)
+SPLIT_MODES = ("none", "tail", "stream")
 TILE_MODES = ("grid", "persistent")  # `kernel ... with tiles=`: a CTA per grid tile, or one per SM walking them
 ROLE_STMTS = (ast.Role, ast.Wait, ast.Release)
 
@@ -86,8 +88,13 @@ def kernel_tiles(kernel: ast.Kernel, values: dict) -> str:
 
 
 def kernel_split(kernel: ast.Kernel, values: dict) -> str:
-    """`none` or `tail`: whether the last partial wave's tiles of a persistent walk run in parts."""
-    return switch_value(ast.option(kernel.options, "split"), values, "tail", "none") or "none"
+    """`none`, `tail` or `stream`: whether the last partial wave's tiles of a persistent walk run in parts
+    (tail), or the walk's KV steps are shared out equally among the CTAs (stream). A param: 0 none, N >= 1
+    tail (at most N parts), -1 stream."""
+    value = ast.option(kernel.options, "split")
+    if value is not None and values.get(value) == -1:
+        return "stream"
+    return switch_value(value, values, "tail", "none") or "none"
 
 
 def split_max_parts(kernel: ast.Kernel, values: dict) -> int:
@@ -476,12 +483,12 @@ def rule_kernel_tiles(ctx: Context) -> Iterator[Diagnostic]:
     for k in ctx.kernels:
         for o in k.kernel.options:
             if o.key == "split":
-                value = switch_value(o.value, ctx.values, "tail", "none")
+                value = kernel_split(k.kernel, ctx.values) if o.value in ctx.values else o.value
                 if value not in SPLIT_MODES and not (ctx.sketch and value[:1].isupper()):
-                    yield diag("roles", o, f"split={o.value}: a kernel's split is `tail` or `none`",
+                    yield diag("roles", o, f"split={o.value}: a kernel's split is `tail`, `stream` or `none`",
                                "write `split=tail`, or drop the option")
-                elif value == "tail" and kernel_tiles(k.kernel, ctx.values) != "persistent" and not ctx.sketch:
-                    yield diag("roles", o, "split=tail splits the last wave of a persistent tile walk; with "
+                elif value != "none" and kernel_tiles(k.kernel, ctx.values) != "persistent" and not ctx.sketch:
+                    yield diag("roles", o, f"split={value} splits the last wave of a persistent tile walk; with "
                                "tiles=grid every tile has its own CTA", "add `tiles=persistent`, or drop split=")
                 continue
             value = switch_value(o.value, ctx.values, "persistent", "grid") if o.key == "tiles" else o.value

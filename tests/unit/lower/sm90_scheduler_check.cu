@@ -5,7 +5,8 @@
 // word the producer hands over unpacks to the same tile, packed exactly when the grid fits its fields.
 // Split tail (split=tail): the walk hands out every tile before the tail whole and each tail tile as
 // `parts` parts, each exactly once; tail_slot numbers the tail tiles 0 .. tail - 1; a part's word
-// unpacks to it; part_range cuts a KV range into contiguous runs that cover it.
+// unpacks to it; part_range cuts a KV range into contiguous runs that cover it. Stream share (split=stream):
+// see the last loop.
 #include <qimeng/sm90/scheduler.cuh>
 #include <cstdio>
 #include <vector>
@@ -119,6 +120,54 @@ int main() {
       if ((w < 0 || back.m_block != mb || back.head != h || back.batch != b || back.part != part) && bad++ < 5)
         printf("tile (%d, %d, %d) packs to %d, unpacks to (%d, %d, %d)\n", mb, h, b, w, back.m_block, back.head,
                back.batch);
+    }
+  }
+  // split=stream: the whole waves' tiles below the sharing region (CTA c: c, c + G, ...) and the CTAs' runs
+  // cover every (tile, KV block) exactly once; a tile's parts are its only non-whole ones, its owner (the
+  // run holding its first step) has bit 0 clear and every other part bit 0 set; the part blocks the
+  // combine reads (owner 2 x owner + 1, party q 2 x (owner + q)) are the ones the parts' CTAs write (first
+  // part 2 x cta, last part 2 x cta + 1), each written once
+  for (int tiles : {1, 2, 5, 68, 132, 200, 256, 2048, 2051}) for (int kv : {1, 2, 7, 16, 128, 1000})
+    for (int ctas : {1, 3, 132}) {
+    if (!qm::sm90::StreamShare::shares(tiles, kv, ctas)) continue;
+    ++grids;
+    std::vector<int> covered(size_t(tiles) * kv, 0), written(2 * ctas, 0), parties_seen(tiles, 0);
+    for (int c = 0; c < ctas; ++c) {
+      const qm::sm90::StreamShare sh(tiles, kv, c, ctas);
+      if ((sh.base % ctas || sh.base < 0 || sh.base > tiles) && bad++ < 5)
+        printf("stream %d x %d / %d: region from tile %d\n", tiles, kv, ctas, sh.base);
+      for (int t = c; t < sh.base; t += ctas)
+        for (int n = 0; n < kv; ++n) covered[size_t(t) * kv + n] += 1;
+      for (int t = sh.t0; t <= sh.t1; ++t) {
+        const int part = sh.part_of(t, kv);
+        const qm::sm90::KvRange r = sh.range(0, kv, part, kv);
+        if ((t < sh.base || r.lo < 0 || r.hi > kv || r.lo >= r.hi || (part < 0) != (r.lo == 0 && r.hi == kv)) &&
+            bad++ < 5)
+          printf("stream %d x %d / %d: cta %d tile %d part %d runs [%d, %d)\n", tiles, kv, ctas, c, t, part, r.lo, r.hi);
+        for (int n = r.lo; n < r.hi && n >= 0 && n < kv; ++n) covered[size_t(t) * kv + n] += 1;
+        if (part < 0) continue;
+        parties_seen[t] += 1;
+        const int owner = sh.cta_of((t - sh.base) * kv, ctas);
+        const int parties = sh.cta_of((t - sh.base) * kv + kv - 1, ctas) - owner + 1;
+        const int q = c - owner;
+        const int read = q == 0 ? 2 * owner + 1 : 2 * (owner + q), write = 2 * c + ((part & 1) ? 0 : 1);
+        if ((q < 0 || q >= parties || (q == 0) != ((part & 1) == 0) || read != write) && bad++ < 5)
+          printf("stream %d x %d / %d: cta %d tile %d part %d: owner %d of %d parties\n", tiles, kv, ctas, c, t, part,
+                 owner, parties);
+        if (write >= 0 && write < 2 * ctas) written[write] += 1;
+      }
+    }
+    for (size_t i = 0; i < covered.size(); ++i)
+      if (covered[i] != 1 && bad++ < 5) printf("stream %d x %d / %d: step %zu covered %d times\n", tiles, kv, ctas, i,
+                                               covered[i]);
+    for (int w : written)
+      if (w > 1 && bad++ < 5) printf("stream %d x %d / %d: a part block written %d times\n", tiles, kv, ctas, w);
+    const qm::sm90::StreamShare any(tiles, kv, 0, ctas);
+    for (int t = any.base; t < tiles; ++t) {
+      const int owner = any.cta_of((t - any.base) * kv, ctas);
+      const int parties = any.cta_of((t - any.base) * kv + kv - 1, ctas) - owner + 1;
+      if (parties_seen[t] != (parties > 1 ? parties : 0) && bad++ < 5)
+        printf("stream %d x %d / %d: tile %d in %d parts, %d counted\n", tiles, kv, ctas, t, parties_seen[t], parties);
     }
   }
   printf("scheduler: %d grids: %s (%d mismatches)\n", grids, bad ? "FAILED" : "ok", bad);

@@ -531,6 +531,44 @@ def test_split_tail_is_checked_and_refused_where_not_lowered():
         split(SHIPPED.replace("q_head : heads_q, b : batch)", "q_head : heads_q, b : batch + 0)"))
 
 
+@pytest.mark.parametrize("d", [64, 128, 256])
+def test_split_stream_shares_the_last_waves_steps_out(d):
+    """split=stream (SPLIT = -1): the producer walks its whole waves and then its run of the shared region
+    (StreamClaims, no counter, when the launch shares: AttnParams::num_splits > 1 and no mask, window or
+    grid past the packed word), both roles narrow the KV loop to the run's part of the tile (the producer
+    from its claims, the consumers from the word's part), and a part's O is stored only by the last part
+    to arrive, combined (StreamTail)."""
+    from qimeng_serve.lower.emit_sm90 import SPLIT_ABI, split_tail_meta
+
+    src = split(d=d, SPLIT=-1, CARRY=0)
+    (entry,) = src.entries
+    text = src.text
+    producer, consumer = text[:text.index("consumer_registers")], text[text.index("consumer_registers"):]
+    bm, bn = entry.tensor_maps["q"], entry.tensor_maps["k"]
+    on = (f"qm::cdiv(p.max_seqlen_k, {bn}), qm::sm90::opaque(p.num_splits) > 1 && !p.causal && !qm::window_of(p) && "
+          f"qm::sm90::TileWord(qm::cdiv(p.max_seqlen_q, {bm}), p.heads_q, p.batch).packed);")
+    assert "const qm::sm90::StreamClaims claims(tile_counter, qm::sm90::TileScheduler(" in producer and on in producer
+    assert "for (int tile_t = claims.first(); tile_t < claims.end; tile_t = claims.next(tile_t)) {" in producer
+    assert "const qm::sm90::Tile tile = claims.at(tiles, tile_t);" in producer
+    assert "TileCounter" not in producer and "part_range" not in text
+    assert "const qm::sm90::KvRange kv = claims.share.range(t_n_start, t_n_end, tile.part, claims.kv);" in producer
+    assert "const qm::sm90::KvRange kv = qm::sm90::StreamTail<KT>::range(t_n_start, t_n_end, tile.part, p);" in consumer
+    assert "if (tile.part < 0 || qm::sm90::StreamTail<KT>(tile_counter).finish(c, acc, p, tile)) c.normalize_and_store(" \
+        in consumer
+    assert entry.abi == SPLIT_ABI
+    assert entry.split_tail == {**split_tail_meta(bm, bn, d, bm // 64), "mode": "stream"}
+
+
+def test_split_stream_is_checked_and_refused_where_not_lowered():
+    with pytest.raises(TLCheckError, match="split=stream splits the last wave of a persistent tile walk"):
+        split(SPLIT=-1, PERSISTENT=0, CARRY=0)
+    with pytest.raises(LoweringError, match="without carry=pv"):
+        split(SPLIT=-1, CARRY=1)
+    with pytest.raises(LoweringError, match="split=stream is lowered for the grid"):
+        split(SHIPPED.replace("q_head : heads_q, b : batch)", "q_head : heads_q, b : batch + 0)"), SPLIT=-1, CARRY=0)
+    assert "StreamClaims" in lowered(SHIPPED.replace("split=SPLIT", "split=stream"), causal=False).text
+
+
 def test_idle_warpgroups_skip_their_tile_at_head_size_64():
     """idle=IDLE (on at D 64): a consumer warpgroup whose 64 rows all lie outside its tile's sequence
     ends the tile in its own branch, before the KV loop (nothing of it lives through that loop), passing

@@ -48,3 +48,20 @@ def test_workspace_holds_the_counters_and_every_tail_part():
     assert head == 4352 and head % 256 == 0 and head >= (1 + 132 * 8) * 4
     assert workspace_bytes(D128, params(), 132, 1) == head
     assert workspace_bytes(D128, params(), 132, 3) == head + 68 * 3 * D128["part_bytes"]
+
+
+STREAM = {**D128, "mode": "stream"}
+
+
+def test_stream_shares_only_a_partial_wave_without_a_mask_or_window():
+    """split=stream: num_splits 2 turns the kernel's share on (it reads > 1), 1 leaves the counter's claims."""
+    assert launch_parts(STREAM, params(), 132) == 2  # 2048 tiles: 68 in a last, partial wave
+    assert launch_parts(STREAM, params(h=33), 132) == 1  # 4224 tiles: whole waves
+    assert launch_parts(STREAM, params(causal=1), 132) == 1
+    assert launch_parts(STREAM, params(window=63), 132) == 1
+
+
+def test_stream_workspace_holds_two_parts_a_cta():
+    head = counter_bytes(132, 8)
+    assert workspace_bytes(STREAM, params(), 132, 1) == head
+    assert workspace_bytes(STREAM, params(), 132, 2) == head + 2 * 132 * D128["part_bytes"]

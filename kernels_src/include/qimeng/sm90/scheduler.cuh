@@ -75,6 +75,101 @@ __host__ __device__ __forceinline__ KvRange part_range(int n_lo, int n_hi, int p
 // stores), so the loop needs no branch for it. The producer and the consumers both take this end.
 __host__ __device__ __forceinline__ int kv_end(int n_lo, int n_hi) { return n_hi > n_lo ? n_hi : n_lo + 1; }
 
+// The stream share (TL `kernel ... with split=stream`; Stream-K's hybrid). Without a mask every tile is `kv`
+// KV steps, and T tiles on G CTAs end in a partial wave of T % G tiles while the other CTAs idle: D 128,
+// 68 of 132 at every sweep length, 4.6-5.8% of the kernel's time (perf-notes "fourteenth run"). Here the
+// walk's first whole waves but one go out as whole tiles, CTA c taking tiles c, c + G, ...; the last G +
+// T % G tiles (the sharing region: T % G when there is no whole wave) are cut into G equal runs of KV
+// steps in walk order, one a CTA. A run covers whole tiles, but its first may start inside a tile (its
+// steps before the run are the previous CTA's) and its last may end inside one; such a part of a tile is
+// combined with the tile's other parts as the split tail's are (split.cuh StreamTail). So each CTA runs
+// the same number of steps and leaves at most two parts, which end at different times (their lengths
+// differ), not in one phase (the split tail's cost, "fifteenth run"). Sharing out the whole walk instead
+// gave each CTA its own heads: 132 heads' K/V at once missed L2, 0.55x at L 1k (session 19, run 1).
+// The steps of a tile in the order the KV loop takes them: step j is KV tile kv - 1 - j (order=reverse).
+struct StreamShare {
+  int base;    // the first tile of the sharing region (the whole tiles before it: base / G waves)
+  int steps;   // the region's KV steps
+  int t0, t1;  // this CTA's run: its first and last tile (t1 < t0: an empty run)
+  int j0;      // the first tile's steps that the previous CTA ran (0: the run starts the tile)
+  int j1;      // the last tile's steps in the run, from the tile's first (kv: the run ends the tile)
+  // 32-bit arithmetic (fits: shares); a 64-bit division is a call, and one in the consumers' tile head
+  // pushed the KV loop's GMMA descriptors out of uniform registers (R2UR 17 -> 48 a KV tile)
+  __host__ __device__ __forceinline__ static int region(int tiles, int ctas) {
+    const int tail = tiles % ctas;
+    return tail == 0 ? 0 : (tiles >= ctas ? ctas + tail : tail);
+  }
+  __host__ __device__ __forceinline__ StreamShare(int tiles, int kv, int cta, int ctas) {
+    const int shared = region(tiles, ctas);
+    base = tiles - shared;
+    steps = shared * kv;
+    const uint32_t g0 = static_cast<uint32_t>(steps) * static_cast<uint32_t>(cta) / static_cast<uint32_t>(ctas);
+    const uint32_t g1 = static_cast<uint32_t>(steps) * static_cast<uint32_t>(cta + 1) / static_cast<uint32_t>(ctas);
+    const int r0 = static_cast<int>(g0 / static_cast<uint32_t>(kv));
+    const int r1 = g1 > g0 ? static_cast<int>((g1 - 1) / static_cast<uint32_t>(kv)) : r0 - 1;
+    j0 = static_cast<int>(g0) - r0 * kv;
+    j1 = static_cast<int>(g1) - r1 * kv;
+    t0 = base + r0;
+    t1 = base + r1;
+  }
+  // whether a launch can share: a partial wave to share out, every run at least one step (so the runs
+  // that cut a tile are consecutive CTAs: StreamTail numbers them from the owner), and the region's steps
+  // x ctas within the 32-bit arithmetic. Else the launch takes the counter's claims (StreamClaims)
+  __host__ __device__ __forceinline__ static bool shares(int tiles, int kv, int ctas) {
+    const int64_t steps = static_cast<int64_t>(region(tiles, ctas)) * kv;
+    return steps > 0 && steps >= ctas && steps * ctas < (int64_t(1) << 32);
+  }
+  // the CTA whose run holds step `step` of the region (runs of floor(c * steps / ctas))
+  __host__ __device__ __forceinline__ int cta_of(int step, int ctas) const {
+    return static_cast<int>((static_cast<uint32_t>(step + 1) * static_cast<uint32_t>(ctas) + steps - 1) /
+                            static_cast<uint32_t>(steps)) - 1;
+  }
+  // Tile::part of tile t of this CTA: -1 whole; else bit 0 set when the run starts inside it (an earlier
+  // CTA ran its first steps), bit 1 when the run ends inside it
+  __host__ __device__ __forceinline__ int part_of(int t, int kv) const {
+    const int part = (t == t0 && j0 > 0 ? 1 : 0) | (t == t1 && j1 < kv ? 2 : 0);
+    return part ? part : -1;
+  }
+  // the KV tiles [lo, hi) of tile t's part (part_of), within the tile's own [n_lo, n_hi)
+  __host__ __device__ __forceinline__ KvRange range(int n_lo, int n_hi, int part, int kv) const {
+    if (part < 0) return KvRange{n_lo, n_hi};
+    const int first = part & 1 ? j0 : 0, end = part & 2 ? j1 : kv;  // its steps [first, end)
+    const int hi = n_hi < kv - first ? n_hi : kv - first, lo = n_lo > kv - end ? n_lo : kv - end;
+    return KvRange{lo < hi ? lo : hi, hi};  // a tile shorter than kv (varlen) may leave a part none
+  }
+};
+
+// split=stream's claims: the whole waves' tiles c, c + G, ... below the sharing region, then this CTA's
+// run in order (no counter); or, when the launch does not share (a mask, a window, a grid past the packed
+// word, no partial wave: `on` false), the counter's claims (TileCounter)
+struct StreamClaims {
+  int* counter;
+  StreamShare share;
+  int end;   // tile numbers below this are handed out
+  int kv;    // KV steps a tile
+  bool on;
+  __device__ __forceinline__ StreamClaims(int* counter_, int tiles, int kv_, bool on_)
+      : counter(counter_), share(tiles, kv_ > 0 ? kv_ : 1, blockIdx.x, gridDim.x), kv(kv_ > 0 ? kv_ : 1),
+        on(on_ && StreamShare::shares(tiles, kv_ > 0 ? kv_ : 1, gridDim.x)) {
+    end = on ? share.t1 + 1 : tiles;
+  }
+  __device__ __forceinline__ int first() const {
+    const int c = static_cast<int>(blockIdx.x);
+    return on && c >= share.base ? share.t0 : c;
+  }
+  __device__ __forceinline__ int next(int previous) const {
+    if (!on) return static_cast<int>(gridDim.x) + atomicAdd(counter, 1);
+    const int t = previous + (previous < share.base ? static_cast<int>(gridDim.x) : 1);
+    return previous < share.base && t >= share.base ? share.t0 : t;
+  }
+  template <class Sched>
+  __device__ __forceinline__ Tile at(const Sched& tiles, int t) const {
+    Tile tile = tiles.tile_at(t);
+    tile.part = on ? share.part_of(t, kv) : -1;
+    return tile;
+  }
+};
+
 struct TileScheduler {
   int m_blocks;  // X
   int heads;     // Y

@@ -1,5 +1,6 @@
-// qimeng/sm90/split.cuh -- the split tail's combine (TL `kernel ... with split=tail`; scheduler.cuh
-// says which tiles are split and into how many parts). Every part of a split tile leaves its
+// qimeng/sm90/split.cuh -- the combine of a tile's parts: the split tail's (TL `kernel ... with split=tail`;
+// scheduler.cuh says which tiles are split and into how many parts) and the stream share's (split=stream,
+// StreamTail below). Every part of a split tile leaves its
 // unnormalised O and its rows' max and sum in a workspace behind the tile counter, then arrives on a
 // counter of its tile; the last part to arrive reads the others', merges them into its own registers
 // (the online softmax's merge) and stores O as a whole tile does.
@@ -12,7 +13,8 @@
 // AttnParams::num_splits: qimeng_serve/runtime/split_tail.py):
 //   int  [0]                           the claim counter (TileCounter)
 //   int  [1 + slot * kWarps + warp]    arrivals, slot < gridDim.x (zeroed with the claim counter)
-//   then, from byte kPartsOffset(ctas): per (slot, part, warp) kLaneFloat4 x 32 float4s, lane fastest
+//   then, from byte parts_offset(ctas): per (slot, part, warp) kLaneFloat4 x 32 float4s, lane fastest
+//   (split=stream: per (CTA, first or last part of its run, warp); the counters' slot is the tile's owner CTA)
 #pragma once
 #include "consumer.cuh"
 #include "scheduler.cuh"
@@ -29,8 +31,11 @@
 
 namespace qm::sm90 {
 
+// What a part of a tile leaves in the workspace, per consumer warp: 32 lanes x kLaneFloat4 float4s,
+// lane fastest; the parts start after the arrival counters (one int per slot and warp, behind the claim
+// counter), on a 256-byte boundary
 template <class KT>
-struct SplitTail {
+struct PartLayout {
   static constexpr int kWarps = KT::kConsumerThreads / 32;
   static constexpr int kAccFloats = KT::kBlockM * KT::kHeadDim / KT::kConsumerThreads;  // O per thread
   static constexpr bool kHalf = QM_SM90_SPLIT_PARTIAL16 != 0;
@@ -38,22 +43,128 @@ struct SplitTail {
   static constexpr int kOUnits = kAccFloats / (kHalf ? 8 : 4);
   static constexpr int kLaneFloat4 = kOUnits + 1;
   static_assert(Consumer<KT>::kRows == 2, "a consumer thread holds 2 rows of its tile");
-
-  // where the parts start: after the counters, on a 256-byte boundary
   __host__ __device__ static constexpr int64_t parts_offset(int ctas) {
     return (static_cast<int64_t>(1 + ctas * kWarps) * 4 + 255) / 256 * 256;
   }
   __host__ __device__ static constexpr int64_t part_bytes() { return int64_t(kWarps) * 32 * kLaneFloat4 * 16; }
+  __device__ __forceinline__ static float4* parts_base(int* tile_counter) {
+    return reinterpret_cast<float4*>(reinterpret_cast<char*>(tile_counter) + parts_offset(static_cast<int>(gridDim.x)));
+  }
+  // lane `lane` of warp `warp` in part block `block`
+  __device__ __forceinline__ static float4* lane_of(float4* base, int64_t block, int warp, int lane) {
+    return base + (block * kWarps + warp) * (kLaneFloat4 * 32) + lane;
+  }
+};
 
+// What the split tail and the stream share do at the end of a part of a tile: this warp stores its O, m
+// and l (at block(me)), then arrives on `arrivals` (one counter per tile and warp). True for the last of
+// the tile's `parties` parts to arrive: it has merged every other part (block(q), q != me) into acc, c.m
+// and c.l, and stores O. No part waits for another: a CTA that waited could hold, as its next tile, the
+// part the other one waits for.
+template <class KT, class TileO, class Block>
+__device__ __forceinline__ bool combine_parts(Consumer<KT>& c, TileO& acc, int* arrivals, int parties, int me,
+                                              Block block) {
+  using L = PartLayout<KT>;
+  constexpr int kAccFloats = L::kAccFloats, kOUnits = L::kOUnits;
+  constexpr bool kHalf = L::kHalf;
+  using namespace cute;
+  static_assert(decltype(size(acc))::value == kAccFloats, "O's registers per thread");
+  const int lane = c.tid % 32;
+  Tensor o = make_tensor(acc.data(), acc_rowcol(acc.layout()));
+  constexpr int kCols = decltype(size<1>(o))::value;
+  // every part stores, the last too: it cannot know it is last before it arrives
+  float4* mine = block(me);
+  CUTE_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    if constexpr (kHalf) {
+      const float inv = Consumer<KT>::inverse_row_sum(c.l[r]);
+      CUTE_UNROLL
+      for (int j = 0; j < kCols; j += 8) {
+        uint32_t w[4];
+        CUTE_UNROLL
+        for (int i = 0; i < 4; ++i) {
+          cutlass::AlignedArray<typename KT::T, 2> pair;
+          pair[0] = static_cast<typename KT::T>(o(r, j + 2 * i) * inv);
+          pair[1] = static_cast<typename KT::T>(o(r, j + 2 * i + 1) * inv);
+          w[i] = reinterpret_cast<uint32_t const&>(pair);
+        }
+        __stcg(reinterpret_cast<uint4*>(mine + ((r * kCols + j) / 8) * 32), make_uint4(w[0], w[1], w[2], w[3]));
+      }
+    } else {
+      CUTE_UNROLL
+      for (int j = 0; j < kCols; j += 4)
+        __stcg(mine + ((r * kCols + j) / 4) * 32, make_float4(o(r, j), o(r, j + 1), o(r, j + 2), o(r, j + 3)));
+    }
+  }
+  __stcg(mine + kOUnits * 32, make_float4(c.m[0], c.m[1], c.l[0], c.l[1]));
+  if (QM_SM90_SPLIT_FENCE) __threadfence();  // this lane's part, visible on the GPU before the warp arrives
+  __syncwarp();  // (0: orders the lanes' stores before lane 0's release, which is cumulative)
+  int before = 0;
+  if (lane == 0) {
+    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(before) : "l"(arrivals) : "memory");
+  }
+  // lane 0's count reaches the warp by a vote: broadcast by a shuffle, ptxas took the KV loop's GMMA
+  // descriptors out of uniform registers (R2UR 17 -> 48 a KV tile, and 16 B of spills)
+  if (!__any_sync(0xffffffffu, lane == 0 && before == parties - 1)) return false;
+  if (QM_SM90_DIAG_SPLIT == 2) return true;
+  // the other parts' stores, seen through the arrivals they made before this one (0: lane 0's acquire,
+  // passed on to the lanes by the warp barrier)
+  if (QM_SM90_SPLIT_FENCE) __threadfence();
+  else __syncwarp();
+  for (int q = 0; q < parties; ++q) {
+    if (q == me) continue;
+    const float4* theirs = block(q);
+    const float4 ml = __ldcg(theirs + kOUnits * 32);
+    const float m_q[2] = {ml.x, ml.y}, l_q[2] = {ml.z, ml.w};
+    CUTE_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      const float m_new = fmaxf(c.m[r], m_q[r]);
+      const float m_fin = m_new == -INFINITY ? 0.f : m_new;  // a part that saw no key: -inf, l = 0
+      const float a = exp2f(c.m[r] - m_fin), b = exp2f(m_q[r] - m_fin);
+      c.l[r] = c.l[r] * a + l_q[r] * b;
+      c.m[r] = m_new;
+      if constexpr (kHalf) {
+        // its O was normalised by its row sum: the quad's four parts of l_q
+        float sum = l_q[r] + __shfl_xor_sync(0xffffffffu, l_q[r], 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const float bs = b * sum;
+        CUTE_UNROLL
+        for (int j = 0; j < kCols; j += 8) {
+          const uint4 v = __ldcg(reinterpret_cast<const uint4*>(theirs + ((r * kCols + j) / 8) * 32));
+          const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+          CUTE_UNROLL
+          for (int i = 0; i < 4; ++i) {
+            const auto pair = reinterpret_cast<cutlass::AlignedArray<typename KT::T, 2> const&>(w[i]);
+            o(r, j + 2 * i) = o(r, j + 2 * i) * a + static_cast<float>(pair[0]) * bs;
+            o(r, j + 2 * i + 1) = o(r, j + 2 * i + 1) * a + static_cast<float>(pair[1]) * bs;
+          }
+        }
+      } else {
+        CUTE_UNROLL
+        for (int j = 0; j < kCols; j += 4) {
+          const float4 v = __ldcg(theirs + ((r * kCols + j) / 4) * 32);
+          o(r, j) = o(r, j) * a + v.x * b;
+          o(r, j + 1) = o(r, j + 1) * a + v.y * b;
+          o(r, j + 2) = o(r, j + 2) * a + v.z * b;
+          o(r, j + 3) = o(r, j + 3) * a + v.w * b;
+        }
+      }
+    }
+  }
+  return true;
+}
+
+template <class KT>
+struct SplitTail {
+  using L = PartLayout<KT>;
+  static constexpr int kWarps = L::kWarps;
   int* counter;
   float4* parts_base;
   __device__ __forceinline__ explicit SplitTail(int* tile_counter)
-      : counter(tile_counter),
-        parts_base(reinterpret_cast<float4*>(reinterpret_cast<char*>(tile_counter) +
-                                              parts_offset(static_cast<int>(gridDim.x)))) {}
+      : counter(tile_counter), parts_base(L::parts_base(tile_counter)) {}
 
   __device__ __forceinline__ float4* lane_block(int slot, int part, int parts, int warp, int lane) const {
-    return parts_base + ((static_cast<int64_t>(slot) * parts + part) * kWarps + warp) * (kLaneFloat4 * 32) + lane;
+    return L::lane_of(parts_base, static_cast<int64_t>(slot) * parts + part, warp, lane);
   }
 
   // The end of a part: store this warp's O, m and l, arrive on the tile's counter. True for the last
@@ -69,95 +180,62 @@ struct SplitTail {
   }
   template <class TileO>
   __device__ __forceinline__ bool finish(Consumer<KT>& c, TileO& acc, const AttnParams& p, const Tile& tile) const {
-    using namespace cute;
-    static_assert(decltype(size(acc))::value == kAccFloats, "O's registers per thread");
     if (QM_SM90_DIAG_SPLIT == 1) return false;
     const TileScheduler tiles = walk(p);
     const int parts = tiles.parts(), slot = tiles.tail_slot(tile);
     const int warp = c.tid / 32, lane = c.tid % 32;
-    Tensor o = make_tensor(acc.data(), acc_rowcol(acc.layout()));
-    constexpr int kCols = decltype(size<1>(o))::value;
-    // every part stores, the last too: it cannot know it is last before it arrives
-    float4* mine = lane_block(slot, tile.part, parts, warp, lane);
-    CUTE_UNROLL
-    for (int r = 0; r < 2; ++r) {
-      if constexpr (kHalf) {
-        const float inv = Consumer<KT>::inverse_row_sum(c.l[r]);
-        CUTE_UNROLL
-        for (int j = 0; j < kCols; j += 8) {
-          uint32_t w[4];
-          CUTE_UNROLL
-          for (int i = 0; i < 4; ++i) {
-            cutlass::AlignedArray<typename KT::T, 2> pair;
-            pair[0] = static_cast<typename KT::T>(o(r, j + 2 * i) * inv);
-            pair[1] = static_cast<typename KT::T>(o(r, j + 2 * i + 1) * inv);
-            w[i] = reinterpret_cast<uint32_t const&>(pair);
-          }
-          __stcg(reinterpret_cast<uint4*>(mine + ((r * kCols + j) / 8) * 32), make_uint4(w[0], w[1], w[2], w[3]));
-        }
-      } else {
-        CUTE_UNROLL
-        for (int j = 0; j < kCols; j += 4)
-          __stcg(mine + ((r * kCols + j) / 4) * 32, make_float4(o(r, j), o(r, j + 1), o(r, j + 2), o(r, j + 3)));
-      }
-    }
-    __stcg(mine + kOUnits * 32, make_float4(c.m[0], c.m[1], c.l[0], c.l[1]));
-    if (QM_SM90_SPLIT_FENCE) __threadfence();  // this lane's part, visible on the GPU before the warp arrives
-    __syncwarp();  // (0: orders the lanes' stores before lane 0's release, which is cumulative)
-    int before = 0;
-    if (lane == 0) {
-      int* arrivals = counter + 1 + slot * kWarps + warp;
-      asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(before) : "l"(arrivals) : "memory");
-    }
-    // lane 0's count reaches the warp by a vote: broadcast by a shuffle, ptxas took the KV loop's GMMA
-    // descriptors out of uniform registers (R2UR 17 -> 48 a KV tile, and 16 B of spills)
-    if (!__any_sync(0xffffffffu, lane == 0 && before == parts - 1)) return false;
-    if (QM_SM90_DIAG_SPLIT == 2) return true;
-    // the other parts' stores, seen through the arrivals they made before this one (0: lane 0's acquire,
-    // passed on to the lanes by the warp barrier)
-    if (QM_SM90_SPLIT_FENCE) __threadfence();
-    else __syncwarp();
-    for (int q = 0; q < parts; ++q) {
-      if (q == tile.part) continue;
-      const float4* theirs = lane_block(slot, q, parts, warp, lane);
-      const float4 ml = __ldcg(theirs + kOUnits * 32);
-      const float m_q[2] = {ml.x, ml.y}, l_q[2] = {ml.z, ml.w};
-      CUTE_UNROLL
-      for (int r = 0; r < 2; ++r) {
-        const float m_new = fmaxf(c.m[r], m_q[r]);
-        const float m_fin = m_new == -INFINITY ? 0.f : m_new;  // a part that saw no key: -inf, l = 0
-        const float a = exp2f(c.m[r] - m_fin), b = exp2f(m_q[r] - m_fin);
-        c.l[r] = c.l[r] * a + l_q[r] * b;
-        c.m[r] = m_new;
-        if constexpr (kHalf) {
-          // its O was normalised by its row sum: the quad's four parts of l_q
-          float sum = l_q[r] + __shfl_xor_sync(0xffffffffu, l_q[r], 1);
-          sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-          const float bs = b * sum;
-          CUTE_UNROLL
-          for (int j = 0; j < kCols; j += 8) {
-            const uint4 v = __ldcg(reinterpret_cast<const uint4*>(theirs + ((r * kCols + j) / 8) * 32));
-            const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-            CUTE_UNROLL
-            for (int i = 0; i < 4; ++i) {
-              const auto pair = reinterpret_cast<cutlass::AlignedArray<typename KT::T, 2> const&>(w[i]);
-              o(r, j + 2 * i) = o(r, j + 2 * i) * a + static_cast<float>(pair[0]) * bs;
-              o(r, j + 2 * i + 1) = o(r, j + 2 * i + 1) * a + static_cast<float>(pair[1]) * bs;
-            }
-          }
-        } else {
-          CUTE_UNROLL
-          for (int j = 0; j < kCols; j += 4) {
-            const float4 v = __ldcg(theirs + ((r * kCols + j) / 4) * 32);
-            o(r, j) = o(r, j) * a + v.x * b;
-            o(r, j + 1) = o(r, j + 1) * a + v.y * b;
-            o(r, j + 2) = o(r, j + 2) * a + v.z * b;
-            o(r, j + 3) = o(r, j + 3) * a + v.w * b;
-          }
-        }
-      }
-    }
-    return true;
+    return combine_parts<KT>(c, acc, counter + 1 + slot * kWarps + warp, parts, tile.part,
+                             [&](int q) { return lane_block(slot, q, parts, warp, lane); });
+  }
+};
+
+// split=stream (scheduler.cuh StreamShare): a tile cut by the CTAs' runs has one part in each CTA its steps
+// fall in. The part with the tile's first steps (its owner: bit 0 of the part clear) is the last part of its
+// CTA's run; every other part is the first of its CTA's run. So a CTA leaves at most two parts, and they
+// go to its own two blocks: its first part's to block 2 x cta, its last part's to 2 x cta + 1. The
+// arrival counters are the owner CTA's. Workspace: the counters, then 2 x gridDim.x part blocks.
+template <class KT>
+struct StreamTail {
+  using L = PartLayout<KT>;
+  int* counter;
+  float4* parts_base;
+  __device__ __forceinline__ explicit StreamTail(int* tile_counter)
+      : counter(tile_counter), parts_base(L::parts_base(tile_counter)) {}
+
+  // The walk's tiles and KV steps a tile, as the producer's StreamClaims counted them, from the parameters
+  // read again (grid (cdiv(max_seqlen_q, BLOCK_M), heads_q, batch), not causal: the lowering checks)
+  struct Walk {
+    int m_blocks, heads, tiles, kv;
+  };
+  __device__ __forceinline__ static Walk walk(const AttnParams& p) {
+    const int m_blocks = cdiv(opaque(p.max_seqlen_q), KT::kBlockM), heads = opaque(p.heads_q);
+    const int kv = cdiv(opaque(p.max_seqlen_k), KT::kBlockN);
+    return Walk{m_blocks, heads, m_blocks * heads * opaque(p.batch), kv > 0 ? kv : 1};
+  }
+  // the consumers' KV range of a tile's part (Tile::part; -1: the whole [n_lo, n_hi))
+  __device__ __forceinline__ static KvRange range(int n_lo, int n_hi, int part, const AttnParams& p) {
+    if (part < 0) return KvRange{n_lo, n_hi};
+    const Walk w = walk(p);
+    return StreamShare(w.tiles, w.kv, blockIdx.x, gridDim.x).range(n_lo, n_hi, part, w.kv);
+  }
+
+  // The end of a part (combine_parts): true for the tile's last part to arrive, which stores O
+  template <class TileO>
+  __device__ __forceinline__ bool finish(Consumer<KT>& c, TileO& acc, const AttnParams& p, const Tile& tile) const {
+    if (QM_SM90_DIAG_SPLIT == 1) return false;
+    const Walk w = walk(p);
+    const int ctas = static_cast<int>(gridDim.x);
+    const int t = (tile.batch * w.heads + tile.head) * w.m_blocks + (w.m_blocks - 1 - tile.m_block);  // tile_at^-1
+    const StreamShare share(w.tiles, w.kv, blockIdx.x, ctas);
+    const int first = (t - share.base) * w.kv;  // the tile's first step in the sharing region
+    const int owner = share.cta_of(first, ctas);
+    const int parties = share.cta_of(first + w.kv - 1, ctas) - owner + 1;
+    const int warp = c.tid / 32, lane = c.tid % 32;
+    return combine_parts<KT>(c, acc, counter + 1 + owner * L::kWarps + warp, parties,
+                             static_cast<int>(blockIdx.x) - owner, [&](int q) {
+                               const int64_t block = q == 0 ? 2 * int64_t(owner) + 1 : 2 * int64_t(owner + q);
+                               return L::lane_of(parts_base, block, warp, lane);
+                             });
   }
 };
 
