@@ -53,13 +53,9 @@ VARIANTS = {
     # session 19: split=stream (SPLIT = -1), every CTA an equal run of the walk's KV steps without a mask;
     # CARRY = 0 so one kernel serves both masks (a causal launch does not share: the counter's claims)
     "stream128": ("dense_prefill_sm90.tl", 128, {"SPLIT": -1, "CARRY": 0}, {}, ("bf16", "f16")),
-    # its costs (timing only, O incomplete or wrong): parts neither store nor combine; no combine; and the
-    # ordering without fences
+    # its cost apart (timing only, O incomplete): the parts stored but never merged. (Run 3's nostore,
+    # nocombine and nofence timed the first, fp32 form at commit fbb4cdf: perf-notes "seventeenth run")
     "stream128_nostore": ("dense_prefill_sm90.tl", 128, {"SPLIT": -1, "CARRY": 0}, {"QM_SM90_DIAG_SPLIT": "1"},
-                          ("bf16",)),
-    "stream128_nocombine": ("dense_prefill_sm90.tl", 128, {"SPLIT": -1, "CARRY": 0}, {"QM_SM90_DIAG_SPLIT": "2"},
-                            ("bf16",)),
-    "stream128_nofence": ("dense_prefill_sm90.tl", 128, {"SPLIT": -1, "CARRY": 0}, {"QM_SM90_SPLIT_FENCE": "0"},
                           ("bf16",)),
     "stream64": ("dense_prefill_sm90.tl", 64, {"SPLIT": -1}, {}, ("bf16", "f16")),
     "stream256": ("dense_prefill_sm90.tl", 256, {"SPLIT": -1}, {}, ("bf16", "f16")),

@@ -113,6 +113,12 @@ def split_tail_meta(bm: int, bn: int, d: int, wgs: int) -> dict[str, int]:
     return {"block_m": bm, "block_n": bn, "warps": threads // 32, "part_bytes": threads * lane_float4 * 16}
 
 
+def stream_meta(bm: int, bn: int, d: int, wgs: int) -> dict:
+    """split=stream's sizes (split.cuh StreamTail<KT>): a part's block is its O normalised in the input
+    dtype (16-bit) and each row's {max, sum} (fp32)."""
+    return {**split_tail_meta(bm, bn, d, wgs), "part_bytes": bm * d * 2 + bm * 8, "mode": "stream"}
+
+
 def _role_int(role: ast.Role, key: str, params: dict[str, int]) -> int:
     v = ast.option(role.options, key)
     value = int(v) if v is not None and v.isdigit() else params.get(v or "")
@@ -207,6 +213,10 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
            f"  using KT = {kt};",
            f"  static_assert(qm::sm90::smem_bytes<KT>() == {smem}, \"launch metadata and building blocks disagree on "
            "shared memory\");"]
+    if stream:
+        block = stream_meta(bm, bn, d, wgs)["part_bytes"]
+        out.append(f"  static_assert(qm::sm90::StreamTail<KT>::kBlockBytes == {block}, \"the workspace's part blocks: "
+                   "launch metadata and building blocks disagree\");")
     shared = ", ".join(f"{a.name}" + (f" x {ast.option(a.options, 'stages')}" if ast.option(a.options, "stages") else "")
                        for a in plan.shared.values())
     out += [f"  // Allocate {shared} (shared, 128-byte swizzled) and their stage barriers",
@@ -232,6 +242,6 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     maps = {"q": bm, **({} if gather else {"k": bn, "v": bn}), **({"o": 64} if shape.store_o_tma else {})}
     abi = SPLIT_ABI if shape.split else PERSISTENT_ABI if shape.persistent else KERNEL_ABI
     entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps=maps, abi=abi,
-                      split_tail={**split_tail_meta(bm, bn, d, wgs), **({"mode": "stream"} if stream else
-                                  {"max_parts": split_max_parts(k, params)})} if shape.split else {})
+                      split_tail=stream_meta(bm, bn, d, wgs) if stream else
+                      {**split_tail_meta(bm, bn, d, wgs), "max_parts": split_max_parts(k, params)} if shape.split else {})
     return out, entry

@@ -291,6 +291,17 @@ def _store(plan: Plan, scope: Scope, shape: Shape, q0, q_len: str) -> list[str]:
     if shape.store_o_tma:
         return [f"      // {_tl(plan.normalize)}; {_tl(plan.store)}: through sO, a warpgroup's 64 rows per bulk store",
                 f"      c.normalize_and_store_tma(acc, sm, tma, p, {b}, {h}, {scope.cpp(q0)}, {q_len});"]
+    if shape.stream:
+        # split=stream: a part's O, normalised, leaves through the tile's one store into its block of the
+        # workspace; the tile's last part to arrive merges the blocks into O (split.cuh StreamTail::merge)
+        return [f"      // {_tl(plan.normalize)}; {_tl(plan.store)} (rows 0 .. seqlen_q - 1 only); split=stream: a part's "
+                "rows to its block, the tile's last part merging them into O",
+                "      {",
+                "        const qm::sm90::StreamTail<KT> stream(tile_counter);",
+                f"        const auto dest = stream.dest(p, tile, {b}, {h}, {scope.cpp(q0)});",
+                f"        c.store_rows(acc, dest.out, dest.stride, {scope.cpp(q0)}, {q_len}, c.l);",
+                f"        if (tile.part >= 0) stream.merge(c, p, tile, {b}, {h}, {scope.cpp(q0)}, {q_len});",
+                "      }"]
     store = f"c.normalize_and_store(acc, p, {b}, {h}, {scope.cpp(q0)}, {q_len});"
     if shape.split:
         # split=tail: a part's warp stores O only when it is the tile's last part to arrive (split.cuh)

@@ -553,10 +553,16 @@ def test_split_stream_shares_the_last_waves_steps_out(d):
     assert "TileCounter" not in producer and "part_range" not in text
     assert "const qm::sm90::KvRange kv = claims.share.range(t_n_start, t_n_end, tile.part, claims.kv);" in producer
     assert "const qm::sm90::KvRange kv = qm::sm90::StreamTail<KT>::range(t_n_start, t_n_end, tile.part, p);" in consumer
-    assert "if (tile.part < 0 || qm::sm90::StreamTail<KT>(tile_counter).finish(c, acc, p, tile)) c.normalize_and_store(" \
-        in consumer
+    # a part's O, normalised, through the tile's one store into its block; the last part merges the blocks
+    epilogue = ["const auto dest = stream.dest(p, tile, t_b, t_q_head, t_q0);",
+                "c.store_rows(acc, dest.out, dest.stride, t_q0, qm::seqlen_q_of(p, t_b), c.l);",
+                "if (tile.part >= 0) stream.merge(c, p, tile, t_b, t_q_head, t_q0, qm::seqlen_q_of(p, t_b));"]
+    at = [consumer.index(line) for line in epilogue]
+    assert at == sorted(at) and "normalize_and_store" not in consumer and consumer.count("store_rows(") == 1
     assert entry.abi == SPLIT_ABI
-    assert entry.split_tail == {**split_tail_meta(bm, bn, d, bm // 64), "mode": "stream"}
+    assert entry.split_tail == {**split_tail_meta(bm, bn, d, bm // 64), "part_bytes": bm * d * 2 + bm * 8,
+                                "mode": "stream"}
+    assert f"static_assert(qm::sm90::StreamTail<KT>::kBlockBytes == {bm * d * 2 + bm * 8}," in text
 
 
 def test_split_stream_is_checked_and_refused_where_not_lowered():

@@ -50,7 +50,7 @@ def test_workspace_holds_the_counters_and_every_tail_part():
     assert workspace_bytes(D128, params(), 132, 3) == head + 68 * 3 * D128["part_bytes"]
 
 
-STREAM = {**D128, "mode": "stream"}
+STREAM = {**D128, "mode": "stream", "part_bytes": 128 * 128 * 2 + 128 * 8}  # emit_sm90.stream_meta
 
 
 def test_stream_shares_only_a_partial_wave_without_a_mask_or_window():
@@ -64,4 +64,4 @@ def test_stream_shares_only_a_partial_wave_without_a_mask_or_window():
 def test_stream_workspace_holds_two_parts_a_cta():
     head = counter_bytes(132, 8)
     assert workspace_bytes(STREAM, params(), 132, 1) == head
-    assert workspace_bytes(STREAM, params(), 132, 2) == head + 2 * 132 * D128["part_bytes"]
+    assert workspace_bytes(STREAM, params(), 132, 2) == head + 2 * 132 * STREAM["part_bytes"]

@@ -388,6 +388,65 @@ struct Consumer {
     const uint32_t w2 = ql ? from3 : mine2, w3 = ql ? mine2 : from3;
     return qh ? make_uint4(w2, w3, w0, w1) : make_uint4(w0, w1, w2, w3);
   }
+
+  // ---- split=stream's store and merge (split.cuh StreamTail); kept after the shipped members, whose
+  // line numbers the line info carries into ptxas, which scheduled the D 128 kernel differently when they moved
+  // the tile row of this thread's row r (0 .. kRows - 1), as the MMA's accumulator lays the rows out
+  __device__ __forceinline__ int tile_row(int r) const {
+    using namespace cute;
+    auto cO = make_identity_tensor(Shape<typename KT::BM, typename KT::HD>{});
+    Tensor tOcO = mma_pv.get_thread_slice(tid).partition_C(cO);
+    Tensor co = make_tensor(tOcO.data(), acc_rowcol(tOcO.layout()));
+    return get<0>(co(r, 0));
+  }
+  // O's row 0 of sequence b, head h: varlen rows (cu_seqlens_q set) start at the sequence's first token of a
+  // [tokens, heads, D] O
+  __device__ __forceinline__ static T* o_base(const AttnParams& p, int b, int h) {
+    return static_cast<T*>(p.o) + h * p.o_head_stride +
+           (p.cu_seqlens_q ? static_cast<int64_t>(p.cu_seqlens_q[b]) * p.o_token_stride
+                           : static_cast<int64_t>(b) * p.o_batch_stride);
+  }
+  // normalize_and_store's rows: row q0 + i of the tile to out + (q0 + i) x token_stride (split=stream: O, or a
+  // part's block of the workspace, through this one store). normalize_and_store keeps its own copy: through
+  // this one, ptxas scheduled the shipped D 64 kernel differently
+  __device__ __forceinline__ void store_rows(TileO& acc, T* out, int64_t token_stride, int q0, int seqlen_q,
+                                             const float (&row_sums)[kRows]) {
+    using namespace cute;
+    Tensor o = make_tensor(acc.data(), acc_rowcol(acc.layout()));
+    auto cO = make_identity_tensor(Shape<typename KT::BM, typename KT::HD>{});
+    Tensor tOcO = mma_pv.get_thread_slice(tid).partition_C(cO);
+    Tensor co = make_tensor(tOcO.data(), acc_rowcol(tOcO.layout()));
+    static_assert(decltype(size<1>(o))::value == KT::kHeadDim / 4, "a thread holds D / 4 columns of a row");
+    const bool wide = (reinterpret_cast<uintptr_t>(out) % 16 == 0) && (token_stride % 8 == 0);  // CTA-uniform
+    const int q = tid % 4;
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      const float inv = inverse_row_sum(row_sums[r]);
+      const int row = q0 + get<0>(co(r, 0));
+      // rows of the sequence only: 0 <= row < seqlen_q (a causal tile's padding rows lie before 0)
+      const bool stored = static_cast<unsigned>(row) < static_cast<unsigned>(seqlen_q);
+      T* out_row = out + static_cast<int64_t>(row) * token_stride;
+      uint32_t word[KT::kHeadDim / 8];  // pair j: columns 8 j + 2 q, 8 j + 2 q + 1
+      CUTE_UNROLL
+      for (int j = 0; j < KT::kHeadDim / 8; ++j) {
+        cutlass::AlignedArray<T, 2> pair;
+        pair[0] = static_cast<T>(o(r, 2 * j) * inv);
+        pair[1] = static_cast<T>(o(r, 2 * j + 1) * inv);
+        word[j] = reinterpret_cast<uint32_t const&>(pair);
+      }
+      if (wide) {
+        CUTE_UNROLL
+        for (int g = 0; g < KT::kHeadDim / 32; ++g) {
+          const uint4 v = quad_transpose(word[4 * g], word[4 * g + 1], word[4 * g + 2], word[4 * g + 3], q);
+          // every lane of the quad took part in the shuffles; only the store is predicated
+          if (stored) *reinterpret_cast<uint4*>(out_row + 32 * g + 8 * q) = v;
+        }
+      } else if (stored) {
+        CUTE_UNROLL
+        for (int j = 0; j < KT::kHeadDim / 8; ++j) *reinterpret_cast<uint32_t*>(out_row + 8 * j + 2 * q) = word[j];
+      }
+    }
+  }
 };
 
 }  // namespace qm::sm90

@@ -82,10 +82,11 @@ __host__ __device__ __forceinline__ int kv_end(int n_lo, int n_hi) { return n_hi
 // T % G tiles (the sharing region: T % G when there is no whole wave) are cut into G equal runs of KV
 // steps in walk order, one a CTA. A run covers whole tiles, but its first may start inside a tile (its
 // steps before the run are the previous CTA's) and its last may end inside one; such a part of a tile is
-// combined with the tile's other parts as the split tail's are (split.cuh StreamTail). So each CTA runs
-// the same number of steps and leaves at most two parts, which end at different times (their lengths
-// differ), not in one phase (the split tail's cost, "fifteenth run"). Sharing out the whole walk instead
-// gave each CTA its own heads: 132 heads' K/V at once missed L2, 0.55x at L 1k (session 19, run 1).
+// combined with the tile's other parts (split.cuh StreamTail). So each CTA runs the same number of steps and
+// leaves at most two parts. Its first parts end spread over the region, but the owners' (each run's last)
+// end together, and their merges cost about 11 us a launch: D 128 without a mask -3.4% at 1k, +1% at 8k
+// (perf-notes "seventeenth run"). Sharing out the whole walk instead gave each CTA its own heads: 132
+// heads' K/V at once missed L2, 0.55x at L 1k (run 1).
 // The steps of a tile in the order the KV loop takes them: step j is KV tile kv - 1 - j (order=reverse).
 struct StreamShare {
   int base;    // the first tile of the sharing region (the whole tiles before it: base / G waves)

@@ -56,8 +56,8 @@ struct PartLayout {
   }
 };
 
-// What the split tail and the stream share do at the end of a part of a tile: this warp stores its O, m
-// and l (at block(me)), then arrives on `arrivals` (one counter per tile and warp). True for the last of
+// What the split tail does at the end of a part of a tile: this warp stores its O, m and l (at block(me)),
+// then arrives on `arrivals` (one counter per tile and warp). True for the last of
 // the tile's `parties` parts to arrive: it has merged every other part (block(q), q != me) into acc, c.m
 // and c.l, and stores O. No part waits for another: a CTA that waited could hold, as its next tile, the
 // part the other one waits for.
@@ -193,7 +193,8 @@ struct SplitTail {
 // fall in. The part with the tile's first steps (its owner: bit 0 of the part clear) is the last part of its
 // CTA's run; every other part is the first of its CTA's run. So a CTA leaves at most two parts, and they
 // go to its own two blocks: its first part's to block 2 x cta, its last part's to 2 x cta + 1. The
-// arrival counters are the owner CTA's. Workspace: the counters, then 2 x gridDim.x part blocks.
+// arrival counters are the owner CTA's (one a warp). Workspace: the counters, then 2 x gridDim.x blocks of
+// kBlockBytes.
 template <class KT>
 struct StreamTail {
   using L = PartLayout<KT>;
@@ -219,23 +220,112 @@ struct StreamTail {
     return StreamShare(w.tiles, w.kv, blockIdx.x, gridDim.x).range(n_lo, n_hi, part, w.kv);
   }
 
-  // The end of a part (combine_parts): true for the tile's last part to arrive, which stores O
-  template <class TileO>
-  __device__ __forceinline__ bool finish(Consumer<KT>& c, TileO& acc, const AttnParams& p, const Tile& tile) const {
-    if (QM_SM90_DIAG_SPLIT == 1) return false;
+  // A part's O leaves normalised, in the input dtype, through the tile's own store (Consumer::store_rows)
+  // into its block, and the tile's last part to arrive merges the blocks from memory, acc no longer live.
+  // So the epilogue stores acc once, as a whole tile does. (The first form stored acc in fp32 from its own
+  // store site, as SplitTail does, and merged into acc: its KV loop moved 66 schedule lines and it ran
+  // 1.6-3% slower with nothing shared; perf-notes "seventeenth run".) A block: BLOCK_M x D elements, then
+  // BLOCK_M {m, l} (the row's max and whole sum).
+  using T = typename KT::T;
+  static constexpr int64_t kBlockBytes = int64_t(KT::kBlockM) * KT::kHeadDim * sizeof(T) + KT::kBlockM * 8;
+  __device__ __forceinline__ T* block_o(int64_t block) const {
+    return reinterpret_cast<T*>(reinterpret_cast<char*>(parts_base) + block * kBlockBytes);
+  }
+  __device__ __forceinline__ float2* block_ml(int64_t block) const {
+    return reinterpret_cast<float2*>(reinterpret_cast<char*>(block_o(block)) + int64_t(KT::kBlockM) * KT::kHeadDim * sizeof(T));
+  }
+  // this CTA's block for a part: its run's first part 2 x cta, its last 2 x cta + 1
+  __device__ __forceinline__ static int64_t own_block(const Tile& tile) {
+    return 2 * int64_t(blockIdx.x) + ((tile.part & 1) ? 0 : 1);
+  }
+  struct Dest {
+    T* out;          // row q0 + i of the tile goes to out + (q0 + i) x stride
+    int64_t stride;
+  };
+  // where the tile's rows go: O (a whole tile), or the part's block
+  __device__ __forceinline__ Dest dest(const AttnParams& p, const Tile& tile, int b, int h, int q0) const {
+    if (tile.part < 0) return Dest{Consumer<KT>::o_base(p, b, h), p.o_token_stride};
+    return Dest{block_o(own_block(tile)) - int64_t(q0) * KT::kHeadDim, KT::kHeadDim};
+  }
+  // After a part's store: its rows' max and sum into its block, the warp's arrival; the tile's last part to
+  // arrive merges the parties' blocks into O, each warp its own 16 rows (lane: a row, half its columns)
+  __device__ __forceinline__ void merge(Consumer<KT>& c, const AttnParams& p, const Tile& tile, int b, int h, int q0,
+                                        int seqlen_q) const {
+    if (QM_SM90_DIAG_SPLIT == 1) return;  // diagnostic: no arrival, no merge (the parts' O never reaches O)
+    constexpr int D = KT::kHeadDim, kHalf = D / 2;
     const Walk w = walk(p);
     const int ctas = static_cast<int>(gridDim.x);
     const int t = (tile.batch * w.heads + tile.head) * w.m_blocks + (w.m_blocks - 1 - tile.m_block);  // tile_at^-1
     const StreamShare share(w.tiles, w.kv, blockIdx.x, ctas);
-    const int first = (t - share.base) * w.kv;  // the tile's first step in the sharing region
+    const int first = (t - share.base) * w.kv;
     const int owner = share.cta_of(first, ctas);
     const int parties = share.cta_of(first + w.kv - 1, ctas) - owner + 1;
     const int warp = c.tid / 32, lane = c.tid % 32;
-    return combine_parts<KT>(c, acc, counter + 1 + owner * L::kWarps + warp, parties,
-                             static_cast<int>(blockIdx.x) - owner, [&](int q) {
-                               const int64_t block = q == 0 ? 2 * int64_t(owner) + 1 : 2 * int64_t(owner + q);
-                               return L::lane_of(parts_base, block, warp, lane);
-                             });
+    float2* ml = block_ml(own_block(tile));
+    CUTE_UNROLL
+    for (int r = 0; r < Consumer<KT>::kRows; ++r) {
+      float l = c.l[r];  // the thread's part of the row's sum: the quad's four make it whole
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      if (lane % 4 == 0) __stcg(ml + c.tile_row(r), make_float2(c.m[r], l));
+    }
+    if (QM_SM90_SPLIT_FENCE) __threadfence();  // this lane's rows, visible on the GPU before the warp arrives
+    __syncwarp();
+    int before = 0;
+    if (lane == 0) {
+      int* arrivals = counter + 1 + owner * L::kWarps + warp;
+      asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(before) : "l"(arrivals) : "memory");
+    }
+    if (!__any_sync(0xffffffffu, lane == 0 && before == parties - 1)) return;
+    if (QM_SM90_SPLIT_FENCE) __threadfence();
+    else __syncwarp();
+    const int row = 16 * warp + lane / 2, col0 = (lane % 2) * kHalf;  // the warp's rows, as the MMA holds them
+    float m_all = -INFINITY;
+    for (int q = 0; q < parties; ++q) m_all = fmaxf(m_all, __ldcg(block_ml(q == 0 ? 2 * int64_t(owner) + 1 : 2 * int64_t(owner + q)) + row).x);
+    const float m_fin = m_all == -INFINITY ? 0.f : m_all;  // no part saw a key: every weight 0, O = 0
+    float o[kHalf];
+    CUTE_UNROLL
+    for (int i = 0; i < kHalf; ++i) o[i] = 0.f;
+    float l_all = 0.f;
+    for (int q = 0; q < parties; ++q) {
+      const int64_t block = q == 0 ? 2 * int64_t(owner) + 1 : 2 * int64_t(owner + q);
+      const float2 v = __ldcg(block_ml(block) + row);
+      const float wq = v.y * exp2f(v.x - m_fin);  // its O was normalised by its own sum
+      l_all += wq;
+      const uint4* src = reinterpret_cast<const uint4*>(block_o(block) + int64_t(row) * D + col0);
+      CUTE_UNROLL
+      for (int u = 0; u < kHalf / 8; ++u) {
+        const uint4 x = __ldcg(src + u);
+        const uint32_t words[4] = {x.x, x.y, x.z, x.w};
+        CUTE_UNROLL
+        for (int k = 0; k < 4; ++k) {
+          const auto pair = reinterpret_cast<cutlass::AlignedArray<T, 2> const&>(words[k]);
+          o[8 * u + 2 * k] += wq * static_cast<float>(pair[0]);
+          o[8 * u + 2 * k + 1] += wq * static_cast<float>(pair[1]);
+        }
+      }
+    }
+    if (static_cast<unsigned>(q0 + row) >= static_cast<unsigned>(seqlen_q)) return;
+    const float inv = l_all == 0.f ? 1.f : 1.f / l_all;
+    T* dst = Consumer<KT>::o_base(p, b, h) + int64_t(q0 + row) * p.o_token_stride + col0;
+    const bool wide = (reinterpret_cast<uintptr_t>(dst) % 16 == 0);
+    CUTE_UNROLL
+    for (int u = 0; u < kHalf / 8; ++u) {
+      uint32_t words[4];
+      CUTE_UNROLL
+      for (int k = 0; k < 4; ++k) {
+        cutlass::AlignedArray<T, 2> pair;
+        pair[0] = static_cast<T>(o[8 * u + 2 * k] * inv);
+        pair[1] = static_cast<T>(o[8 * u + 2 * k + 1] * inv);
+        words[k] = reinterpret_cast<uint32_t const&>(pair);
+      }
+      if (wide) {
+        *reinterpret_cast<uint4*>(dst + 8 * u) = make_uint4(words[0], words[1], words[2], words[3]);
+      } else {
+        CUTE_UNROLL
+        for (int k = 0; k < 4; ++k) *reinterpret_cast<uint32_t*>(dst + 8 * u + 2 * k) = words[k];
+      }
+    }
   }
 };
 
