@@ -173,9 +173,9 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
     # descriptors out of uniform registers)
     split_args = (f", qm::window_of(p) || !qm::sm90::TileWord({grid_args}).packed ? 0 : "
                   "qm::sm90::opaque(gridDim.x), qm::sm90::opaque(p.num_splits)") if split_mode == "tail" else ""
-    if stream:  # split=stream: whether this launch shares the steps out (StreamClaims' `on`): as the tail's
-        split_args = (f"qm::sm90::opaque(p.num_splits) > 1 && !p.causal && !qm::window_of(p) && "
-                      f"qm::sm90::TileWord({grid_args}).packed")
+    # split=stream: whether a launch shares the steps out (StreamClaims' `on`), on the tail's conditions
+    stream_on = (f"qm::sm90::opaque(p.num_splits) > 1 && !p.causal && !qm::window_of(p) && "
+                 f"qm::sm90::TileWord({grid_args}).packed") if stream else ""
     store_via = copy_via(plan.store, params)
     if store_via not in ("stg", "tma"):
         raise refuse(plan.store, f"O is stored from registers with via=stg or via=tma, not via={store_via}",
@@ -184,7 +184,7 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
                    overlap_on(plan.consumer, params), gather, tiles_args, grid_args,
                    softmax_pinned(plan.consumer, params), gemms_paired(plan.consumer, params),
                    carry_on(plan.consumer, params), store_via == "tma", split, split_args,
-                   idle_skipped(plan.consumer, params), stream)
+                   idle_skipped(plan.consumer, params), stream_on)
     if shape.idle and (shape.carry or (shape.paged and not shape.gather)):
         raise refuse(plan.consumer, "idle=skip is lowered without carry=pv, for dense prefill and the paged gather",
                       "drop idle= here")

@@ -143,9 +143,13 @@ class Shape:
     split: bool = False  # split=tail: the last partial wave's tiles run in parts along the keys (split.cuh)
     split_args: str = ""  # split=tail: the producer's TileScheduler's further arguments (the split's)
     idle: bool = False  # idle=skip: a consumer warpgroup with no row of its tile's sequence skips the tile
-    # split=stream: every CTA runs an equal share of the walk's KV steps (scheduler.cuh StreamShare);
-    # split_args is then whether a launch shares them out (StreamClaims' `on`)
-    stream: bool = False
+    # split=stream: every CTA runs an equal share of the last waves' KV steps (scheduler.cuh StreamShare);
+    # the condition under which a launch shares them out (StreamClaims' `on`), empty when off
+    stream_on: str = ""
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.stream_on)
 
 
 def overlap_on(role: ast.Role, params: dict[str, int]) -> bool:
@@ -197,7 +201,7 @@ def tile_head(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str) -> li
     elif shape.stream:
         # split=stream: this CTA's run of the walk in order (no counter), when the launch shares it out
         head = [f"{pad}const qm::sm90::StreamClaims claims(tile_counter, qm::sm90::TileScheduler({shape.tiles_args})"
-                f".tiles, qm::cdiv(p.max_seqlen_k, {shape.bn}), {shape.split_args});",
+                f".tiles, qm::cdiv(p.max_seqlen_k, {shape.bn}), {shape.stream_on});",
                 f"{pad}int iter = 0;  // the tiles handed to the consumers",
                 f"{pad}for (int tile_t = claims.first(); tile_t < claims.end; tile_t = claims.next(tile_t)) {{",
                 f"{pad}  const qm::sm90::TileScheduler tiles({shape.tiles_args});",
@@ -241,9 +245,9 @@ def handed_tile(plan: Plan, scope: Scope, pad: str, shape: Shape) -> list[str]:
 def kv_range(plan: Plan, scope: Scope, pad: str, shape: Shape, role: str = "consumer") -> str:
     lo, hi = scope.cpp(plan.p_loop.start), scope.cpp(plan.p_loop.stop)
     if shape.stream:  # split=stream: the tile's steps in this CTA's run (the producer's claims know it)
-        share = "claims.share.range({lo}, {hi}, tile.part, claims.kv)" if role == "producer" else \
-            "qm::sm90::StreamTail<KT>::range({lo}, {hi}, tile.part, p)"
-        return (f"{pad}const qm::sm90::KvRange kv = {share.format(lo=lo, hi=hi)};\n"
+        share = f"claims.share.range({lo}, {hi}, tile.part, claims.kv)" if role == "producer" else \
+            f"qm::sm90::StreamTail<KT>::range({lo}, {hi}, tile.part, p)"
+        return (f"{pad}const qm::sm90::KvRange kv = {share};\n"
                 f"{pad}const int n_lo = kv.lo, n_hi = kv.hi;")
     if shape.split:  # split=tail: a part's share of the tile's KV tiles
         return (f"{pad}const qm::sm90::KvRange kv = qm::sm90::part_range({lo}, {hi}, tile.part, "
