@@ -6,7 +6,8 @@
 Runs the kernel three times (ncu profiles the launch it is told to) and cuDNN's SDPA once on the same
 inputs (profile it with -k regex:cudnn or by leaving -k out). A paged prefill kernel
 (paged_prefill_sm90.tl) runs on a vLLM-layout cache with a shuffled block table (--page rows per page),
-Lq = Lk per sequence, as scripts/hopper_check.py benchmarks it; --fa3 runs FA3's paged prefill on it too.
+Lq = Lk per sequence, as scripts/hopper_check.py benchmarks it. --fa3 runs FA3 on the same inputs too (its
+paged prefill for a paged kernel, its varlen prefill for a dense one).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def main() -> int:
     ap.add_argument("--causal", action="store_true")
     ap.add_argument("--cudnn", action="store_true", help="also run cuDNN SDPA once")
     ap.add_argument("--page", type=int, default=16, help="paged kernels: rows per page")
-    ap.add_argument("--fa3", action="store_true", help="paged kernels: also run FA3's paged prefill (vLLM's "
-                    "vllm_flash_attn, fa_version=3) three times on the same cache and block table (-k regex:flash)")
+    ap.add_argument("--fa3", action="store_true", help="also run FA3 (vLLM's vllm_flash_attn, fa_version=3) three "
+                    "times on the same inputs (-k regex:flash): paged kernels its paged prefill on the same cache and "
+                    "block table, dense kernels its varlen prefill on the inputs packed as [tokens, H, D]")
     args = ap.parse_args()
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -74,6 +76,22 @@ def main() -> int:
     run = kernel.prepare_dense(q, k, v, causal=args.causal, out=out)
     for _ in range(3):
         run()
+    if args.fa3:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("hopper_check", REPO / "scripts" / "hopper_check.py")
+        hc = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(hc)
+        fa3 = hc.fa3_varlen()
+        if fa3 is None:
+            print("no FA3: the vLLM payload is not on the path")
+            return 1
+        b, length = args.batch, args.seqlen
+        qf, kf, vf = (t.transpose(1, 2).reshape(b * length, t.shape[1], d).contiguous() for t in (q, k, v))
+        cu = torch.arange(0, (b + 1) * length, length, dtype=torch.int32, device="cuda")
+        of = torch.empty_like(qf)
+        for _ in range(3):
+            fa3(qf, kf, vf, length, cu, length, cu_seqlens_k=cu, causal=args.causal, out=of, fa_version=3)
     if args.cudnn:
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
             torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=args.causal, enable_gqa=hk != args.heads)

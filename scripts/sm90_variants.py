@@ -59,6 +59,14 @@ VARIANTS = {
                           ("bf16",)),
     "stream64": ("dense_prefill_sm90.tl", 64, {"SPLIT": -1}, {}, ("bf16", "f16")),
     "stream256": ("dense_prefill_sm90.tl", 256, {"SPLIT": -1}, {}, ("bf16", "f16")),
+    # session 20: no overlap inside a warpgroup (cuDNN's D 128 loop: S GEMM, softmax, O += P V in turn, the two
+    # warpgroups' GEMMs interleaved by ping-pong alone); the full-mask program as shipped otherwise
+    "none128": ("dense_prefill_sm90.tl", 128, {"OVERLAP": 0, "CARRY": 0}, {}, ("bf16", "f16")),
+    # session 20: FA3's D 128 register split (24 / 240) with 160-key KV tiles and the pinned softmax (session 7's
+    # n160 was this at 40 / 232 and spilled in its loop), and at 128 keys
+    "n160p24": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 160, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240,
+                                               "CARRY": 0}, {}, ("bf16", "f16")),
+    "p24": ("dense_prefill_sm90.tl", 128, {"PRODUCER_REGS": 24, "CONSUMER_REGS": 240, "CARRY": 0}, {}, ("bf16",)),
     "d64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16", "f16")),
     "d256": ("dense_prefill_sm90.tl", 256, {}, {}, ("bf16", "f16")),
     "paged128": ("paged_prefill_sm90.tl", 128, {}, {}, ("f16",)),
