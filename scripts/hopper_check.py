@@ -355,7 +355,8 @@ def worker_bench(args) -> dict:
     for b, h, hk, length, causal, tag in shapes:
             row = {"kernel": kernel.name, "program": kernel.meta.get("program"), "dtype": dtype, "head_dim": d,
                    "batch": b, "heads": h, "heads_kv": hk, "seqlen": length, "causal": causal, "tag": tag,
-                   "tuned_mask": kernel.meta.get("tuned_mask", "causal")}
+                   "tuned_mask": kernel.meta.get("tuned_mask", "causal"),
+                   "min_seqlen_k": kernel.meta.get("min_seqlen_k", 0)}
             try:
                 q = torch.randn(b, h, length, d, dtype=dt, device="cuda")
                 k = torch.randn(b, hk, length, d, dtype=dt, device="cuda")
@@ -413,7 +414,8 @@ def bench_paged(args, kernel, dt, timer, roof, fa3) -> dict:
             b, h = TOKENS // length, HIDDEN // d
             row = {"kernel": kernel.name, "program": kernel.meta.get("program"), "dtype": kernel.meta["dtype"],
                    "head_dim": d, "batch": b, "heads": h, "seqlen": length, "causal": causal, "page": 16,
-                   "tuned_mask": kernel.meta.get("tuned_mask", "causal")}
+                   "tuned_mask": kernel.meta.get("tuned_mask", "causal"),
+                   "min_seqlen_k": kernel.meta.get("min_seqlen_k", 0)}
             try:
                 gen = torch.Generator(device="cuda").manual_seed(0)
                 q, kc, vc, table, cu, seqlens_k = paged_inputs([(length, length)] * b, h, 1, d, dt, 16, gen,

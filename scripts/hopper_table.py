@@ -2,8 +2,9 @@
 """Markdown table of a hopper_check.json's bench rows: ours beside cuDNN, FA3, FA2 and FlexAttention,
 with the same-run ratios. Rows timed twice (the FlexAttention pass repeats a dense kernel) show both
 runs. Paged prefill rows stand apart; their FA3 is FA3's paged prefill on the same cache. Where a
-kernel tuned for the row's mask was timed (a `_full` kernel on rows without a mask), the row shows it
-alone: the kernel the runtime picks for that call.
+kernel tuned for the row's mask was timed (a `_full` kernel on rows without a mask), or one tuned for
+long sequences at its lengths (a `_long` kernel), the row shows it alone: the kernel the runtime picks
+for that call.
 
     python scripts/hopper_table.py docs/results/hopper-h100-v2/run6-shipped-final.json
 """
@@ -13,6 +14,11 @@ from __future__ import annotations
 import collections
 import json
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from qimeng_serve.runtime.ops import preference  # noqa: E402
 
 FLEX_DEFECT_TFLOPS = 50  # FlexAttention's L = 16k and GQA figures in this script are a measurement defect
 
@@ -22,10 +28,10 @@ def fmt(values, digits=0):
 
 
 def runtime_pick(rows: list[dict], causal: bool) -> list[dict]:
-    """The rows of the kernels tuned for this mask when there are any (KernelSet.find's preference)."""
-    mask = "causal" if causal else "full"
-    tuned = [r for r in rows if r.get("tuned_mask", "causal") == mask]
-    return tuned or rows
+    """The rows of the kernels KernelSet.find prefers for this call (ops.preference: a long-sequence kernel
+    at its lengths, then the one tuned for the mask); rows from before `min_seqlen_k` was recorded have none."""
+    ranks = [preference(r, causal, r["seqlen"]) for r in rows]
+    return [r for r, rank in zip(rows, ranks) if rank == min(ranks)]
 
 
 def table(path: str) -> str:

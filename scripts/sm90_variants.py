@@ -66,6 +66,10 @@ VARIANTS = {
     # n160 was this at 40 / 232 and spilled in its loop), and at 128 keys
     "n160p24": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 160, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240,
                                                "CARRY": 0}, {}, ("bf16", "f16")),
+    "n160p24t": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 160, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240,
+                                                "CARRY": 0, "STORE_TMA": 1}, {}, ("bf16",)),
+    "n144p24": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 144, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240,
+                                               "CARRY": 0}, {}, ("bf16", "f16")),
     "p24": ("dense_prefill_sm90.tl", 128, {"PRODUCER_REGS": 24, "CONSUMER_REGS": 240, "CARRY": 0}, {}, ("bf16",)),
     "d64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16", "f16")),
     "d256": ("dense_prefill_sm90.tl", 256, {}, {}, ("bf16", "f16")),

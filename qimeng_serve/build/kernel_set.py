@@ -18,6 +18,12 @@ family then gets a second sm90a job per dtype and head size, built with a non-ca
 entries carry the suffix `_full` and `"tuned_mask": "full"` in the manifest. Both kernels still
 take the mask as a run-time argument and run any call; the runtime (KernelSet.find) prefers the one
 tuned for the call's mask.
+
+It may also tune its params to long key sequences (`params when D = 128 and LONG = 1 { ... }`; LONG is
+not a spec constant but this build-time condition). Its family then gets one more sm90a job per dtype
+and head size, whose entries carry the suffix `_long`, `"tuned_mask": "any"` and `"min_seqlen_k":
+LONG_KEYS`: the runtime prefers it, under either mask, for calls with at least that many keys, and
+ranks it last below that.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from qimeng_serve.spec import HEAD_DIMS, AttentionSpec
 from qimeng_serve.targets import Target
 from qimeng_serve.tl import ast
 from qimeng_serve.tl.parser import parse_tl_file
-from qimeng_serve.tl.printer import print_tl
+from qimeng_serve.tl.printer import print_expr, print_tl
 
 GOLDEN_DIR = REPO_ROOT / "kernels_src" / "tl"
 FAMILIES = ("paged_prefill", "paged_decode", "dense_prefill")
@@ -44,6 +50,10 @@ def kernel_set_name(softcap: float = 0.0) -> str:
     return KERNEL_SET if not softcap else f"softcap{softcap:g}"
 # Decode kernels pack GROUP x query tokens into 16 rows: built for GQA groups up to 16, 1 query token.
 DECODE_GROUP = 16
+LONG = "LONG"  # the condition of a Hopper program's `params when ... LONG = 1` blocks (the long-sequence kernel)
+# the key length from which the runtime prefers a `_long` kernel: measured on an H100 (perf-notes "eighteenth
+# run"), the D 128 one is level with the shipped kernels at 8k and ahead at 16k, behind below 8k
+LONG_KEYS = 8192
 
 
 HOPPER_ARCH = "sm_90"  # the one target whose bundle also carries sm_90a kernels
@@ -57,6 +67,7 @@ class KernelJob:
     spec: AttentionSpec
     generated: GeneratedProgram | None = None  # stage 1's program; None until a generator has run
     variant: str = ""  # "" (portable: the SM75/SM80 recipe) or "sm90a" (Hopper: TMA + GMMA, sm_90a SASS only)
+    tuned_keys: int = 0  # > 0: an sm90a job built with the program's LONG = 1 params, for calls with this many keys
 
     @property
     def program(self) -> ast.Program:
@@ -71,7 +82,8 @@ class KernelJob:
 
     @property
     def label(self) -> str:
-        return f"{self.spec.op} {self.spec.dtype} hd{self.spec.head_dim}" + (f" {self.variant}" if self.variant else "")
+        return (f"{self.spec.op} {self.spec.dtype} hd{self.spec.head_dim}" + (f" {self.variant}" if self.variant else "")
+                + (" long" if self.tuned_keys else ""))
 
 
 class GoldenPrograms:
@@ -137,9 +149,10 @@ def mask_suffix(causal: bool) -> str:
     return "" if causal else "_full"
 
 
-def tuned_mask(spec: AttentionSpec) -> str:
-    """The mask an sm90a kernel's params were chosen for (it runs either: the mask is a run-time argument)."""
-    return "causal" if spec.causal else "full"
+def tuned_mask(spec: AttentionSpec, tuned_keys: int = 0) -> str:
+    """The mask an sm90a kernel's params were chosen for (it runs either: the mask is a run-time argument);
+    `any` for a long-sequence kernel, whose LONG = 1 params are the same under both masks."""
+    return "any" if tuned_keys else "causal" if spec.causal else "full"
 
 
 def mask_specialised(program: ast.Program, spec: AttentionSpec) -> bool:
@@ -148,6 +161,46 @@ def mask_specialised(program: ast.Program, spec: AttentionSpec) -> bool:
     def values(causal: bool) -> dict:
         return {k: p.value for k, p in program.param_exprs(replace(spec, causal=causal).constants()).items()}
     return values(True) != values(False)
+
+
+def long_program(program: ast.Program) -> ast.Program:
+    """The program as built for long key sequences: its `params when ... LONG = 1` blocks apply (the LONG
+    term dropped from their guard), blocks guarded by another LONG value are left out, the rest stay."""
+    items = []
+    for item in program.items:
+        if isinstance(item, ast.ParamsBlock) and item.guard and any(name == LONG for name, _ in item.guard):
+            if any(name == LONG and value != 1 for name, value in item.guard):
+                continue
+            item = replace(item, guard=tuple((n, v) for n, v in item.guard if n != LONG) or None)
+        items.append(item)
+    return ast.Program(tuple(items))
+
+
+def length_specialised(program: ast.Program, spec: AttentionSpec) -> bool:
+    """Whether the program's params for this spec differ when built for long key sequences (a `params when
+    ... LONG = 1` block applies to this head size), and the same under both masks there (one kernel
+    serves both: the runtime does not pick it by mask)."""
+    def values(p: ast.Program, causal: bool) -> dict:
+        return {k: print_expr(x.value) for k, x in p.param_exprs(replace(spec, causal=causal).constants()).items()}
+    long = long_program(program)
+    if values(long, True) == values(program, True) and values(long, False) == values(program, False):
+        return False
+    if values(long, True) != values(long, False):
+        raise QimengError(f"{program.name}: its LONG = 1 params differ between the masks for {spec.key()}",
+                          fix="set every param a CAUSAL block changes in the LONG = 1 block too")
+    return True
+
+
+def long_generated(generated: GeneratedProgram, keys: int = LONG_KEYS) -> GeneratedProgram | None:
+    """Stage 1's program of a long-sequence job: the generated program built with its LONG = 1 params
+    (long_program), renamed `<name>_long`; None when it has none for this spec (e.g. a planner's
+    program), so the job is dropped."""
+    if not length_specialised(generated.program, generated.spec):
+        return None
+    program = renamed(long_program(generated.program), f"{generated.program.name}_long")
+    record = replace(generated.record, details={**generated.record.details, "tuned_mask": tuned_mask(generated.spec, keys),
+                                                "min_seqlen_k": keys})
+    return replace(generated, program=program, text=print_tl(program), record=record)
 
 
 def hopper_jobs(target: Target, jobs: list[KernelJob], tl_dir: Path = GOLDEN_DIR) -> list[KernelJob]:
@@ -167,6 +220,8 @@ def hopper_jobs(target: Target, jobs: list[KernelJob], tl_dir: Path = GOLDEN_DIR
             programs[path] = parse_tl_file(path)
         if job.spec.causal and mask_specialised(programs[path], job.spec):
             out.append(replace(job, spec=replace(job.spec, causal=False), generated=None, variant=SM90A))
+        if job.spec.causal and length_specialised(programs[path], job.spec):
+            out.append(replace(job, generated=None, variant=SM90A, tuned_keys=LONG_KEYS))
     return out
 
 

@@ -36,6 +36,7 @@ from qimeng_serve.build.kernel_set import (
     generator_for,
     hopper_jobs,
     kernel_set_name,
+    long_generated,
     tuned_mask,
 )
 from qimeng_serve.build.nvcc import CompileError, CompileResult, compile_source, nvcc_flags
@@ -233,6 +234,11 @@ def _generate(jobs: list[KernelJob], target: Target, generator: Generator, repor
     for job in jobs:
         try:
             job = replace(job, generated=generator.generate(job.spec, target))
+            if job.tuned_keys:  # a long-sequence job: the program with its LONG = 1 params, if it has any
+                built = long_generated(job.generated, job.tuned_keys)
+                if built is None:  # e.g. the Hopper planner's program: the job goes, nothing failed
+                    continue
+                job = replace(job, generated=built)
             error = ""
         except QimengError as exc:
             error = exc.message
@@ -313,7 +319,8 @@ def _write_bundle(registry: Path, target: Target, dtype: str, outcomes: list[Ker
                     "tensor_maps": dict(entry.tensor_maps),
                     **({"split_tail": dict(entry.split_tail)} if entry.split_tail else {}),
                     "tma_layout": TMA_LAYOUT[o.job.spec.op],
-                    "tuned_mask": tuned_mask(o.job.spec),
+                    "tuned_mask": tuned_mask(o.job.spec, o.job.tuned_keys),
+                    **({"min_seqlen_k": o.job.tuned_keys} if o.job.tuned_keys else {}),
                     "nvcc_flags": list(o.result.flags),
                 })
             else:

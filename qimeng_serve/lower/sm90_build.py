@@ -94,14 +94,24 @@ def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 
     meaning all of `dtypes` / `head_dims`.
 
     Causal or not, GQA ratio and lengths are run-time arguments, so one kernel per dtype x head size,
-    and a second one (`<program>_full`, "tuned_mask": "full") where the program tunes its params to
-    calls without a causal mask (kernel_set.mask_specialised), as `qimeng-serve build` makes.
+    a second one (`<program>_full`, "tuned_mask": "full") where the program tunes its params to
+    calls without a causal mask (kernel_set.mask_specialised), and a third (`<program>_long`,
+    "min_seqlen_k") where it tunes them to long key sequences (kernel_set.length_specialised), as
+    `qimeng-serve build` makes.
     defines: macros set before the building blocks are included (diagnostic builds only, e.g. the
     persistent scheduler's QM_SM90_L2_GROUP_BYTES); recorded in the index."""
     import json
     from dataclasses import replace
 
-    from qimeng_serve.build.kernel_set import mask_specialised, mask_suffix, renamed, tuned_mask
+    from qimeng_serve.build.kernel_set import (
+        LONG_KEYS,
+        length_specialised,
+        long_program,
+        mask_specialised,
+        mask_suffix,
+        renamed,
+        tuned_mask,
+    )
     from qimeng_serve.build.toolchain import KERNELS_INCLUDE, find_toolchain
     from qimeng_serve.spec import AttentionSpec
     from qimeng_serve.targets import get_target
@@ -126,12 +136,15 @@ def build_sm90_kernels(out_dir: Path, *, dtypes=("f16", "bf16"), head_dims=(64, 
             for spec in specs:
                 tuned = program if spec.causal else renamed(program, f"{program.name}{mask_suffix(False)}")
                 _build_one(tuned, path, spec, target, toolchain, out_dir, index, defines, progress, tuned_mask(spec))
+            if length_specialised(program, causal):
+                _build_one(renamed(long_program(program), f"{program.name}_long"), path, causal, target, toolchain,
+                           out_dir, index, defines, progress, tuned_mask(causal, LONG_KEYS), LONG_KEYS)
     (out_dir / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return index
 
 
 def _build_one(program, path: Path, spec, target, toolchain, out_dir: Path, index: dict, defines, progress,
-               mask: str) -> None:
+               mask: str, min_seqlen_k: int = 0) -> None:
     """One kernel of build_sm90_kernels: lowered, compiled, its cubin written and its index entry added."""
     import hashlib
     from dataclasses import replace
@@ -153,7 +166,7 @@ def _build_one(program, path: Path, spec, target, toolchain, out_dir: Path, inde
         "smem_bytes": entry.smem_bytes, "abi": entry.abi, "tensor_maps": entry.tensor_maps,
         **({"split_tail": entry.split_tail} if entry.split_tail else {}),
         "params": source.params, "tl_sha256": source.tl_sha256, "source_sha256": source.sha256,
-        "tuned_mask": mask,
+        "tuned_mask": mask, **({"min_seqlen_k": min_seqlen_k} if min_seqlen_k else {}),
         "nvcc_flags": result.flags, **({"defines": dict(defines)} if defines else {}),
         "ptxas": None if res is None else {"registers": res.registers, "stack": res.stack,
                                           "spill_stores": res.spill_stores, "spill_loads": res.spill_loads},

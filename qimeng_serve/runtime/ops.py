@@ -15,7 +15,9 @@ TmaDescs parameter). `find` prefers the sm90a kernel of a (family, role, head si
 loaded and the call fits its tensor maps (page size, 16-byte alignment, head size), else the
 portable one. Where a family has two sm90a kernels, one tuned for causal calls and one for calls
 without a mask (manifest `"tuned_mask"`), the one tuned for the call's mask comes first; either runs
-any call. QIMENG_NO_SM90A=1 switches the sm90a kernels off.
+any call. A kernel tuned for long key sequences (manifest `"min_seqlen_k"`, `"tuned_mask": "any"`)
+comes before both for calls with at least that many keys, and after them otherwise. QIMENG_NO_SM90A=1
+switches the sm90a kernels off.
 """
 
 from __future__ import annotations
@@ -78,8 +80,18 @@ def _key(meta: dict) -> tuple[str, str, int]:
 
 def tuned_for(meta: dict, causal: bool | None) -> bool:
     """Whether an sm90a kernel's params were chosen for calls of this mask (entries from before the
-    field was written were built for causal calls)."""
-    return causal is None or meta.get("tuned_mask", "causal") == ("causal" if causal else "full")
+    field was written were built for causal calls; `any`: for both)."""
+    return causal is None or meta.get("tuned_mask", "causal") in ("any", "causal" if causal else "full")
+
+
+def preference(meta: dict, causal: bool | None, seqlen_k: int | None) -> int:
+    """Where an sm90a kernel ranks for a call (lower first): a long-sequence kernel (`min_seqlen_k`) first
+    for calls with at least that many keys, then the kernel tuned for the call's mask, then the other
+    mask's, and a long-sequence kernel last for shorter calls (or when the call's length is not given)."""
+    least = meta.get("min_seqlen_k", 0)
+    if least:
+        return 0 if seqlen_k is not None and seqlen_k >= least else 3
+    return 1 if tuned_for(meta, causal) else 2
 
 
 def index_kernels(kernels) -> tuple[dict[tuple, LoadedKernel], dict[tuple, list[LoadedKernel]]]:
@@ -117,17 +129,18 @@ class KernelSet:
         self.last_kernel = ""  # the kernel the last dense_prefill / paged_prefill / paged_decode call ran
 
     def find(self, family: str, role: str, head_dim: int, softcap: float = 0.0,
-             fits: Callable[[LoadedKernel], str] | None = None, causal: bool | None = None) -> LoadedKernel:
+             fits: Callable[[LoadedKernel], str] | None = None, causal: bool | None = None,
+             seqlen_k: int | None = None) -> LoadedKernel:
         """The kernel for (family, role, head size): an sm90a one when it was loaded and `fits(kernel)`
-        says '' (the caller can build its tensor maps for this call), the one tuned for the call's mask
-        (`causal`) first, else the portable one. Without `fits` (a caller that launches with AttnParams
-        only) always the portable one."""
+        says '' (the caller can build its tensor maps for this call), in `preference` order for the call's
+        mask (`causal`) and longest key sequence (`seqlen_k`), else the portable one. Without `fits` (a
+        caller that launches with AttnParams only) always the portable one."""
         key = (family, role, head_dim)
         if self._pinned is not None and _key(self._pinned.meta) == key:
             candidates = [self._pinned]
         else:
             fast = self._sm90a.get(key, []) if fits is not None else []
-            fast = sorted(fast, key=lambda k: not tuned_for(k.meta, causal))  # stable: the manifest's order otherwise
+            fast = sorted(fast, key=lambda k: preference(k.meta, causal, seqlen_k))  # stable: the manifest's order otherwise
             candidates = [*fast, *([self._by_key[key]] if key in self._by_key else [])]
         if not candidates:
             have = sorted({f"{f}/{r}/hd{d}" for f, r, d in (*self._by_key, *self._sm90a)})
@@ -207,7 +220,7 @@ class KernelSet:
         p.batch, p.heads_q, p.heads_kv, p.max_seqlen_q, p.max_seqlen_k = b, hq, hkv, lq, lk
         maps: dict = {}
         kernel = self.find("dense_prefill", "attn", d, softcap, fits=self._fits("dense", q, k, v, maps, out),
-                           causal=causal)
+                           causal=causal, seqlen_k=lk)
         self._run(kernel, p, q.device, "dense", (q, k, v, out), maps.get(kernel.name))
         return out
 
@@ -222,7 +235,8 @@ class KernelSet:
                                max_seqlen_k, causal, softmax_scale, window, softcap, out)
         maps: dict = {}
         fits = self._fits("paged", q, k_cache, v_cache, maps, out)
-        kernel = self.find("paged_prefill", "attn", q.shape[-1], softcap, fits=fits, causal=causal)
+        kernel = self.find("paged_prefill", "attn", q.shape[-1], softcap, fits=fits, causal=causal,
+                           seqlen_k=max_seqlen_k)
         self._run(kernel, p, q.device, "paged", (q, k_cache, v_cache, out), maps.get(kernel.name))
         return out
 

@@ -1,7 +1,7 @@
 """`build --arch sm_90` ships the Hopper (sm_90a) kernels in the sm_90 bundle, beside the portable
 ones (real nvcc, no GPU). One Hopper kernel is compiled (bf16, D = 64) and reused: the module's
-build cache makes every later build of it a hit. A copy of the program that tunes its D = 64 params to
-calls without a mask adds the second kernel such a program makes."""
+build cache makes every later build of it a hit. Copies of the program that tune their D = 64 params
+to calls without a mask, or to long key sequences, add the second kernel each such program makes."""
 
 import shutil
 from dataclasses import replace
@@ -13,15 +13,20 @@ from typer.testing import CliRunner
 from qimeng_serve.build import pipeline
 from qimeng_serve.build.bundle import read_blob, read_manifest
 from qimeng_serve.build.kernel_set import (
+    LONG_KEYS,
     HopperPrograms,
     KernelJob,
     default_jobs,
     hopper_jobs,
     hopper_program_path,
     hopper_variant_program,
+    length_specialised,
+    long_generated,
+    long_program,
     mask_specialised,
 )
 from qimeng_serve.cli import app
+from qimeng_serve.errors import QimengError
 from qimeng_serve.registry.index import read_index
 from qimeng_serve.spec import AttentionSpec
 from qimeng_serve.targets import get_target
@@ -60,11 +65,13 @@ def test_hopper_jobs_follow_the_filters_and_the_arch():
     sm90 = get_target("sm_90")
     dense = default_jobs(sm90, ["f16", "bf16"], [64, 128], ["dense_prefill"])
     extra = hopper_jobs(sm90, dense)
-    # D = 128 tunes its params to the mask (CARRY under a causal mask): a second job without one
-    want = [[(j.spec, "sm90a")] + ([(replace(j.spec, causal=False), "sm90a")] if j.spec.head_dim == 128 else [])
+    # D = 128 tunes its params to the mask (CARRY under a causal mask): a second job without one; and to long key
+    # sequences (LONG = 1): a third, with the causal spec, for calls with at least LONG_KEYS keys
+    want = [[(j.spec, "sm90a", 0)] + ([(replace(j.spec, causal=False), "sm90a", 0), (j.spec, "sm90a", LONG_KEYS)]
+                                      if j.spec.head_dim == 128 else [])
             for j in dense]
-    assert [(j.spec, j.variant) for j in extra] == [x for pair in want for x in pair]
-    assert all(j.generated is None and j.label.endswith(" sm90a") for j in extra)
+    assert [(j.spec, j.variant, j.tuned_keys) for j in extra] == [x for group in want for x in group]
+    assert all(j.generated is None and j.label.endswith(" sm90a long" if j.tuned_keys else " sm90a") for j in extra)
     assert hopper_jobs(sm90, default_jobs(sm90, ["f16"], [64], ["paged_decode"])) == []
     sm80 = get_target("sm_80")
     assert hopper_jobs(sm80, default_jobs(sm80, ["f16"], [64], ["dense_prefill"])) == []
@@ -98,12 +105,17 @@ def test_hopper_entries_get_a_name_of_their_own():
 MASK_TUNED = "\nparams when D = 64 and CAUSAL = 0 {\n  BLOCK_N = 96\n  STAGES = 3\n}\n"
 
 
-@pytest.fixture
-def mask_tuned_dir(tmp_path):
+def _tuned_copy(tmp_path: Path, blocks: str) -> Path:
+    """tmp_path holding a copy of the Hopper program with `blocks` put before its kernel."""
     text = (GOLDEN_DIR / "dense_prefill_sm90.tl").read_text()
     at = text.index("\nkernel ")
-    (tmp_path / "dense_prefill_sm90.tl").write_text(text[:at] + MASK_TUNED + text[at:])
+    (tmp_path / "dense_prefill_sm90.tl").write_text(text[:at] + blocks + text[at:])
     return tmp_path
+
+
+@pytest.fixture
+def mask_tuned_dir(tmp_path):
+    return _tuned_copy(tmp_path, MASK_TUNED)
 
 
 def test_a_program_tunes_to_the_mask_only_where_a_block_says_so(mask_tuned_dir):
@@ -117,7 +129,51 @@ def test_a_program_tunes_to_the_mask_only_where_a_block_says_so(mask_tuned_dir):
     assert full["BLOCK_N"] == 96 and resolve_params(program, d64)["BLOCK_N"] == 128
     sm90 = get_target("sm_90")
     jobs = hopper_jobs(sm90, default_jobs(sm90, ["bf16"], [64, 128], ["dense_prefill"]), mask_tuned_dir)
-    assert [(j.spec.head_dim, j.spec.causal) for j in jobs] == [(64, True), (64, False), (128, True), (128, False)]
+    assert [(j.spec.head_dim, j.spec.causal, j.tuned_keys) for j in jobs] == [
+        (64, True, 0), (64, False, 0), (128, True, 0), (128, False, 0), (128, True, LONG_KEYS)]
+
+
+# a copy of the Hopper program whose D = 64 params differ for long key sequences
+LONG_TUNED = "\nparams when D = 64 and LONG = 1 {\n  BLOCK_N = 96\n  STAGES = 3\n}\n"
+
+
+@pytest.fixture
+def long_tuned_dir(tmp_path):
+    return _tuned_copy(tmp_path, LONG_TUNED)
+
+
+def test_long_sequence_params_apply_only_to_the_long_kernel(long_tuned_dir):
+    shipped = parse_tl_file(GOLDEN_DIR / "dense_prefill_sm90.tl")
+    program = parse_tl_file(long_tuned_dir / "dense_prefill_sm90.tl")
+    d64, d128 = AttentionSpec("dense_prefill", "bf16", 64), AttentionSpec("dense_prefill", "bf16", 128)
+    # LONG is no spec constant: the block is inert in the program itself and applies in long_program
+    assert resolve_params(program, d64)["BLOCK_N"] == 128 and resolve_params(long_program(program), d64)["BLOCK_N"] == 96
+    assert length_specialised(program, d64) and not length_specialised(shipped, d64)
+    # the shipped one: 144-key tiles for long sequences at D = 128, the same under both masks (CARRY = 0)
+    long128 = long_program(shipped)
+    assert length_specialised(shipped, d128)
+    assert resolve_params(long128, d128) == resolve_params(long128, replace(d128, causal=False))
+    assert resolve_params(long128, d128)["BLOCK_N"] == 144 and resolve_params(shipped, d128)["BLOCK_N"] == 128
+    generated = HopperPrograms(long_tuned_dir).generate(d64, get_target("sm_90"))
+    built = long_generated(generated)
+    assert built.program.name == "dense_prefill_sm90a_long" and "program dense_prefill_sm90a_long" in built.text
+    assert built.record.details["tuned_mask"] == "any" and built.record.details["min_seqlen_k"] == LONG_KEYS
+    assert long_generated(HopperPrograms().generate(d64, get_target("sm_90"))) is None  # nothing long at D = 64
+
+
+def test_long_params_that_differ_by_mask_are_refused(tmp_path):
+    """One long kernel serves both masks, so its params must not depend on the mask (here BLOCK_N does)."""
+    folder = _tuned_copy(tmp_path, MASK_TUNED + "\nparams when D = 64 and LONG = 1 {\n  STAGES = 3\n}\n")
+    with pytest.raises(QimengError, match="LONG = 1 params differ between the masks"):
+        length_specialised(parse_tl_file(folder / "dense_prefill_sm90.tl"), AttentionSpec("dense_prefill", "bf16", 64))
+
+
+def test_a_long_job_whose_program_has_no_long_params_is_dropped():
+    """The Hopper planner's programs have no LONG = 1 block: the long job goes, and nothing failed."""
+    sm90 = get_target("sm_90")
+    job = KernelJob(AttentionSpec("dense_prefill", "bf16", 64), variant="sm90a", tuned_keys=LONG_KEYS)
+    report = pipeline.BuildReport("sm_90")
+    assert pipeline._generate([job], sm90, HopperPrograms(), report, None) == [] and not report.not_generated
 
 
 def test_a_program_the_hopper_lowering_refuses_is_a_rejection_not_a_crash(tmp_path):
@@ -175,6 +231,27 @@ def test_a_mask_tuned_program_adds_a_kernel_the_runtime_prefers_without_a_mask(c
     from qimeng_serve.runtime.ops import tuned_for
 
     assert tuned_for(hopper[full], False) and not tuned_for(hopper[full], True) and tuned_for(hopper[name], True)
+
+
+@needs_nvcc
+def test_a_long_tuned_program_adds_a_kernel_the_runtime_prefers_for_long_calls(cache_dir, long_tuned_dir, tmp_path):
+    report = pipeline.build_arch("sm_90", tmp_path, **ONE, tl_dir=long_tuned_dir)
+    assert not [o.rejected for o in report.outcomes if o.rejected]
+    hopper = _sm90a(read_manifest(tmp_path / BUNDLE))
+    name, long = "qm_dense_prefill_sm90a_attn_bf16_hd64", "qm_dense_prefill_sm90a_long_attn_bf16_hd64"
+    assert set(hopper) == {name, long}
+    assert hopper[long]["tuned_mask"] == "any" and hopper[long]["min_seqlen_k"] == LONG_KEYS
+    assert "min_seqlen_k" not in hopper[name] and hopper[long]["abi"] == hopper[name]["abi"]
+    assert hopper[long]["params"]["BLOCK_N"] == 96 and hopper[name]["params"]["BLOCK_N"] == 128
+    assert hopper[long]["tensor_maps"]["k"] == 96 and hopper[long]["spec"]["causal"] is True
+    assert "program dense_prefill_sm90a_long" in hopper[long]["tl"]["source"]
+    assert hopper[long]["tl"]["record"]["details"]["min_seqlen_k"] == LONG_KEYS
+    # KernelSet.find (tests/unit/runtime/test_sm90a_selection.py) orders them by these fields
+    from qimeng_serve.runtime.ops import preference
+
+    for causal in (True, False):
+        assert preference(hopper[long], causal, LONG_KEYS) < preference(hopper[name], causal, LONG_KEYS)
+        assert preference(hopper[long], causal, LONG_KEYS - 1) > preference(hopper[name], causal, LONG_KEYS - 1)
 
 
 @needs_nvcc

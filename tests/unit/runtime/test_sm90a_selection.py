@@ -198,6 +198,44 @@ def test_a_kernel_tuned_for_the_other_mask_still_serves_a_call():
     assert ops.tuned_for(FAST.meta, True) and not ops.tuned_for(FAST.meta, False)
 
 
+@pytest.mark.parametrize("order", ["long first", "long last"])
+def test_the_long_sequence_kernel_serves_calls_from_its_length_on(order):
+    """A `_long` kernel (manifest min_seqlen_k, tuned_mask any) comes first from its key length on, under
+    either mask, and after the mask-tuned kernels below it; the portable one stays the last resort."""
+    full = Loaded("qm_paged_prefill_sm90a_full_attn_f16_hd64", {**SM90A_META, "tuned_mask": "full"})
+    causal = Loaded(FAST.name, {**SM90A_META, "tuned_mask": "causal"})
+    long = Loaded("qm_paged_prefill_sm90a_long_attn_f16_hd64", {**SM90A_META, "tuned_mask": "any",
+                                                                "min_seqlen_k": 8192})
+    ks = _kernel_set(*((long, causal, full) if order == "long first" else (causal, full, long)), SLOW)
+    q, k, v = _paged(16)
+    fits = ks._fits("paged", q, k, v)
+    for mask in (True, False):
+        assert ks.find("paged_prefill", "attn", 64, fits=fits, causal=mask, seqlen_k=8192) is long
+        assert ks.find("paged_prefill", "attn", 64, fits=fits, causal=mask, seqlen_k=100_000) is long
+    assert ks.find("paged_prefill", "attn", 64, fits=fits, causal=True, seqlen_k=8191) is causal
+    assert ks.find("paged_prefill", "attn", 64, fits=fits, causal=False, seqlen_k=8191) is full
+    assert ks.find("paged_prefill", "attn", 64, fits=fits, causal=False) is full  # no length given: not the long one
+    alone = _kernel_set(long, SLOW)  # below its length the long kernel still serves a call rather than nothing
+    assert alone.find("paged_prefill", "attn", 64, fits=alone._fits("paged", q, k, v), causal=True, seqlen_k=16) is long
+    assert ops.tuned_for(long.meta, True) and ops.tuned_for(long.meta, False)
+
+
+def test_dense_prefill_picks_the_long_kernel_by_the_calls_key_length(monkeypatch):
+    """KernelSet.dense_prefill passes its key length to find: the launch itself is left out (no GPU)."""
+    dense = {**SM90A_META, "family": "dense_prefill", "spec": {"head_dim": 128, "softcap": 0.0}, "tma_layout": "dense",
+             "tensor_maps": {"q": 128, "k": 144, "v": 144}}
+    causal = Loaded("qm_dense_prefill_sm90a_attn_f16_hd128", {**dense, "tuned_mask": "causal"})
+    long = Loaded("qm_dense_prefill_sm90a_long_attn_f16_hd128", {**dense, "tuned_mask": "any", "min_seqlen_k": 256})
+    ks = _kernel_set(causal, long)
+    ran = []
+    monkeypatch.setattr(ks, "_run", lambda kernel, *args: ran.append(kernel.name))
+    for lk in (255, 256):
+        q = torch.zeros(1, 2, 64, 128, dtype=torch.float16)
+        k = v = torch.zeros(1, 2, lk, 128, dtype=torch.float16)
+        ks.dense_prefill(q, k, v, causal=True)
+    assert ran == [causal.name, long.name]
+
+
 def test_pinned_kernels_run_without_fallback():
     ks = _kernel_set(FAST, SLOW)
     q16, k16, v16 = _paged(16)
