@@ -208,6 +208,8 @@ def build_arch(arch: str, registry: Path, *, dtypes: list[str] | None = None, he
     report = BuildReport(target.arch)
     jobs = _generate(jobs, target, generator, report, on_generated)
     hopper_gen = hopper_stage1(hopper_generator, tune=hopper_tune, tune_top=hopper_tune_top, tl_dir=tl_dir)
+    if not isinstance(hopper_gen, HopperPrograms):  # the Hopper planner's programs have no LONG = 1 params:
+        extra = [j for j in extra if not j.tuned_keys]  # no second (tuned) planner run for a job that would go
     extra = _generate(extra, target, hopper_gen, report, on_generated)
     workers = jobs_limit or max(1, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="qimeng-build-") as tmp, ThreadPoolExecutor(workers) as pool:
