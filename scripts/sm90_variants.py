@@ -70,6 +70,9 @@ VARIANTS = {
                                                 "CARRY": 0, "STORE_TMA": 1}, {}, ("bf16",)),
     "n144p24": ("dense_prefill_sm90.tl", 128, {"BLOCK_N": 144, "STAGES": 2, "PRODUCER_REGS": 24, "CONSUMER_REGS": 240,
                                                "CARRY": 0}, {}, ("bf16", "f16")),
+    # the paged gather at D 128 with dense `_long`'s 144-key tiles (two stages), its own registers: spills 20 / 52 B
+    # (past the build's 64 B), not timed
+    "pn144": ("paged_prefill_sm90.tl", 128, {"BLOCK_N": 144, "STAGES": 2}, {}, ("bf16",)),
     "p24": ("dense_prefill_sm90.tl", 128, {"PRODUCER_REGS": 24, "CONSUMER_REGS": 240, "CARRY": 0}, {}, ("bf16",)),
     "d64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16", "f16")),
     "d256": ("dense_prefill_sm90.tl", 256, {}, {}, ("bf16", "f16")),
