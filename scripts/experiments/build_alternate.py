@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts" / "experiments"))
 
 VARIANTS = {
     "alt": {"OVERLAP": 0, "CARRY": 0},
@@ -148,14 +149,12 @@ def alternate(text: str, name: str, mask: bool = True, split: bool = False, vote
 
 
 def main() -> None:
-    from qimeng_serve.build.nvcc import run_nvcc
+    from edited_kernel import compile_edited
     from qimeng_serve.build.toolchain import find_toolchain
     from qimeng_serve.lower.emit_sm90 import lower_sm90
-    from qimeng_serve.lower.sm90_build import sass_text
     from qimeng_serve.spec import AttentionSpec
     from qimeng_serve.targets import get_target
     from qimeng_serve.tl.parser import parse_tl
-    from sass_kv_loop import kv_loop, parse, summary
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -174,25 +173,11 @@ def main() -> None:
         for dtype in args.dtypes.split(","):
             source = lower_sm90(program, get_target("sm_90"), AttentionSpec("dense_prefill", dtype, 128, 1, False))
             name = f"qm_{variant}_attn_{dtype}_hd128"
-            (args.out / f"{name}.cu").write_text(alternate(source.text, name, mask=variant not in NO_MASK,
-                                                                 split=variant in SPLIT, vote=variant in VOTE,
-                                                                 dep=variant in DEP))
-            flags = ["-std=c++17", "-O3", "--expt-relaxed-constexpr", "-lineinfo", "-Xptxas=-v", "-DNDEBUG",
-                     "--use_fast_math", "-gencode=arch=compute_90a,code=sm_90a"]
-            result = run_nvcc(args.out / f"{name}.cu", flags, toolchain, "sm_90a", fix="the experiment's source")
-            (args.out / f"{name}.cubin").write_bytes(result.cubin)
-            (entry,) = source.entries
-            res = result.resources.get(name)
-            loop = kv_loop(parse(sass_text(result.cubin, toolchain)), 8)
-            index["kernels"][name] = {
-                "program": f"dense_prefill_sm90.tl {params}, softmax turns (experiment)", "dtype": dtype,
-                "head_dim": 128, "softcap": 0.0, "threads": entry.threads, "grid": entry.grid,
-                "smem_bytes": entry.smem_bytes, "abi": entry.abi, "tensor_maps": entry.tensor_maps,
-                "tuned_mask": "full", "nvcc_flags": flags, "params": {**source.params, "softmax_turns": 1},
-                "ptxas": None if res is None else {"registers": res.registers, "stack": res.stack,
-                                                  "spill_stores": res.spill_stores, "spill_loads": res.spill_loads},
-            }
-            print(name, index["kernels"][name]["ptxas"], summary(loop) if loop else "no loop found")
+            text = alternate(source.text, name, mask=variant not in NO_MASK, split=variant in SPLIT,
+                             vote=variant in VOTE, dep=variant in DEP)
+            index["kernels"][name] = compile_edited(
+                args.out, name, text, source, toolchain, dtype, f"dense_prefill_sm90.tl {params}, softmax turns "
+                "(experiment)", {**source.params, "softmax_turns": 1})
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts" / "experiments"))
 
 # the slot store: Consumer::normalize_and_store_tma with the tile given, the read waited for and the
 # warpgroup synced before the slot is released
@@ -106,14 +107,12 @@ def oslot(text: str, name: str) -> str:
 
 
 def main() -> None:
-    from qimeng_serve.build.nvcc import run_nvcc
+    from edited_kernel import compile_edited
     from qimeng_serve.build.toolchain import find_toolchain
     from qimeng_serve.lower.emit_sm90 import lower_sm90
-    from qimeng_serve.lower.sm90_build import sass_text
     from qimeng_serve.spec import AttentionSpec
     from qimeng_serve.targets import get_target
     from qimeng_serve.tl.parser import parse_tl
-    from sass_kv_loop import kv_loop, parse, summary
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -126,23 +125,10 @@ def main() -> None:
     for dtype in args.dtypes.split(","):
         source = lower_sm90(parse_tl(program), get_target("sm_90"), AttentionSpec("dense_prefill", dtype, 128, 1, False))
         name = f"qm_oslot_attn_{dtype}_hd128"
-        (args.out / f"{name}.cu").write_text(oslot(source.text, name))
-        flags = ["-std=c++17", "-O3", "--expt-relaxed-constexpr", "-lineinfo", "-Xptxas=-v", "-DNDEBUG",
-                 "--use_fast_math", "-gencode=arch=compute_90a,code=sm_90a"]
-        result = run_nvcc(args.out / f"{name}.cu", flags, toolchain, "sm_90a", fix="the experiment's source")
-        (args.out / f"{name}.cubin").write_bytes(result.cubin)
-        (entry,) = source.entries
-        res = result.resources.get(name)
-        loop = kv_loop(parse(sass_text(result.cubin, toolchain)), 8)
-        index["kernels"][name] = {
-            "program": "dense_prefill_sm90.tl + O through the last K slot (experiment)", "dtype": dtype,
-            "head_dim": 128, "softcap": 0.0, "threads": entry.threads, "grid": entry.grid,
-            "smem_bytes": entry.smem_bytes, "abi": entry.abi, "tensor_maps": {**entry.tensor_maps, "o": 64},
-            "tuned_mask": "full", "nvcc_flags": flags, "params": {"o_slot": 1},
-            "ptxas": None if res is None else {"registers": res.registers, "stack": res.stack,
-                                              "spill_stores": res.spill_stores, "spill_loads": res.spill_loads},
-        }
-        print(name, index["kernels"][name]["ptxas"], summary(loop) if loop else "no loop found")
+        index["kernels"][name] = compile_edited(
+            args.out, name, oslot(source.text, name), source, toolchain, dtype,
+            "dense_prefill_sm90.tl + O through the last K slot (experiment)", {"o_slot": 1},
+            tensor_maps={**source.entries[0].tensor_maps, "o": 64})
     (args.out / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
