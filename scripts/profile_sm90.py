@@ -20,6 +20,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def hopper_check():
+    """scripts/hopper_check.py as a module: its input builders and FA3 lookup."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hopper_check", REPO / "scripts" / "hopper_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kernel")
@@ -43,12 +53,8 @@ def main() -> int:
     kernel = load_sm90_kernels(args.kernels, names={args.kernel})[args.kernel]
     dt = {"f16": torch.float16, "bf16": torch.bfloat16}[kernel.meta["dtype"]]
     d, hk = kernel.meta["head_dim"], args.heads_kv or args.heads
+    hc = hopper_check()
     if str(kernel.meta.get("program", "")).startswith("paged_prefill"):
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("hopper_check", REPO / "scripts" / "hopper_check.py")
-        hc = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(hc)
         gen = torch.Generator(device="cuda").manual_seed(0)
         seqs = [(args.seqlen, args.seqlen)] * args.batch
         q, kc, vc, table, cu, seqlens_k = hc.paged_inputs(seqs, hk, args.heads // hk, d, dt, args.page, gen,
@@ -77,11 +83,6 @@ def main() -> int:
     for _ in range(3):
         run()
     if args.fa3:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("hopper_check", REPO / "scripts" / "hopper_check.py")
-        hc = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(hc)
         fa3 = hc.fa3_varlen()
         if fa3 is None:
             print("no FA3: the vLLM payload is not on the path")
