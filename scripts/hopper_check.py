@@ -100,7 +100,21 @@ def validation_cases(quick: bool):
     cases.append(("Lq=1000 Lk=100 g=4 causal", 1000, 100, 4, True, 0))
     cases.append(("L=1000 g=4 causal window=64", 1000, 1000, 4, True, 64))
     cases.append(("Lq=129 Lk=700 g=1 causal window=200", 129, 700, 1, True, 200))
+    # scores whose row max keeps growing as the kernel walks the keys (last block first): key j's row scaled by
+    # key_ramp(j), largest at the first keys, so a row's max keeps rising, a few log2 units a KV tile, to about 90.
+    # Reaches every branch of the running max's update (and O's rescale), which plain N(0, 1) scores leave after
+    # the first tile (an emulation of a 16-row warp's update with an 8-unit slack: it moves in 71% of steps)
+    cases.append(("L=4099 g=4 full ramp", 4099, 4099, 4, False, 0))
+    cases.append(("L=2000 g=1 causal ramp", 2000, 2000, 1, True, 0))
     return cases
+
+
+def key_ramp(k):
+    """K's rows scaled from 16 (key 0) down to 1 (the last key): the "ramp" cases' growing row max."""
+    import torch
+
+    lk = k.shape[-2]
+    return k * torch.linspace(16.0, 1.0, lk, device=k.device).view(*([1] * (k.dim() - 2)), lk, 1)
 
 
 # Shapes whose last wave does not fill 132 SMs (H100, H200), so a split=tail kernel runs its tail tiles
@@ -267,7 +281,7 @@ def worker_validate(args) -> dict:
     cases = validation_cases(args.quick)
     if args.sanitize:  # under compute-sanitizer every launch is slow: a few cases that reach every path
         cases = [c for c in cases if c[0] in ("L=129 g=4 causal", "L=1000 g=1 full", "Lq=129 Lk=700 g=1 causal window=200",
-                                              "Lq=1000 Lk=100 g=4 causal")]
+                                              "Lq=1000 Lk=100 g=4 causal", "L=2000 g=1 causal ramp")]
     cases = [(*c, b, hkv) for c in cases]
     # shapes whose last wave splits: split=tail kernels, and the rows-split experiment (scripts/experiments/build_rows.py)
     splits = kernel.meta.get("split_tail") or kernel.meta.get("params", {}).get("rows_split")
@@ -277,7 +291,8 @@ def worker_validate(args) -> dict:
         row = {"case": label}
         try:
             q = torch.randn(b, hkv * g, lq, d, generator=gen, device="cuda").to(dt)
-            k = torch.randn(b, hkv, lk, d, generator=gen, device="cuda").to(dt)
+            k = torch.randn(b, hkv, lk, d, generator=gen, device="cuda")
+            k = (key_ramp(k) if "ramp" in label else k).to(dt)
             v = torch.randn(b, hkv, lk, d, generator=gen, device="cuda").to(dt)
             out = torch.full_like(q, float("nan"))  # poison: every element must be written
             scale = 1.0 / math.sqrt(d)

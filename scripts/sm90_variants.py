@@ -73,6 +73,43 @@ VARIANTS = {
     # the paged gather at D 128 with dense `_long`'s 144-key tiles (two stages), its own registers: spills 20 / 52 B
     # (past the build's 64 B), not timed
     "pn144": ("paged_prefill_sm90.tl", 128, {"BLOCK_N": 144, "STAGES": 2}, {}, ("bf16",)),
+    # session 21: three consumer warpgroups on a 192 x 128 tile at D 128 (D 64's shape): a third of the
+    # producer's K/V reads a query row and three warpgroups' GEMMs to hide each softmax, at 32 / 160 registers
+    # and two stages (Q 48 KB + 2 x 64 KB). OVERLAP 0: S GEMM, softmax, O += P V in turn (S and O fit 160
+    # registers only without a second score tile); 3: the S and the previous PV GEMM issued together
+    "m192o0": ("dense_prefill_sm90.tl", 128, {"BLOCK_M": 192, "WARPS": 12, "CONSUMERS": 3, "STAGES": 2,
+                                              "PRODUCER_REGS": 32, "CONSUMER_REGS": 160, "OVERLAP": 0, "CARRY": 0},
+               {}, ("bf16", "f16")),
+    "m192o3": ("dense_prefill_sm90.tl", 128, {"BLOCK_M": 192, "WARPS": 12, "CONSUMERS": 3, "STAGES": 2,
+                                              "PRODUCER_REGS": 32, "CONSUMER_REGS": 160, "OVERLAP": 3, "CARRY": 0},
+               {}, ("bf16", "f16")),
+    "m192o1": ("dense_prefill_sm90.tl", 128, {"BLOCK_M": 192, "WARPS": 12, "CONSUMERS": 3, "STAGES": 2,
+                                              "PRODUCER_REGS": 32, "CONSUMER_REGS": 160, "OVERLAP": 1, "CARRY": 0},
+               {}, ("bf16", "f16")),
+    "m192n96o0": ("dense_prefill_sm90.tl", 128, {"BLOCK_M": 192, "BLOCK_N": 96, "WARPS": 12, "CONSUMERS": 3,
+                                                  "STAGES": 3, "PRODUCER_REGS": 32, "CONSUMER_REGS": 160, "OVERLAP": 0,
+                                                  "CARRY": 0}, {}, ("bf16", "f16")),
+    "m192n96o3": ("dense_prefill_sm90.tl", 128, {"BLOCK_M": 192, "BLOCK_N": 96, "WARPS": 12, "CONSUMERS": 3,
+                                                  "STAGES": 3, "PRODUCER_REGS": 32, "CONSUMER_REGS": 160, "OVERLAP": 3,
+                                                  "CARRY": 0}, {}, ("bf16", "f16")),
+    "m192n80o0": ("dense_prefill_sm90.tl", 128, {"BLOCK_M": 192, "BLOCK_N": 80, "WARPS": 12, "CONSUMERS": 3,
+                                                  "STAGES": 3, "PRODUCER_REGS": 32, "CONSUMER_REGS": 160, "OVERLAP": 0,
+                                                  "CARRY": 0}, {}, ("bf16", "f16")),
+    "m192n80o3": ("dense_prefill_sm90.tl", 128, {"BLOCK_M": 192, "BLOCK_N": 80, "WARPS": 12, "CONSUMERS": 3,
+                                                  "STAGES": 3, "PRODUCER_REGS": 32, "CONSUMER_REGS": 160, "OVERLAP": 3,
+                                                  "CARRY": 0}, {}, ("bf16", "f16")),
+    "m192n64o0": ("dense_prefill_sm90.tl", 128, {"BLOCK_M": 192, "BLOCK_N": 64, "WARPS": 12, "CONSUMERS": 3,
+                                                  "STAGES": 4, "PRODUCER_REGS": 32, "CONSUMER_REGS": 160, "OVERLAP": 0,
+                                                  "CARRY": 0}, {}, ("bf16", "f16")),
+    "m192n64o3": ("dense_prefill_sm90.tl", 128, {"BLOCK_M": 192, "BLOCK_N": 64, "WARPS": 12, "CONSUMERS": 3,
+                                                  "STAGES": 4, "PRODUCER_REGS": 32, "CONSUMER_REGS": 160, "OVERLAP": 3,
+                                                  "CARRY": 0}, {}, ("bf16", "f16")),
+    # session 21: O's rescale skipped while no row of a warp moves its max by more than 8 (log2 units):
+    # the shipped D 128 kernels (`_full`, causal, `_long`) with QM_SM90_RESCALE_SLACK, and D 64 / 256
+    "slack128": ("dense_prefill_sm90.tl", 128, {}, {"QM_SM90_RESCALE_SLACK": "8"}, ("bf16", "f16")),
+    "slack64": ("dense_prefill_sm90.tl", 64, {}, {"QM_SM90_RESCALE_SLACK": "8"}, ("bf16", "f16")),
+    "slack256": ("dense_prefill_sm90.tl", 256, {}, {"QM_SM90_RESCALE_SLACK": "8"}, ("bf16", "f16")),
+    "pslack128": ("paged_prefill_sm90.tl", 128, {}, {"QM_SM90_RESCALE_SLACK": "8"}, ("bf16", "f16")),
     "p24": ("dense_prefill_sm90.tl", 128, {"PRODUCER_REGS": 24, "CONSUMER_REGS": 240, "CARRY": 0}, {}, ("bf16",)),
     "d64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16", "f16")),
     "d256": ("dense_prefill_sm90.tl", 256, {}, {}, ("bf16", "f16")),

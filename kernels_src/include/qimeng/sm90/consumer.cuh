@@ -39,6 +39,9 @@ struct Consumer {
   float m[kRows];  // running max (log2 domain, scaled), init=-inf
   float l[kRows];  // thread-partial row sum, init=0
   float alpha[kRows];
+#ifdef QM_SM90_RESCALE_SLACK
+  bool rescale_pending = false;  // the last softmax moved this warp's max: O needs acc * alpha (warp-uniform)
+#endif
   float l_carried[kRows];  // carry=pv: the finished tile's row sums, for its store after the next tile's first step
 
   __device__ __forceinline__ explicit Consumer(int tid_) : tid(tid_) {
@@ -182,9 +185,50 @@ struct Consumer {
 
   // m_new = max(m, row_max(S)); alpha = exp2(m - finite(m_new)); S = exp2(S - finite(m_new));
   // l = l * alpha + row_sum(S); m = m_new. `scale` takes raw S to the log2 domain.
+  //
+  // QM_SM90_RESCALE_SLACK (log2 units, an experiment): a warp moves its rows' running max only when one
+  // of its rows' new max exceeds the max it keeps by more than the slack; otherwise m stays, alpha is 1
+  // and O's rescale is skipped (a warp-uniform branch on a vote). The exponentials are then taken
+  // against a max up to the slack below the true one: P <= 2^slack, in range for both 16-bit types, and
+  // O = acc / l is unchanged because acc and l share the reference. (A later step's growth rescales both.)
   __device__ __forceinline__ void online_softmax(TileS& S, float scale) {
     using namespace cute;
     Tensor s = make_tensor(S.data(), acc_rowcol(S.layout()));
+#ifdef QM_SM90_RESCALE_SLACK
+    float cand[kRows];
+    bool grow = false;
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      float mx = -INFINITY;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(s); ++c) mx = fmaxf(mx, s(r, c));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+      cand[r] = mx * scale;
+      grow |= cand[r] > m[r] + static_cast<float>(QM_SM90_RESCALE_SLACK);  // m = -inf: any finite max grows
+    }
+    rescale_pending = __any_sync(0xffffffffu, grow);
+    if (rescale_pending) {
+      CUTE_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        const float m_new = fmaxf(m[r], cand[r]);
+        alpha[r] = exp2f(m[r] - (m_new == -INFINITY ? 0.f : m_new));
+        l[r] *= alpha[r];
+        m[r] = m_new;
+      }
+    }
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      const float m_fin = m[r] == -INFINITY ? 0.f : m[r];
+      float sum = 0.f;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(s); ++c) {
+        s(r, c) = exp2f(fmaf(s(r, c), scale, -m_fin));
+        sum += s(r, c);
+      }
+      l[r] += sum;
+    }
+#else
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
       float mx = -INFINITY;
@@ -204,11 +248,15 @@ struct Consumer {
       l[r] = l[r] * alpha[r] + sum;
       m[r] = m_new;
     }
+#endif
   }
 
   // Compute acc = acc * alpha
   __device__ __forceinline__ void rescale(TileO& acc) const {
     using namespace cute;
+#ifdef QM_SM90_RESCALE_SLACK
+    if (!rescale_pending) return;  // alpha = 1 in every row of this warp
+#endif
     Tensor o = make_tensor(acc.data(), acc_rowcol(acc.layout()));
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
