@@ -135,13 +135,25 @@ def _check_paged(ks: KernelSet, family: str, d: int, group: int, seqs, causal: b
     return rel_l2(torch.cat([o.flatten() for o in outs]), torch.cat([r.flatten() for r in refs]))
 
 
-def _check_dense(ks: KernelSet, d: int, group: int, lq: int, lk: int, causal: bool, gen) -> float:
+def key_ramp(k):
+    """K's rows scaled from 16 (the first key) down to 1 (the last): each row's score maximum then keeps
+    rising as a kernel walks the keys from the last block down, by a few log2 units a block, to about 90.
+    It reaches every branch of a kernel's running-max update (and of a lazy O rescale, rescale=lazy),
+    which N(0, 1) scores leave after the first block."""
+    import torch
+
+    lk = k.shape[-2]
+    return k * torch.linspace(16.0, 1.0, lk, device=k.device).view(*([1] * (k.dim() - 2)), lk, 1)
+
+
+def _check_dense(ks: KernelSet, d: int, group: int, lq: int, lk: int, causal: bool, gen, ramp: bool = False) -> float:
     import torch
 
     dtype = _dtype(ks.dtype)
     b, hkv = 2, 2
     q = torch.randn(b, hkv * group, lq, d, generator=gen, device="cuda").to(dtype)
-    k = torch.randn(b, hkv, lk, d, generator=gen, device="cuda").to(dtype)
+    k = torch.randn(b, hkv, lk, d, generator=gen, device="cuda")
+    k = (key_ramp(k) if ramp else k).to(dtype)
     v = torch.randn(b, hkv, lk, d, generator=gen, device="cuda").to(dtype)
     out = torch.full_like(q, float("nan"))
     scale = 1.0 / math.sqrt(d)
@@ -161,6 +173,9 @@ def cases(family: str):
                     out.append((f"L={length} g={group} {'causal' if causal else 'full'}",
                                 lambda ks, d, gen, L=length, g=group, c=causal: _check_dense(ks, d, g, L, L, c, gen)))
             out.append((f"Lq=100 Lk=1000 g={group} causal", lambda ks, d, gen, g=group: _check_dense(ks, d, g, 100, 1000, True, gen)))
+            if group == 4:  # a row maximum that keeps rising through the walk (key_ramp)
+                out.append(("L=4099 g=4 full ramp", lambda ks, d, gen: _check_dense(ks, d, 4, 4099, 4099, False, gen, True)))
+                out.append(("L=2000 g=4 causal ramp", lambda ks, d, gen: _check_dense(ks, d, 4, 2000, 2000, True, gen, True)))
         elif family == "paged_prefill":
             mixed = [(1, 1), (17, 17), (127, 300), (128, 128), (129, 1000), (1000, 1000), (60, 4099)]
             out.append((f"mixed batch g={group} causal", lambda ks, d, gen, g=group, s=mixed: _check_paged(ks, "paged_prefill", d, g, s, True, 0, gen)))

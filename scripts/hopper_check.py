@@ -100,21 +100,11 @@ def validation_cases(quick: bool):
     cases.append(("Lq=1000 Lk=100 g=4 causal", 1000, 100, 4, True, 0))
     cases.append(("L=1000 g=4 causal window=64", 1000, 1000, 4, True, 64))
     cases.append(("Lq=129 Lk=700 g=1 causal window=200", 129, 700, 1, True, 200))
-    # scores whose row max keeps growing as the kernel walks the keys (last block first): key j's row scaled by
-    # key_ramp(j), largest at the first keys, so a row's max keeps rising, a few log2 units a KV tile, to about 90.
-    # Reaches every branch of the running max's update (and O's rescale), which plain N(0, 1) scores leave after
-    # the first tile (an emulation of a 16-row warp's update with an 8-unit slack: it moves in 71% of steps)
+    # scores whose row max keeps rising as the kernel walks the keys (qimeng_serve.validate.key_ramp). An
+    # emulation of a 16-row warp's update with rescale=lazy's 8-unit slack moves the max in 71% of the steps
     cases.append(("L=4099 g=4 full ramp", 4099, 4099, 4, False, 0))
     cases.append(("L=2000 g=1 causal ramp", 2000, 2000, 1, True, 0))
     return cases
-
-
-def key_ramp(k):
-    """K's rows scaled from 16 (key 0) down to 1 (the last key): the "ramp" cases' growing row max."""
-    import torch
-
-    lk = k.shape[-2]
-    return k * torch.linspace(16.0, 1.0, lk, device=k.device).view(*([1] * (k.dim() - 2)), lk, 1)
 
 
 # Shapes whose last wave does not fill 132 SMs (H100, H200), so a split=tail kernel runs its tail tiles
@@ -267,7 +257,7 @@ def worker_validate_paged(args, kernel) -> dict:
 def worker_validate(args) -> dict:
     import torch
 
-    from qimeng_serve.validate import TOLERANCE, reference, rel_l2
+    from qimeng_serve.validate import TOLERANCE, key_ramp, reference, rel_l2
 
     kernel = _load(args.kernels, args.kernel)
     if is_paged(kernel.meta):

@@ -23,6 +23,7 @@ from qimeng_serve.lower.sm90_plan import (
     carry_on,
     gemms_paired,
     idle_skipped,
+    rescale_lazy,
     overlap_on,
     plan_kernel,
     refuse,
@@ -184,7 +185,7 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
                    overlap_on(plan.consumer, params), gather, tiles_args, grid_args,
                    softmax_pinned(plan.consumer, params), gemms_paired(plan.consumer, params),
                    carry_on(plan.consumer, params), store_via == "tma", split, split_args,
-                   idle_skipped(plan.consumer, params), stream_on)
+                   idle_skipped(plan.consumer, params), stream_on, rescale_lazy(plan.consumer, params))
     if shape.idle and (shape.carry or (shape.paged and not shape.gather)):
         raise refuse(plan.consumer, "idle=skip is lowered without carry=pv, for dense prefill and the paged gather",
                       "drop idle= here")
@@ -201,8 +202,10 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
         raise refuse(plan.store, "O's store via=tma is lowered for dense prefill without carry=pv", "use via=stg here")
     threads = WARPGROUP_THREADS * (wgs + 1)
     smem = smem_bytes(d, bm, bn, stages, shape.store_o_tma)
+    extra = (int(shape.store_o_tma), int(shape.lazy_rescale))  # Traits' STORE_O_TMA, LAZY_RESCALE (default 0)
+    extra = extra[:max((i + 1 for i, v in enumerate(extra) if v), default=0)]
     kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}"
-          + (", 1>" if shape.store_o_tma else ">"))
+          + "".join(f", {v}" for v in extra) + ">")
     if shape.persistent and shape.paged and not gather:
         raise refuse(k, "tiles=persistent claims tiles from one producer thread; the page-per-box producer runs a "
                       "whole warp", "use tiles=grid, or gather the pages (via=cp.async)")

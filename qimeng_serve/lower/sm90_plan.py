@@ -11,7 +11,7 @@ from qimeng_serve.lower.cexpr import LoweringError, Scope, scalar_name
 from qimeng_serve.lower.plan import ROLE_ORDER, _loop_role
 from qimeng_serve.tl import ast
 from qimeng_serve.tl.printer import print_expr
-from qimeng_serve.tl.rules.hopper import carry_value, idle_value, overlap_value
+from qimeng_serve.tl.rules.hopper import carry_value, idle_value, overlap_value, rescale_value
 
 NEEDED_ROLES = ("gemm_qk", "scale", "mask", "m_new", "alpha", "exp", "l_update", "rescale", "m_update", "reshape",
            "gemm_pv")
@@ -146,6 +146,7 @@ class Shape:
     # split=stream: every CTA runs an equal share of the last waves' KV steps (scheduler.cuh StreamShare);
     # the condition under which a launch shares them out (StreamClaims' `on`), empty when off
     stream_on: str = ""
+    lazy_rescale: bool = False  # rescale=lazy: O rescaled only when a warp's running max grows past the slack
 
     @property
     def stream(self) -> bool:
@@ -176,6 +177,12 @@ def idle_skipped(role: ast.Role, params: dict[str, int]) -> bool:
     """idle=skip (or a param 1): a consumer warpgroup whose 64 rows all lie outside its tile's sequence
     issues no GEMM (pipeline.cuh idle_kv_tiles) and the producer arrives for it on each K/V slot."""
     return idle_value(ast.option(role.options, "idle"), params) == "skip"
+
+
+def rescale_lazy(role: ast.Role, params: dict[str, int]) -> bool:
+    """rescale=lazy (or a param 1): a warp moves its rows' running max only when one of them grows past
+    the slack (traits.cuh kRescaleSlack), and skips O's rescale otherwise (consumer.cuh online_softmax)."""
+    return rescale_value(ast.option(role.options, "rescale"), params) == "lazy"
 
 
 def carry_on(role: ast.Role, params: dict[str, int]) -> bool:

@@ -7,14 +7,15 @@
 # Predicted, slack / shipped, same process: D 128 +0.5-1.5% at 2k-16k, full and causal; D 256 (128 FMUL a step of
 # 80 keys) +2-4%; D 64 (32 FMUL) +0-1%. Validation: every slack kernel passes hopper_check's cases, the two new "ramp"
 # cases (a row max rising through the walk) included; memcheck / racecheck clean on slack128_full bf16.
+# AB_ONLY=1: the A/B steps alone (the first call ran the check, then stopped at a misspelt entry name).
 cd "$(dirname "$0")/../../.." || exit 2  # the repository root
 OUT=${OUT:-/tmp/out}
 source scripts/device_env.sh
 nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv,noheader
-timeout 300 python3 scripts/hopper_check.py --kernels .device/slackv --no-bench --budget-s 280 --out "$OUT/check" \
+[ -n "$AB_ONLY" ] || timeout 300 python3 scripts/hopper_check.py --kernels .device/slackv --no-bench --budget-s 280 --out "$OUT/check" \
   --sanitize qm_dense_prefill_sm90_v_slack128_full_attn_bf16_hd128 > "$OUT/check.txt" 2>&1
-echo "check rc=$?"; grep -E "^\[|done in|FAIL|ramp" "$OUT/check.txt" | grep -v '"ok": true' | tail -20
-S=.device/slack; E=qm_dense_prefill_sm90_v
+[ -n "$AB_ONLY" ] || { echo "check rc=$?"; grep -E "^\[|done in|FAIL|ramp" "$OUT/check.txt" | grep -v '"ok": true' | tail -20; }
+S=.device/slack; E=qm_dense_prefill_sm90_v_
 ab() {  # tag, masks, lengths, baseline entry, slack entry
   timeout 150 python3 scripts/ab_sm90.py --rounds 5 --masks "$2" --lengths "$3" --out "$OUT/ab-$1.jsonl" \
     --kernel ship=$S:$4 --kernel slack=$S:$5 2>&1 | tee "$OUT/ab-$1.txt" | grep -E "^dense|rror"

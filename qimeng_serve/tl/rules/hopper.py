@@ -47,6 +47,9 @@ CARRIES = ("none", "pv")
 # a consumer warpgroup whose rows all lie outside its tile's sequence (padding): its GEMMs run on
 # the padding (compute), or it skips the tile and the producer arrives for it (skip; docs/tl.md §10)
 IDLES = ("compute", "skip")
+# when a consumer rescales O by the online softmax's alpha: every KV tile (eager), or only when a row of the
+# warp raises its running max by more than a slack, the max held otherwise (lazy; docs/tl.md §10)
+RESCALES = ("eager", "lazy")
 # `kernel ... with split=`: the tail wave's tiles whole, in parts along the keys (tail), or every CTA an
 # equal run of the walk's KV steps, a tile cut by two runs in parts (stream)
 SPLIT_MODES = ("none", "tail", "stream")
@@ -75,6 +78,11 @@ def overlap_value(value: str | None, values: dict) -> str | None:
 def idle_value(value: str | None, values: dict) -> str | None:
     """`idle=` on a consumer: `skip` or `compute`, or a param that is 1 (skip) or 0 (compute)."""
     return switch_value(value, values, "skip", "compute")
+
+
+def rescale_value(value: str | None, values: dict) -> str | None:
+    """`rescale=` on a consumer: `lazy` or `eager`, or a param that is 1 (lazy) or 0 (eager)."""
+    return switch_value(value, values, "lazy", "eager")
 
 
 def carry_value(value: str | None, values: dict) -> str | None:
@@ -401,6 +409,12 @@ def _role_counts(ctx: Context, k: KernelInfo, roles: dict[str, ast.Role]) -> Ite
             yield diag("setmaxnreg", _option_node(role, "idle"), f"idle={idle} on the {name} role: a consumer "
                        "warpgroup with no row of its tile's sequence takes idle=skip (no GEMM) or idle=compute",
                        "write `idle=skip` on `Role consumer` (or a param that is 1 or 0), or drop it")
+        rescale = rescale_value(ast.option(role.options, "rescale"), ctx.values)
+        if rescale is not None and (rescale not in RESCALES or (name == "producer" and rescale == "lazy")):
+            yield diag("setmaxnreg", _option_node(role, "rescale"), f"rescale={rescale} on the {name} role: a "
+                       "consumer rescales O every KV tile (rescale=eager) or when its running max grows past "
+                       "the slack (rescale=lazy)", "write `rescale=lazy` on `Role consumer` (or a param that is "
+                       "1 or 0), or drop it")
         schedule = switch_value(ast.option(role.options, "schedule"), ctx.values, "pingpong", None)
         if schedule not in (None, "pingpong"):
             yield diag("setmaxnreg", _option_node(role, "schedule"), f"schedule={schedule} on Role {name}: a "

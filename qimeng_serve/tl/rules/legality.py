@@ -35,7 +35,7 @@ OPTIONS = {
     ast.Compute: ("mma",),
     ast.Reshape: (),
     ast.Loop: ("pipeline", "order", "schedule"),
-    ast.Role: ("warpgroups", "regs", "schedule", "overlap", "carry", "idle"),  # values: rules/hopper.py
+    ast.Role: ("warpgroups", "regs", "schedule", "overlap", "carry", "idle", "rescale"),  # values: rules/hopper.py
 }
 LAYOUTS = {"shared": ("swizzle", "row"), "register": ("mma_a", "mma_b", "mma_c")}
 GMMA_WORDS = ("gmma", "wgmma")

@@ -22,9 +22,9 @@ from tests.conftest import GOLDEN_DIR
 
 SHIPPED = (GOLDEN_DIR / "dense_prefill_sm90.tl").read_text()
 # the shipped program with every schedule switch off, at every head size: one CTA per tile, 2 stages,
-# no ping-pong, overlap or carry
+# no ping-pong, overlap, carry or lazy rescale
 SM90 = SHIPPED
-for _name, _value in (("STAGES", 2), ("PINGPONG", 0), ("OVERLAP", 0), ("PERSISTENT", 0), ("CARRY", 0)):
+for _name, _value in (("STAGES", 2), ("PINGPONG", 0), ("OVERLAP", 0), ("PERSISTENT", 0), ("CARRY", 0), ("RESCALE", 0)):
     SM90 = re.sub(rf"^  {_name} = \d+", f"  {_name} = {_value}", SM90, flags=re.MULTILINE)
 SM90_TARGET = get_target("sm_90")
 
@@ -78,8 +78,8 @@ def test_o_store_via_tma_is_refused_with_carry():
 
 @pytest.mark.parametrize("d, persistent, pingpong, overlap, traits", [
     (64, True, True, True, "64, 192, 128, 4, 3, 32, 160"),
-    (128, True, True, True, "128, 128, 128, 3, 2, 40, 232"),
-    (256, True, False, True, "256, 128, 80, 2, 2, 24, 240"),
+    (128, True, True, True, "128, 128, 128, 3, 2, 40, 232, 0, 1"),  # rescale=lazy: LAZY_RESCALE 1
+    (256, True, False, True, "256, 128, 80, 2, 2, 24, 240, 0, 1"),
 ])
 def test_shipped_program_picks_its_schedule_per_head_size(d, persistent, pingpong, overlap, traits):
     src = lowered(SHIPPED, d=d)
@@ -598,6 +598,29 @@ def test_idle_warpgroups_skip_their_tile_at_head_size_64():
         assert "idle_kv_tiles" not in text and "arrive_idle" not in text and "const bool idle" not in text
     # without ping-pong the idle warpgroup has no turns to pass
     assert "idle_kv_tiles<KT>(ps_k, ps_v, n_hi - n_lo, qm::sm90::NoTurns{});" in lowered(SM90, d=64).text
+
+
+def test_lazy_rescale_is_a_traits_argument_where_the_program_turns_it_on():
+    """rescale=RESCALE (on at D 128 and 256, off at D 64): Traits' LAZY_RESCALE argument, after STORE_O_TMA,
+    which the consumer's softmax and O rescale read (consumer.cuh); the loop's calls stay as they are."""
+    for d, head in ((128, "128, 128, 128, 3, 2, 40, 232"), (256, "256, 128, 80, 2, 2, 24, 240")):
+        text = lowered(SHIPPED, d=d).text
+        assert f"qm::sm90::Traits<qm::sm90::bf16, {head}, 0, 1>" in text
+        eager = lowered(SHIPPED.replace("rescale=RESCALE", "rescale=eager"), d=d).text
+        assert f"qm::sm90::Traits<qm::sm90::bf16, {head}>" in eager
+        assert eager.count("c.rescale(acc);") == text.count("c.rescale(acc);") > 0
+    assert "qm::sm90::Traits<qm::sm90::bf16, 64, 192, 128, 4, 3, 32, 160>" in lowered(SHIPPED, d=64).text
+    assert "64, 192, 128, 4, 3, 32, 160, 0, 1>" in lowered(SHIPPED.replace("rescale=RESCALE", "rescale=lazy"), d=64).text
+    # with O's bulk store the flag follows STORE_O_TMA's 1
+    tma = lowered(SM90.replace("  STORE_TMA = 0", "  STORE_TMA = 1").replace("rescale=RESCALE", "rescale=lazy"), d=128)
+    assert "qm::sm90::Traits<qm::sm90::bf16, 128, 128, 128, 2, 2, 40, 232, 1, 1>" in tma.text
+
+
+def test_rescale_option_is_checked():
+    with pytest.raises(TLCheckError, match="rescale=sometimes"):
+        lowered(SHIPPED.replace("rescale=RESCALE", "rescale=sometimes"))
+    with pytest.raises(TLCheckError, match="rescale=lazy on the producer role"):
+        lowered(SHIPPED.replace("regs=PRODUCER_REGS {", "regs=PRODUCER_REGS, rescale=lazy {"))
 
 
 def test_idle_option_is_checked():

@@ -39,9 +39,7 @@ struct Consumer {
   float m[kRows];  // running max (log2 domain, scaled), init=-inf
   float l[kRows];  // thread-partial row sum, init=0
   float alpha[kRows];
-#ifdef QM_SM90_RESCALE_SLACK
-  bool rescale_pending = false;  // the last softmax moved this warp's max: O needs acc * alpha (warp-uniform)
-#endif
+  bool rescale_pending = false;  // rescale=lazy: the last softmax moved this warp's max, O needs acc * alpha
   float l_carried[kRows];  // carry=pv: the finished tile's row sums, for its store after the next tile's first step
 
   __device__ __forceinline__ explicit Consumer(int tid_) : tid(tid_) {
@@ -186,77 +184,83 @@ struct Consumer {
   // m_new = max(m, row_max(S)); alpha = exp2(m - finite(m_new)); S = exp2(S - finite(m_new));
   // l = l * alpha + row_sum(S); m = m_new. `scale` takes raw S to the log2 domain.
   //
-  // QM_SM90_RESCALE_SLACK (log2 units, an experiment): a warp moves its rows' running max only when one
-  // of its rows' new max exceeds the max it keeps by more than the slack; otherwise m stays, alpha is 1
-  // and O's rescale is skipped (a warp-uniform branch on a vote). The exponentials are then taken
-  // against a max up to the slack below the true one: P <= 2^slack, in range for both 16-bit types, and
-  // O = acc / l is unchanged because acc and l share the reference. (A later step's growth rescales both.)
+  // rescale=lazy (KT::kLazyRescale): a warp moves its rows' running max only when one of its rows' new max
+  // exceeds the max it holds by more than KT::kRescaleSlack; otherwise m stays, alpha is 1 and O's rescale
+  // is skipped (a warp-uniform branch on a vote). The exponentials are then taken against a max up to the
+  // slack below the true one: P <= 2^slack, and O = acc / l is unchanged because acc and l share that
+  // reference (a later growth rescales both; split=tail's merge reads m and l as a pair too).
   __device__ __forceinline__ void online_softmax(TileS& S, float scale) {
+    if constexpr (KT::kLazyRescale) {
+      lazy_softmax(S, scale);
+    } else {
+      using namespace cute;
+      Tensor s = make_tensor(S.data(), acc_rowcol(S.layout()));
+      CUTE_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        const float mx = quad_row_max(s, r);
+        const float m_new = fmaxf(m[r], mx * scale);
+        const float m_fin = m_new == -INFINITY ? 0.f : m_new;
+        alpha[r] = exp2f(m[r] - m_fin);
+        l[r] = l[r] * alpha[r] + exp2_row(s, r, scale, m_fin);
+        m[r] = m_new;
+      }
+    }
+  }
+
+  // rescale=lazy's softmax: the row maxima first, one vote on them, the max moved (and alpha set) only on
+  // a growth past the slack, then the exponentials against the max held
+  __device__ __forceinline__ void lazy_softmax(TileS& S, float scale) {
     using namespace cute;
     Tensor s = make_tensor(S.data(), acc_rowcol(S.layout()));
-#ifdef QM_SM90_RESCALE_SLACK
-    float cand[kRows];
-    bool grow = false;
+    float row_max[kRows];
+    bool past = false;
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
-      float mx = -INFINITY;
-      CUTE_UNROLL
-      for (int c = 0; c < size<1>(s); ++c) mx = fmaxf(mx, s(r, c));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-      cand[r] = mx * scale;
-      grow |= cand[r] > m[r] + static_cast<float>(QM_SM90_RESCALE_SLACK);  // m = -inf: any finite max grows
+      row_max[r] = quad_row_max(s, r) * scale;
+      past |= row_max[r] > m[r] + KT::kRescaleSlack;  // m = -inf: any finite max
     }
-    rescale_pending = __any_sync(0xffffffffu, grow);
+    rescale_pending = __any_sync(0xffffffffu, past);
     if (rescale_pending) {
       CUTE_UNROLL
       for (int r = 0; r < kRows; ++r) {
-        const float m_new = fmaxf(m[r], cand[r]);
+        const float m_new = fmaxf(m[r], row_max[r]);
         alpha[r] = exp2f(m[r] - (m_new == -INFINITY ? 0.f : m_new));
         l[r] *= alpha[r];
         m[r] = m_new;
       }
     }
     CUTE_UNROLL
-    for (int r = 0; r < kRows; ++r) {
-      const float m_fin = m[r] == -INFINITY ? 0.f : m[r];
-      float sum = 0.f;
-      CUTE_UNROLL
-      for (int c = 0; c < size<1>(s); ++c) {
-        s(r, c) = exp2f(fmaf(s(r, c), scale, -m_fin));
-        sum += s(r, c);
-      }
-      l[r] += sum;
-    }
-#else
-    CUTE_UNROLL
-    for (int r = 0; r < kRows; ++r) {
-      float mx = -INFINITY;
-      CUTE_UNROLL
-      for (int c = 0; c < size<1>(s); ++c) mx = fmaxf(mx, s(r, c));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-      const float m_new = fmaxf(m[r], mx * scale);
-      const float m_fin = m_new == -INFINITY ? 0.f : m_new;
-      alpha[r] = exp2f(m[r] - m_fin);
-      float sum = 0.f;
-      CUTE_UNROLL
-      for (int c = 0; c < size<1>(s); ++c) {
-        s(r, c) = exp2f(fmaf(s(r, c), scale, -m_fin));
-        sum += s(r, c);
-      }
-      l[r] = l[r] * alpha[r] + sum;
-      m[r] = m_new;
-    }
-#endif
+    for (int r = 0; r < kRows; ++r) l[r] += exp2_row(s, r, scale, m[r] == -INFINITY ? 0.f : m[r]);
   }
 
-  // Compute acc = acc * alpha
+  // the max of row r over the quad that shares it (this thread's columns, then two shuffles)
+  template <class TS>
+  __device__ __forceinline__ static float quad_row_max(TS const& s, int r) {
+    float mx = -INFINITY;
+    CUTE_UNROLL
+    for (int c = 0; c < cute::size<1>(s); ++c) mx = fmaxf(mx, s(r, c));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+    return fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+  }
+
+  // S = exp2(S * scale - m_fin) along this thread's columns of row r; returns their sum
+  template <class TS>
+  __device__ __forceinline__ static float exp2_row(TS& s, int r, float scale, float m_fin) {
+    float sum = 0.f;
+    CUTE_UNROLL
+    for (int c = 0; c < cute::size<1>(s); ++c) {
+      s(r, c) = exp2f(fmaf(s(r, c), scale, -m_fin));
+      sum += s(r, c);
+    }
+    return sum;
+  }
+
+  // Compute acc = acc * alpha (rescale=lazy: only after a softmax that moved this warp's max)
   __device__ __forceinline__ void rescale(TileO& acc) const {
     using namespace cute;
-#ifdef QM_SM90_RESCALE_SLACK
-    if (!rescale_pending) return;  // alpha = 1 in every row of this warp
-#endif
+    if constexpr (KT::kLazyRescale) {
+      if (!rescale_pending) return;  // alpha = 1 in every row of this warp
+    }
     Tensor o = make_tensor(acc.data(), acc_rowcol(acc.layout()));
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {

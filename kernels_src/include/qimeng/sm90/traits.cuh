@@ -29,7 +29,7 @@ constexpr int kWarpgroupThreads = 128;
 constexpr int kSwizzleCols = 64;  // 16-bit values in one 128-byte swizzled row chunk (one TMA box)
 
 template <class T_, int HEAD_DIM, int BLOCK_M, int BLOCK_N, int STAGES, int CONSUMER_WGS, int PRODUCER_REGS,
-          int CONSUMER_REGS, int STORE_O_TMA = 0>
+          int CONSUMER_REGS, int STORE_O_TMA = 0, int LAZY_RESCALE = 0>
 struct Traits {
   using T = T_;
   static constexpr int kHeadDim = HEAD_DIM;
@@ -44,6 +44,11 @@ struct Traits {
   // TL `Copy O[...] <- acc with via=tma`: O leaves through a shared [BLOCK_M, D] tile (the layout of
   // sQ) and bulk tensor stores, instead of register stores
   static constexpr bool kStoreOTma = STORE_O_TMA != 0;
+  // TL `rescale=lazy` on the consumer: a warp moves its rows' running max only when one of them would grow
+  // by more than kRescaleSlack (log2 units), and skips O's rescale otherwise (consumer.cuh online_softmax).
+  // P then stays below 2^8, in range for f16 and bf16.
+  static constexpr bool kLazyRescale = LAZY_RESCALE != 0;
+  static constexpr float kRescaleSlack = 8.f;
 
   static_assert(sizeof(T) == 2, "the sm90 blocks take 16-bit inputs (f16, bf16)");
   static_assert(BLOCK_M == 64 * CONSUMER_WGS, "a GMMA computes 64 rows per consumer warpgroup");
