@@ -109,9 +109,11 @@ VARIANTS = {
     "eager128": ("dense_prefill_sm90.tl", 128, {"RESCALE": 0}, {}, ("bf16", "f16")),
     "eager256": ("dense_prefill_sm90.tl", 256, {"RESCALE": 0}, {}, ("bf16", "f16")),
     "lazy64": ("dense_prefill_sm90.tl", 64, {"RESCALE": 1}, {}, ("bf16", "f16")),
+    # the paged program with it (run 2; shipped since: pg128 / pg64 / pg256 are now lazy, peager* the eager ones)
     "plazy128": ("paged_prefill_sm90.tl", 128, {"RESCALE": 1}, {}, ("bf16", "f16")),
     "plazy64": ("paged_prefill_sm90.tl", 64, {"RESCALE": 1}, {}, ("bf16", "f16")),
     "plazy256": ("paged_prefill_sm90.tl", 256, {"RESCALE": 1}, {}, ("bf16", "f16")),
+    "peager128": ("paged_prefill_sm90.tl", 128, {"RESCALE": 0}, {}, ("bf16",)),
     "p24": ("dense_prefill_sm90.tl", 128, {"PRODUCER_REGS": 24, "CONSUMER_REGS": 240, "CARRY": 0}, {}, ("bf16",)),
     "d64": ("dense_prefill_sm90.tl", 64, {}, {}, ("bf16", "f16")),
     "d256": ("dense_prefill_sm90.tl", 256, {}, {}, ("bf16", "f16")),
