@@ -156,6 +156,13 @@ def skips_idle(sketch: HopperSketch, params: dict[str, str]) -> bool:
     return block_m > 0 and block_m & (block_m - 1) != 0
 
 
+def rescales_lazily(op: str, head_dim: int) -> bool:
+    """rescale=lazy where skipping O's rescale between growths of the running max paid on an H200: dense
+    prefill at D >= 128 (64 / 128 FMUL a KV step skipped: +0.6-1.5% / +4.6-7.2%) and paged prefill at every
+    head size (+0.3-4.6%); dense D 64's 32 FMUL did not pay for the vote (-0.7%; perf-notes "nineteenth run")."""
+    return op == "paged_prefill" or head_dim >= 128
+
+
 def hopper_program_text(sketch: HopperSketch, spec: AttentionSpec, arch: str, *, name: str,
                         params: list[tuple[str, str]] | None = None, header: list[str] | None = None) -> str:
     """The TL text of a Hopper sketch: program form when params are given, else sketch form (no
@@ -170,7 +177,8 @@ def hopper_program_text(sketch: HopperSketch, spec: AttentionSpec, arch: str, *,
     consumer = [f"warpgroups=CONSUMERS", "regs=CONSUMER_REGS",
                 *([f"overlap={sketch.overlap}"] if sketch.overlap != "none" else []),
                 *(["schedule=pingpong"] if sketch.schedule == "pingpong" else []),
-                *(["idle=skip"] if program and skips_idle(sketch, dict(params)) else [])]
+                *(["idle=skip"] if program and skips_idle(sketch, dict(params)) else []),
+                *(["rescale=lazy"] if program and rescales_lazily(sketch.op, spec.head_dim) else [])]
     lines += [
         "kernel attn grid (m_block : cdiv(max_seq_q, BLOCK_M), q_head : heads_q, b : batch)"
         + w(f"tiles={sketch.tiles}") + " {",
