@@ -1,5 +1,5 @@
 #!/bin/bash
-# Session 21, run 7 (H200): the vLLM 0.26 plugin on this session's kernels (the sm_90 f16 bundle of run 6, whose
+# Session 21 (H200; was hopper-h200-v19 run 7): the vLLM 0.26 plugin on this session's kernels (the sm_90 f16 bundle of run 6, whose
 # sm90a paged prefill has rescale=lazy): correctness against SDPA through the backend's forward, end-to-end
 # generation against TRITON_ATTN on a tiny Llama, and the forward benchmark (scripts/vllm_gpu). Predicted: every
 # case passes; prefill 1-3% over session 15's H100 figures (the lazy paged kernel), decode unchanged.
