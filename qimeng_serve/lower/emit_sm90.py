@@ -202,8 +202,10 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
         raise refuse(plan.store, "O's store via=tma is lowered for dense prefill without carry=pv", "use via=stg here")
     threads = WARPGROUP_THREADS * (wgs + 1)
     smem = smem_bytes(d, bm, bn, stages, shape.store_o_tma)
-    extra = (int(shape.store_o_tma), int(shape.lazy_rescale))  # Traits' STORE_O_TMA, LAZY_RESCALE (default 0)
-    extra = extra[:max((i + 1 for i, v in enumerate(extra) if v), default=0)]
+    # Traits' trailing switches STORE_O_TMA, LAZY_RESCALE (default 0), written up to the last one that is on
+    extra = [int(shape.store_o_tma), int(shape.lazy_rescale)]
+    while extra and not extra[-1]:
+        extra.pop()
     kt = (f"qm::sm90::Traits<{_CPP_DTYPE[spec.dtype]}, {d}, {bm}, {bn}, {stages}, {wgs}, {p_regs}, {c_regs}"
           + "".join(f", {v}" for v in extra) + ">")
     if shape.persistent and shape.paged and not gather:
