@@ -102,6 +102,21 @@ def check(runs, cudnn, outs, paged: bool) -> dict[str, float]:
     return errors
 
 
+def kernels_of(run) -> list[tuple[str, float]]:
+    """(name, GPU microseconds) of each kernel or memset one call of `run` puts on the GPU, in order."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    run()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
+        torch.cuda.synchronize()
+    events = sorted((e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA),
+                    key=lambda e: e.time_range.start)
+    return [(e.name[:60], e.time_range.elapsed_us()) for e in events]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernel", action="append", required=True, help="LABEL=DIR:ENTRY (the first is the baseline)")
@@ -116,6 +131,8 @@ def main() -> int:
                     help="dense: a GQA shape to time instead of the sweep (repeatable; --lengths is then ignored)")
     ap.add_argument("--no-l2-flush", action="store_true",
                     help="time back-to-back runs on a warm L2 (a diagnostic; every reported figure flushes it)")
+    ap.add_argument("--list-kernels", action="store_true",
+                    help="print the GPU kernels one call of each launcher runs (torch.profiler), per shape")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     import torch
@@ -143,6 +160,9 @@ def main() -> int:
             lk = length + args.context
             runs, cudnn, outs = launchers(kernels, b, h, hkv, length, causal, d, dt, paged, args.context)
             errors = check(runs, cudnn, outs, paged)
+            if args.list_kernels:
+                for label, run in [*runs.items(), *([] if args.context else [("cudnn", cudnn)])]:
+                    print(f"  {label}: " + "; ".join(f"{n} {us:.1f} us" for n, us in kernels_of(run)), flush=True)
             tf = {label: [] for label in [*labels, "cudnn"]}
             for r in range(args.rounds):
                 order = labels[r % len(labels):] + labels[: r % len(labels)]

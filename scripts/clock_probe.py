@@ -111,7 +111,7 @@ def host_us(run, kernel, runs: int = 20) -> dict[str, float]:
     tensor zeroed on the stream) and the kernel arguments, each with the GPU idle before it."""
     import torch
 
-    from qimeng_serve.runtime.tma_sm90 import zeroed_tile_counter
+    from qimeng_serve.runtime.tile_counter import zeroed_tile_counter
 
     stream = torch.cuda.current_stream()
     parts = {"launch": run, "counter": lambda: zeroed_tile_counter(stream)}

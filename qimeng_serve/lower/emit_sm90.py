@@ -43,8 +43,12 @@ WARPGROUP_THREADS = 128
 SWIZZLE_ALIGN = 1024
 BARRIER_BYTES = 8
 KERNEL_ABI = "attn_params+tma_descs"  # (const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs tma)
-# tiles=persistent: a third parameter, `int* tile_counter`, one int zeroed before each launch (scheduler.cuh)
+# tiles=persistent: a third parameter, `int* tile_counter`, one int zeroed before each launch (scheduler.cuh);
+# kernels built before the counter retired themselves (registries of earlier releases)
 PERSISTENT_ABI = "attn_params+tma_descs+tile_counter"
+# tiles=persistent, as built now: `int* tile_counter` is two ints, zero before the stream's first launch, and
+# the kernel leaves them zero (TileCounter::retire), so the host keeps one per stream and zeroes it once
+RETIRING_ABI = "attn_params+tma_descs+tile_counter+retire"
 # split=tail: the same parameters, but `tile_counter` heads a workspace (split.cuh) the host sizes from the
 # entry's `split_tail` metadata (qimeng_serve/runtime/split_tail.py); a launcher that knows only the
 # persistent ABI must refuse it
@@ -245,7 +249,7 @@ def _emit(plan: Plan, name: str, spec: AttentionSpec, params: dict[str, int]) ->
         launch_grid = formulas
     # O: a warpgroup's 64 rows a box; a gathering kernel reads K and V without maps
     maps = {"q": bm, **({} if gather else {"k": bn, "v": bn}), **({"o": 64} if shape.store_o_tma else {})}
-    abi = SPLIT_ABI if shape.split else PERSISTENT_ABI if shape.persistent else KERNEL_ABI
+    abi = SPLIT_ABI if shape.split else RETIRING_ABI if shape.retires_counter else KERNEL_ABI
     entry = Sm90Entry(name, k.name, "attn", threads, launch_grid, smem, tensor_maps=maps, abi=abi,
                       split_tail=stream_meta(bm, bn, d, wgs) if stream else
                       {**split_tail_meta(bm, bn, d, wgs), "max_parts": split_max_parts(k, params)} if shape.split else {})

@@ -152,6 +152,13 @@ class Shape:
     def stream(self) -> bool:
         return bool(self.stream_on)
 
+    @property
+    def retires_counter(self) -> bool:
+        """tiles=persistent claiming from a counter of its own: the kernel leaves the counter zero
+        (TileCounter::retire), so the host zeroes it once per stream. split=tail and split=stream keep
+        their workspace, whose arrival counters the host zeroes per launch."""
+        return self.persistent and not self.split
+
 
 def overlap_on(role: ast.Role, params: dict[str, int]) -> bool:
     """overlap=softmax, pinned or gemms, or overlap=PARAM with the param 1, 2 or 3 (so `params when
@@ -288,10 +295,15 @@ def tile_coordinates(plan: Plan, scope: Scope, pad: str, decode: str) -> list[st
 
 
 def tile_tail(shape: Shape, role: str, pad: str) -> list[str]:
-    """After the tile loop: the producer of a persistent kernel tells the consumers no tile is left."""
+    """After the tile loop: the producer of a persistent kernel tells the consumers no tile is left
+    (and, claiming from its own counter, leaves the counter zero for the next launch)."""
     if shape.persistent and role == "producer":
-        return [f"{pad}qm::sm90::hand_tile(sm, -1, iter);  // no tile left"]
+        return [f"{pad}qm::sm90::hand_tile(sm, -1, iter);  // no tile left",
+                *([f"{pad}{RETIRE_COUNTER}"] if shape.retires_counter else [])]
     return []
+
+
+RETIRE_COUNTER = "claims.retire();  // the last CTA here zeroes the counter for the next launch"
 
 
 def loop_head(loop: ast.Loop, var: str) -> str:

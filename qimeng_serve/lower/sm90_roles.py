@@ -12,6 +12,7 @@ from qimeng_serve.lower.cexpr import Scope, scalar_name
 from qimeng_serve.lower.emit import _tl
 from qimeng_serve.lower.plan import SCALE_FORMS
 from qimeng_serve.lower.sm90_plan import (
+    RETIRE_COUNTER,
     Plan,
     Shape,
     buffer_of,
@@ -172,6 +173,7 @@ def _emit_gathering_producer(plan: Plan, scope: Scope, shape: Shape, n: str, k_r
         "      }",
         *([CLAIM_AFTER_COPIES] if shape.persistent else []),
         "    }",
+        *([f"    if (qm::sm90::producer_leader()) {RETIRE_COUNTER}"] if shape.retires_counter else []),
         "    qm::sm90::gathers_drained();  // no copy outlives its thread",
     ]
 

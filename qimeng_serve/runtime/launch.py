@@ -10,15 +10,17 @@ from qimeng_serve.runtime.loader import LoadedKernel, RuntimeLoadError, check, d
 
 TMA_ABI = "attn_params+tma_descs"  # (const qm::AttnParams p, const __grid_constant__ qm::sm90::TmaDescs tma)
 PERSISTENT_ABI = "attn_params+tma_descs+tile_counter"  # the same, then `int* tile_counter` (tiles=persistent)
+# tiles=persistent as built now: the kernel leaves its counter zero, so a stream keeps one (runtime/tile_counter.py)
+RETIRING_ABI = "attn_params+tma_descs+tile_counter+retire"
 # split=tail: the same parameters; `tile_counter` heads the split tail's workspace (runtime/split_tail.py)
 SPLIT_ABI = "attn_params+tma_descs+tile_counter+split_tail"
-SM90_ABIS = (TMA_ABI, PERSISTENT_ABI, SPLIT_ABI)
+SM90_ABIS = (TMA_ABI, PERSISTENT_ABI, RETIRING_ABI, SPLIT_ABI)
 
 
 def launch(kernel: LoadedKernel, params: AttnParams, sizes: dict[str, int], stream=None, descs=None) -> None:
     """One launch. `descs` (runtime.tma_sm90.TmaDescs) is the second parameter of kernels whose manifest
     entry says `"abi": "attn_params+tma_descs"` (the sm90a ones), and only of those; a persistent one
-    (`"abi": "attn_params+tma_descs+tile_counter"`) also gets a tile counter, zeroed here on the stream."""
+    (`"abi": "attn_params+tma_descs+tile_counter..."`) also gets a tile counter (sm90_args)."""
     import torch
 
     launch_meta = kernel.meta["launch"]
@@ -44,15 +46,21 @@ def launch(kernel: LoadedKernel, params: AttnParams, sizes: dict[str, int], stre
 
 def sm90_args(meta: dict, params: AttnParams, descs, stream, ctas: int):
     """The kernelParams of an sm90a kernel and what must stay alive with them: AttnParams and TmaDescs,
-    for a persistent one (PERSISTENT_ABI) a tile counter zeroed on `stream` for this launch, and for a
-    split=tail one (SPLIT_ABI) the workspace that counter heads, sized for this launch's `ctas`."""
+    for a persistent one its tile counter: the stream's own when the kernel leaves it zero (RETIRING_ABI),
+    else (PERSISTENT_ABI, earlier builds) one zeroed on `stream` for this launch; for a split=tail one
+    (SPLIT_ABI) the workspace that counter heads, sized for this launch's `ctas`."""
     from qimeng_serve.runtime.split_tail import split_workspace
-    from qimeng_serve.runtime.tma_sm90 import launch_args, zeroed_tile_counter
+    from qimeng_serve.runtime.tile_counter import retiring_counter, zeroed_tile_counter
+    from qimeng_serve.runtime.tma_sm90 import launch_args
 
     abi = meta.get("abi")
-    if abi not in (PERSISTENT_ABI, SPLIT_ABI):
+    if abi == RETIRING_ABI:
+        counter = retiring_counter(stream)
+    elif abi == SPLIT_ABI:
+        counter = split_workspace(meta["split_tail"], params, ctas, stream)
+    elif abi == PERSISTENT_ABI:
+        counter = zeroed_tile_counter(stream)
+    else:
         return launch_args(params, descs)
-    counter = split_workspace(meta["split_tail"], params, ctas, stream) if abi == SPLIT_ABI else \
-        zeroed_tile_counter(stream)
     args, keep = launch_args(params, descs, counter.data_ptr())
     return args, (*keep, counter)

@@ -251,13 +251,3 @@ def launch_args(params: AttnParams, descs: TmaDescs, tile_counter: int | None = 
     counter = ctypes.c_void_p(tile_counter)
     args = (ctypes.c_void_p * 3)(ctypes.addressof(params), ctypes.addressof(descs), ctypes.addressof(counter))
     return args, (params, descs, counter)
-
-
-def zeroed_tile_counter(stream):
-    """A persistent kernel's tile counter (scheduler.cuh): one int32, zeroed on the launch's (torch)
-    stream, its own per launch (so launches on other streams never share one). The tensor must stay
-    alive until the launch is enqueued; the caching allocator orders its reuse on that stream."""
-    import torch
-
-    with torch.cuda.stream(stream):
-        return torch.zeros(1, dtype=torch.int32, device=stream.device)

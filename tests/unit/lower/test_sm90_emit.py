@@ -11,7 +11,8 @@ from qimeng_serve.lower.cexpr import LoweringError
 from qimeng_serve.lower.emit import Entry
 from qimeng_serve.lower.emit_sm90 import (
     KERNEL_ABI,
-    PERSISTENT_ABI,
+    RETIRING_ABI,
+    SPLIT_ABI,
     lower_sm90,
     smem_bytes,
 )
@@ -87,7 +88,7 @@ def test_shipped_program_picks_its_schedule_per_head_size(d, persistent, pingpon
     assert f"qm::sm90::Traits<qm::sm90::bf16, {traits}>" in text
     assert ("TileScheduler tiles(" in text) == persistent
     assert src.entries[0].grid[0].startswith("min(num_sms") == persistent
-    assert src.entries[0].abi == (PERSISTENT_ABI if persistent else KERNEL_ABI)
+    assert src.entries[0].abi == (RETIRING_ABI if persistent else KERNEL_ABI)
     assert ("int* const tile_counter) {" in text) == persistent
     assert ("turn.wait_turn();" in text) == pingpong
     assert ("c.issue_pv(acc, P" in text) == overlap
@@ -343,6 +344,28 @@ def test_persistent_tiles_walk_the_grid_from_one_cta_per_sm():
     assert "const qm::sm90::GridTile tiles;" in grid and "TileScheduler" not in grid
 
 
+def test_persistent_producers_leave_the_counter_zero_for_the_next_launch():
+    """A persistent kernel claiming from a counter of its own retires it once its claims are over (the
+    last CTA zeroes it: TileCounter::retire), so the host zeroes a stream's counter once (RETIRING_ABI);
+    split=tail's counter heads a workspace the host zeroes per launch, and a plain grid has none."""
+    retire = "claims.retire();"
+    for d, causal in ((64, True), (128, True), (128, False), (256, False)):
+        src = lowered(SHIPPED, d=d, causal=causal)
+        text = src.text
+        producer = text[:text.index("consumer_registers")]
+        assert src.entries[0].abi == RETIRING_ABI and text.count(retire) == 1
+        # by the claiming thread, after its last claim: where it tells the consumers no tile is left
+        assert producer.index("qm::sm90::hand_tile(sm, -1, iter);  // no tile left") < producer.index(retire)
+        assert producer.index("if (qm::sm90::elected_producer()) {") < producer.index(retire)
+    gathered = paged(GATHER).text  # the whole producer warpgroup runs the tile loop; its leader claims
+    producer = gathered[:gathered.index("consumer_registers")]
+    assert gathered.count(retire) == 1 and "if (qm::sm90::producer_leader()) claims.retire();" in producer
+    assert producer.rindex("claims.next(claimed)") < producer.index(retire) < producer.index("gathers_drained()")
+    assert paged(GATHER).entries[0].abi == RETIRING_ABI
+    assert retire not in split(d=128).text and split(d=128).entries[0].abi == SPLIT_ABI
+    assert retire not in lowered().text and lowered().entries[0].abi == KERNEL_ABI
+
+
 def test_fa3_program_turns_overlap_off_at_head_size_256():
     assert "c.issue_pv(acc, P" in lowered(FA3, d=128).text
     text = lowered(FA3, d=256).text
@@ -516,7 +539,7 @@ def test_split_tail_runs_the_last_waves_tiles_in_parts(d):
     # a part's bytes: per consumer thread its O (fp32) and {m, m, l, l}, in 16-byte units
     assert meta["part_bytes"] == 128 * (bm // 64) * (bm * d // (128 * (bm // 64)) // 4 + 1) * 16
     shipped = lowered(SHIPPED, d=d, causal=False)
-    assert shipped.entries[0].abi == PERSISTENT_ABI and not shipped.entries[0].split_tail
+    assert shipped.entries[0].abi == RETIRING_ABI and not shipped.entries[0].split_tail
     assert "SplitTail" not in shipped.text and "part_range" not in shipped.text
 
 

@@ -46,12 +46,13 @@ def test_launch_formula_names_what_is_missing():
 def test_persistent_kernels_get_a_third_parameter_the_tile_counter():
     """A tiles=persistent sm90a kernel is `(AttnParams, TmaDescs, int* tile_counter)`: the launch array
     holds three pointers, the third to the counter's device address; the other kernels keep two."""
-    from qimeng_serve.lower.emit_sm90 import KERNEL_ABI, PERSISTENT_ABI, SPLIT_ABI
+    from qimeng_serve.lower.emit_sm90 import KERNEL_ABI, PERSISTENT_ABI, RETIRING_ABI, SPLIT_ABI
     from qimeng_serve.runtime import launch as launch_mod
     from qimeng_serve.runtime.tma_sm90 import TmaDescs, launch_args
 
-    assert (launch_mod.TMA_ABI, launch_mod.PERSISTENT_ABI, launch_mod.SPLIT_ABI) == (KERNEL_ABI, PERSISTENT_ABI,
-                                                                                   SPLIT_ABI)
+    assert (launch_mod.TMA_ABI, launch_mod.PERSISTENT_ABI, launch_mod.RETIRING_ABI, launch_mod.SPLIT_ABI) == \
+        (KERNEL_ABI, PERSISTENT_ABI, RETIRING_ABI, SPLIT_ABI)
+    assert set(launch_mod.SM90_ABIS) == {KERNEL_ABI, PERSISTENT_ABI, RETIRING_ABI, SPLIT_ABI}
     params, descs = AttnParams(), TmaDescs()
     two, keep2 = launch_args(params, descs)
     assert len(two) == 2 and two[0] == ctypes.addressof(params) and two[1] == ctypes.addressof(descs)

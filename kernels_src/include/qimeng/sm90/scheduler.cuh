@@ -254,9 +254,12 @@ struct TileWord {
 };
 
 // The producer's tile claims: its CTA's first tile is blockIdx.x, each later one the next unclaimed
-// (gridDim.x + the counter's old value). counter: one int per launch, zero before it. A diagnostic
-// build may set QM_SM90_STATIC_TILES 1: each CTA then takes every gridDim.x-th tile from its first
-// (no counter; the order per CTA is fixed before the launch).
+// (gridDim.x + the counter's old value). counter: two ints, zero before the launch (the claims, then
+// the CTAs whose claims are over). A diagnostic build may set QM_SM90_STATIC_TILES 1: each CTA then
+// takes every gridDim.x-th tile from its first (no counter; the order per CTA is fixed before the launch).
+//
+// retire() leaves the counter zero for the next launch on the stream, so the host keeps one counter
+// per stream and zeroes it once (runtime/launch.py) instead of enqueuing a fill before every launch.
 #ifndef QM_SM90_STATIC_TILES
 #define QM_SM90_STATIC_TILES 0
 #endif
@@ -265,6 +268,17 @@ struct TileCounter {
   __device__ __forceinline__ int first() const { return static_cast<int>(blockIdx.x); }
   __device__ __forceinline__ int next(int previous) const {
     return static_cast<int>(gridDim.x) + (QM_SM90_STATIC_TILES ? previous : atomicAdd(counter, 1));
+  }
+  // Once, by the thread that claimed, after its last claim: the last CTA to get here zeroes both ints.
+  // Every other CTA has made its last claim by then (the fences order each CTA's claims before its
+  // count), and no CTA reads the counter again in this launch.
+  __device__ __forceinline__ void retire() const {
+    __threadfence();
+    if (atomicAdd(counter + 1, 1) == static_cast<int>(gridDim.x) - 1) {
+      __threadfence();
+      atomicExch(counter, 0);
+      atomicExch(counter + 1, 0);
+    }
   }
 };
 
