@@ -35,9 +35,10 @@ class StreamCounters:
         return counter
 
 
-def zeroed_tile_counter(stream, ints: int = 1):
+def zeroed_tile_counter(stream, ints: int = COUNTER_INTS):
     """A counter zeroed on the launch's (torch) stream. The tensor must stay alive until the launch is
-    enqueued; the caching allocator orders its reuse on that stream."""
+    enqueued; the caching allocator orders its reuse on that stream. Two ints even for a kernel of an
+    earlier build, which reads one: then a retiring kernel given a per-launch counter stays in bounds."""
     import torch
 
     with torch.cuda.stream(stream):
@@ -54,4 +55,4 @@ def retiring_counter(stream):
     with torch.cuda.stream(stream):
         capturing = torch.cuda.is_current_stream_capturing()
     return _COUNTERS.get((stream.device, stream.cuda_stream), capturing,
-                         lambda: zeroed_tile_counter(stream, COUNTER_INTS))
+                         lambda: zeroed_tile_counter(stream))

@@ -200,7 +200,7 @@ def test_the_sm90_bundle_holds_the_hopper_kernel_beside_the_portable_one(built):
     assert set(manifest["kernels"][portable]["tensors"]) == {"cubin", "ptx", "cuda"}  # still ships compute_90 PTX
     assert meta["family"] == "dense_prefill" and meta["role"] == "attn" and meta["spec"]["head_dim"] == 64
     # D = 64 runs persistent: the kernel's third parameter is the tile counter the runtime zeroes
-    assert meta["abi"] == "attn_params+tma_descs+tile_counter" and meta["tma_layout"] == "dense"
+    assert meta["abi"] == "attn_params+tma_descs+tile_counter+retire" and meta["tma_layout"] == "dense"
     assert set(meta["tensor_maps"]) == {"q", "k", "v"} and all(isinstance(r, int) for r in meta["tensor_maps"].values())
     assert meta["tensors"] == {"cubin": f"{name}.cubin", "cuda": f"{name}.cu"}  # no PTX: compute_90a runs nowhere else
     assert "-gencode=arch=compute_90a,code=sm_90a" in meta["nvcc_flags"]
