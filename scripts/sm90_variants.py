@@ -144,7 +144,7 @@ VARIANTS = {
     "tma64": ("dense_prefill_sm90.tl", 64, {"STORE_TMA": 1}, {}, ("bf16", "f16")),
     # session 22: the bulk store of O again on the `_full` kernel (its CARRY = 0; the causal kernel's carry=pv
     # refuses via=tma), beside its two-stage register-store control n128s2
-    "tma128f": ("dense_prefill_sm90.tl", 128, {"STAGES": 2, "STORE_TMA": 1, "CARRY": 0}, {}, ("bf16",)),
+    "tma128f": ("dense_prefill_sm90.tl", 128, {"STAGES": 2, "STORE_TMA": 1, "CARRY": 0}, {}, ("bf16", "f16")),
     "stg128": ("dense_prefill_sm90.tl", 128, {"STAGES": 3, "STORE_TMA": 0}, {}, ("bf16", "f16")),
     "stg64": ("dense_prefill_sm90.tl", 64, {"STORE_TMA": 0}, {}, ("bf16", "f16")),
     # diagnostic, O never written (time only, never validates): what the normalise-and-store epilogue costs
