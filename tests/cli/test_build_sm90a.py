@@ -65,10 +65,9 @@ def test_hopper_jobs_follow_the_filters_and_the_arch():
     sm90 = get_target("sm_90")
     dense = default_jobs(sm90, ["f16", "bf16"], [64, 128], ["dense_prefill"])
     extra = hopper_jobs(sm90, dense)
-    # D = 128 tunes its params to the mask (CARRY under a causal mask): a second job without one; and to long key
-    # sequences (LONG = 1): a third, with the causal spec, for calls with at least LONG_KEYS keys
-    want = [[(j.spec, "sm90a", 0)] + ([(replace(j.spec, causal=False), "sm90a", 0), (j.spec, "sm90a", LONG_KEYS)]
-                                      if j.spec.head_dim == 128 else [])
+    # D = 128 tunes its params to long key sequences (LONG = 1): a second job, with the causal spec, for calls with
+    # at least LONG_KEYS keys. No program block tunes to the mask: one kernel serves both masks
+    want = [[(j.spec, "sm90a", 0)] + ([(j.spec, "sm90a", LONG_KEYS)] if j.spec.head_dim == 128 else [])
             for j in dense]
     assert [(j.spec, j.variant, j.tuned_keys) for j in extra] == [x for group in want for x in group]
     assert all(j.generated is None and j.label.endswith(" sm90a long" if j.tuned_keys else " sm90a") for j in extra)
@@ -122,15 +121,16 @@ def test_a_program_tunes_to_the_mask_only_where_a_block_says_so(mask_tuned_dir):
     shipped = parse_tl_file(GOLDEN_DIR / "dense_prefill_sm90.tl")
     program = parse_tl_file(mask_tuned_dir / "dense_prefill_sm90.tl")
     d64, d128 = AttentionSpec("dense_prefill", "bf16", 64), AttentionSpec("dense_prefill", "bf16", 128)
-    assert mask_specialised(program, d64) and mask_specialised(program, d128)
-    # the shipped program: one set of params at D = 64, two at D = 128 (CARRY = 1 under a causal mask only)
-    assert not mask_specialised(shipped, d64) and mask_specialised(shipped, d128)
+    assert mask_specialised(program, d64) and not mask_specialised(program, d128)
+    # the shipped program: one set of params per head size for both masks (D = 128's CARRY = 1 under a causal mask
+    # gave way to O's bulk store, which serves both)
+    assert not mask_specialised(shipped, d64) and not mask_specialised(shipped, d128)
     full = resolve_params(program, replace(d64, causal=False))
     assert full["BLOCK_N"] == 96 and resolve_params(program, d64)["BLOCK_N"] == 128
     sm90 = get_target("sm_90")
     jobs = hopper_jobs(sm90, default_jobs(sm90, ["bf16"], [64, 128], ["dense_prefill"]), mask_tuned_dir)
     assert [(j.spec.head_dim, j.spec.causal, j.tuned_keys) for j in jobs] == [
-        (64, True, 0), (64, False, 0), (128, True, 0), (128, False, 0), (128, True, LONG_KEYS)]
+        (64, True, 0), (64, False, 0), (128, True, 0), (128, True, LONG_KEYS)]
 
 
 # a copy of the Hopper program whose D = 64 params differ for long key sequences
