@@ -259,7 +259,7 @@ struct TileWord {
 // takes every gridDim.x-th tile from its first (no counter; the order per CTA is fixed before the launch).
 //
 // retire() leaves the counter zero for the next launch on the stream, so the host keeps one counter
-// per stream and zeroes it once (runtime/launch.py) instead of enqueuing a fill before every launch.
+// per stream and zeroes it once (runtime/tile_counter.py) instead of enqueuing a fill before every launch.
 #ifndef QM_SM90_STATIC_TILES
 #define QM_SM90_STATIC_TILES 0
 #endif
