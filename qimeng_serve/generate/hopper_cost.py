@@ -54,7 +54,7 @@ import heapq
 import math
 
 from qimeng_serve.generate.cost_model import CaseEstimate, Estimate
-from qimeng_serve.generate.hopper_sketches import ALIGNED_SHIFT, HopperPoint, HopperSketch
+from qimeng_serve.generate.hopper_sketches import ALIGNED_SHIFT, HopperPoint, HopperSketch, stores_o_by_tma
 from qimeng_serve.lower.emit_sm90 import smem_bytes
 from qimeng_serve.spec import AttentionSpec
 
@@ -143,7 +143,8 @@ def estimate_hopper(sketch: HopperSketch, point: HopperPoint, spec: AttentionSpe
     d = spec.head_dim
     producer, consumer = point.registers(sketch)
     need = consumer_registers(sketch, point, d)
-    smem = smem_bytes(d, point.block_m, point.block_n, point.stages)  # what the lowering launches with
+    # what the lowering launches with (O's tile too where the program stores O by TMA)
+    smem = smem_bytes(d, point.block_m, point.block_n, point.stages, stores_o_by_tma(spec.op, d))
     if need > consumer:
         return Estimate(math.inf, registers=need, spill_regs=need - consumer, smem_bytes=smem, device=DEVICE,
                         reason=f"the consumer needs about {need} registers a thread, keeps {consumer}: it would spill")

@@ -115,10 +115,11 @@ def hopper_points(sketch: HopperSketch) -> list[HopperPoint]:
 # The shipped programs (kernels_src/tl/<op>_sm90.tl, the build's `--hopper-generator golden`) as a
 # sketch and a point, per (op, head_dim): the fastest measured so far. --tune times the one of its
 # spec beside the planner's picks, so a tuned plan is measured against what ships. Dense D 128 ships
-# 40 / 232; its point here takes the planner's split (24 / 240, timed level in session 13's run 1).
+# 40 / 232; its point here takes the planner's split (24 / 240, timed level in session 13's run 1), and two
+# stages beside O's shared tile (stores_o_by_tma).
 SHIPPED = {
     ("dense_prefill", 64): (HopperSketch("dense_prefill", "persistent", "pingpong", "gemms"), HopperPoint(3, 128, 4)),
-    ("dense_prefill", 128): (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(2, 128, 3)),
+    ("dense_prefill", 128): (HopperSketch("dense_prefill", "persistent", "pingpong", "pinned"), HopperPoint(2, 128, 2)),
     ("dense_prefill", 256): (HopperSketch("dense_prefill", "persistent", "cooperative", "softmax"), HopperPoint(2, 80, 2)),
     ("paged_prefill", 64): (HopperSketch("paged_prefill", "persistent", "cooperative", "softmax"), HopperPoint(3, 96, 3)),
     ("paged_prefill", 128): (HopperSketch("paged_prefill", "persistent", "pingpong", "softmax"), HopperPoint(2, 128, 3)),
@@ -161,6 +162,13 @@ def rescales_lazily(op: str, head_dim: int) -> bool:
     prefill at D >= 128 (64 / 128 FMUL a KV step skipped: +0.6-1.5% / +4.6-7.2%) and paged prefill at every
     head size (+0.3-4.6%); dense D 64's 32 FMUL did not pay for the vote (-0.7%; perf-notes "nineteenth run")."""
     return op == "paged_prefill" or head_dim >= 128
+
+
+def stores_o_by_tma(op: str, head_dim: int) -> bool:
+    """O through a shared tile and bulk tensor stores (`via=tma`) where it paid on an H200: dense prefill at
+    D 128, +1.5-2.0% without a mask and +1.0-1.4% causal at 2k-4k (perf-notes "twentieth run"). Its 32 KB
+    tile leaves room for two 128-key K/V stages (the lowering refuses a point whose shared memory does not fit)."""
+    return op == "dense_prefill" and head_dim == 128
 
 
 def hopper_program_text(sketch: HopperSketch, spec: AttentionSpec, arch: str, *, name: str,
@@ -228,7 +236,8 @@ def hopper_program_text(sketch: HopperSketch, spec: AttentionSpec, arch: str, *,
         "      Release sV",
         "    }",
         "    Compute acc = acc / nonzero(l)",
-        "    Copy O[b, q_head, q0 : q0 + BLOCK_M] <- acc" + w("via=stg"),
+        "    Copy O[b, q_head, q0 : q0 + BLOCK_M] <- acc"
+        + w("via=tma" if stores_o_by_tma(sketch.op, spec.head_dim) else "via=stg"),
         "  }",
         "}",
     ]
