@@ -122,18 +122,21 @@ def test_tma_box_rules():
 def test_smem_budget_counts_every_stage():
     has(diags(mutate(SM90, "STAGES = 2  # Q 64 KB", "STAGES = 3  # Q 64 KB"), head_dim=256), "smem",
         "opt-in maximum of sm_90")
-    has(diags(mutate(SM90, "  STAGES = 3\n", "  STAGES = 1\n")), "smem", "one stage", severity="warning")
+    # the D = 128 block: two stages beside O's store tile (via=tma)
+    d128 = "  STAGES = 2\n  STORE_TMA = 1\n"
+    has(diags(mutate(SM90, d128, "  STAGES = 1\n  STORE_TMA = 1\n")), "smem", "one stage", severity="warning")
     # O's store via=tma holds a shared tile too: three stages and it do not fit at D = 128, two do
-    tma = mutate(SM90, "  STORE_TMA = 0", "  STORE_TMA = 1")
-    has(diags(tma), "smem", "opt-in maximum of sm_90", "O[b, q_head, q0 : q0 + BLOCK_M]'s store tile 32768 B (via=tma)")
-    assert not [d for d in diags(mutate(tma, "  STAGES = 3\n", "  STAGES = 2\n")) if d.severity == "error"]
+    has(diags(mutate(SM90, d128, "  STAGES = 3\n  STORE_TMA = 1\n")), "smem", "opt-in maximum of sm_90",
+        "O[b, q_head, q0 : q0 + BLOCK_M]'s store tile 32768 B (via=tma)")
+    assert not [d for d in diags(SM90) if d.severity == "error"]
+    assert not [d for d in diags(mutate(SM90, d128, "  STAGES = 3\n  STORE_TMA = 0\n")) if d.severity == "error"]
 
 
 def test_o_store_path_is_a_param_that_is_tma_or_stg():
     """`via=STORE_TMA` on O's store: 1 is a TMA store through a shared tile, 0 register stores; another
     value, a missing param, or TMA off Hopper are errors."""
     assert not [d for d in diags(SM90) if d.severity == "error"]
-    has(diags(mutate(SM90, "  STORE_TMA = 0", "  STORE_TMA = 2")), "options", "via=STORE_TMA is 2", "1 (tma) or 0")
+    has(diags(mutate(SM90, "  STORE_TMA = 1", "  STORE_TMA = 2")), "options", "via=STORE_TMA is 2", "1 (tma) or 0")
     has(diags(mutate(SM90, "<- acc with via=STORE_TMA", "<- acc with via=STORE")), "options",
         "unknown copy path via=STORE")
     # the same program's O store named tma on sm_80: no TMA there
