@@ -26,6 +26,10 @@ class StreamCounters:
     def __init__(self) -> None:
         self._held: dict[Hashable, object] = {}
 
+    def held(self, key: Hashable):
+        """The stream's counter, or None before its first launch outside a capture."""
+        return self._held.get(key)
+
     def get(self, key: Hashable, capturing: bool, make: Callable[[], object]):
         counter = self._held.get(key)
         if counter is None:
@@ -49,10 +53,14 @@ _COUNTERS = StreamCounters()
 
 
 def retiring_counter(stream):
-    """The counter of `stream` (a torch stream) for a kernel that leaves it zero."""
+    """The counter of `stream` (a torch stream) for a kernel that leaves it zero. Every launch after the
+    stream's first asks only the dict; whether the stream is being captured matters only before that."""
     import torch
 
+    key = (stream.device, stream.cuda_stream)
+    counter = _COUNTERS.held(key)
+    if counter is not None:
+        return counter
     with torch.cuda.stream(stream):
         capturing = torch.cuda.is_current_stream_capturing()
-    return _COUNTERS.get((stream.device, stream.cuda_stream), capturing,
-                         lambda: zeroed_tile_counter(stream))
+    return _COUNTERS.get(key, capturing, lambda: zeroed_tile_counter(stream))
